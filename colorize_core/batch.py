@@ -1,0 +1,84 @@
+"""Colorize files on a local disk: inputs (files or folders) -> one output per input.
+
+A bad input never stops the batch: it becomes a failed `FileResult` with the reason, and every
+other output is still written (atomically, so no half-written image is ever left behind).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from colorize_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
+from colorize_core.infer import Colorizer, batched
+from colorize_core.storage import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: str
+    output: str | None
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """(source file, output path relative to the output folder) for each input; folders recurse
+    and keep their relative layout, files keep their own name."""
+    pairs: list[tuple[Path, Path]] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
+                pairs.append((f, f.relative_to(p)))
+        else:
+            pairs.append((p, Path(p.name)))  # a missing file still gets a row: it fails with a reason
+    return pairs
+
+
+def colorize_files(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    colorizer: Colorizer,
+    *,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Colorize every input into `out_dir`; returns one result per input, in input order."""
+    results: list[FileResult] = []
+    for result in _iter_results(expand_inputs(inputs), Path(out_dir), colorizer):
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer) -> Iterator[FileResult]:
+    seen: set[Path] = set()
+    for chunk in batched(pairs, colorizer.batch_size):
+        started = time.perf_counter()
+        decoded, failed = [], {}
+        for src, rel in chunk:
+            out = out_dir / output_name_for(str(rel))
+            if out in seen:
+                failed[src] = FileResult(str(src), None, False, f"output name {out} is already taken by another input")
+                continue
+            seen.add(out)
+            try:
+                decoded.append((src, out, read_image(src)))
+            except ImageDecodeError as exc:
+                failed[src] = FileResult(str(src), None, False, exc.reason)
+        images = colorizer.colorize([img for _, _, img in decoded]) if decoded else []
+        per_image = (time.perf_counter() - started) / max(len(chunk), 1)
+        done: dict[Path, FileResult] = {}
+        for (src, out, _), colored in zip(decoded, images):
+            try:
+                atomic_write_bytes(out, encode(colored, output_format_for(out.name)))
+                done[src] = FileResult(str(src), str(out), True, "", per_image)
+            except (OSError, ValueError) as exc:
+                done[src] = FileResult(str(src), None, False, f"cannot write {out}: {exc}", per_image)
+        for src, _ in chunk:
+            yield failed.get(src) or done[src]

@@ -1,0 +1,162 @@
+"""The checkpoint format: one safetensors file with the weights, the model config, metadata and
+(optionally) optimiser state. Loading never unpickles anything; saving is atomic.
+
+Layout: tensors `model.<name>` and `optim.<param>.<key>`; the header's string metadata holds
+`format`, `format_version`, `config` (JSON), `model_id`, `meta` (JSON) and `optim` (JSON: the
+optimiser's param groups and non-tensor state). The model id is a hash of the model tensors, so
+the same weights always have the same id and any change to them gives a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from colorize_core.models import ModelConfig, build_model
+from colorize_core.storage import atomic_write_bytes
+
+FORMAT = "archive-colorizer/checkpoint"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, corrupt or not ours; the message says which."""
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    model_state: dict[str, torch.Tensor]
+    model_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    optim_state: dict[str, Any] | None = None
+
+
+def compute_model_id(config: ModelConfig, state: dict[str, torch.Tensor]) -> str:
+    """`<arch>-<12 hex>`: sha256 over the tensor names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{config.arch}-{h.hexdigest()[:12]}"
+
+
+def _split_optim(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for pid, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "plain_state": plain}
+
+
+def _join_optim(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, entries in info["plain_state"].items():
+        state.setdefault(int(pid), {}).update(entries)
+    return {"state": state, "param_groups": info["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    meta: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> str:
+    """Write model (+ optimiser) to `path` atomically; returns the model id."""
+    config: ModelConfig = model.config  # type: ignore[assignment]
+    model_state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    model_id = compute_model_id(config, model_state)
+    tensors = {f"model.{k}": v for k, v in model_state.items()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(config.to_dict()),
+        "model_id": model_id,
+        "meta": json.dumps(meta or {}),
+    }
+    if optimizer is not None:
+        optim_tensors, optim_info = _split_optim(optimizer.state_dict())
+        tensors.update(optim_tensors)
+        header["optim"] = json.dumps(optim_info)
+    blob = st_save(tensors, metadata=header)
+    atomic_write_bytes(path, blob)
+    return model_id
+
+
+def _read_header(data: bytes, path: str) -> dict[str, str]:
+    # The header is an 8-byte little-endian length followed by that much JSON.
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: truncated checkpoint ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or 8 + n > len(data):
+        raise CheckpointError(f"{path}: not a safetensors checkpoint, or truncated (header claims {n} bytes)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except ValueError:
+        raise CheckpointError(f"{path}: not a checkpoint (unreadable header)") from None
+    return header.get("__metadata__") or {}
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and verify a checkpoint; raises `CheckpointError` saying what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    data = p.read_bytes()
+    meta = _read_header(data, str(p))
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not an archive-colorizer checkpoint (a foreign file with no '{FORMAT}' header)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format version {meta.get('format_version')!r} is not supported")
+    try:
+        tensors = st_load(data)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{p}: truncated or corrupt checkpoint: {exc}") from None
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{p}: bad model config in checkpoint: {exc}") from None
+    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    model_id = compute_model_id(config, model_state)
+    if model_id != meta.get("model_id"):
+        raise CheckpointError(f"{p}: corrupt checkpoint: weights hash to {model_id}, header says {meta.get('model_id')}")
+    optim_state = None
+    if "optim" in meta:
+        optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+        optim_state = _join_optim(optim_tensors, json.loads(meta["optim"]))
+    return Checkpoint(config, model_state, model_id, json.loads(meta.get("meta", "{}")), optim_state)
+
+
+def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (no backbone file needed)."""
+    model = build_model(ckpt.config, backbone_weights="none")
+    try:
+        model.load_state_dict(ckpt.model_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit a {ckpt.config.arch}: {exc}") from None
+    model.model_id = ckpt.model_id  # type: ignore[assignment]
+    return model
+
+
+def load_model(path: str | os.PathLike[str]) -> nn.Module:
+    """Path -> model in eval mode, with `.config` and `.model_id`."""
+    return model_from_checkpoint(load_checkpoint(path)).eval()

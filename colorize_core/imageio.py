@@ -1,0 +1,161 @@
+"""Image decoding and encoding that fails cleanly: every bad input raises `ImageDecodeError`.
+
+Decoding reads the header first and refuses decompression bombs before any pixel is allocated,
+applies EXIF orientation, takes the first frame of animations, and (for JPEG) can decode at a
+reduced size with Pillow's `draft` when the caller will downscale anyway.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorize_core.color import KB, KG, KR
+
+# Large archival scans reach ~100 MP (A3 at 600 dpi is ~70 MP); beyond this a file is refused.
+MAX_PIXELS = 180_000_000
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+
+
+class ImageDecodeError(ValueError):
+    """An input that is not a usable image; `reason` says why in words a user can act on."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def decode(
+    data: bytes,
+    *,
+    name: str = "<bytes>",
+    max_pixels: int = MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Bytes -> a loaded, upright PIL image (first frame), or `ImageDecodeError`."""
+    if not data:
+        raise ImageDecodeError(name, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # lazy: parses the header only
+    except UnidentifiedImageError:
+        raise ImageDecodeError(name, "not an image, or a format this tool cannot read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, f"refused as a decompression bomb: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
+        raise ImageDecodeError(name, f"unreadable header: {exc}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError(name, f"invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageDecodeError(name, f"claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+    if draft_size is not None and img.format == "JPEG":
+        # Decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while staying >= draft_size: far faster.
+        img.draft(img.mode if img.mode in ("L", "RGB") else None, draft_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, f"refused as a decompression bomb: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
+        raise ImageDecodeError(name, f"corrupt or truncated image data: {exc}") from None
+    return img
+
+
+def read_image(path: str | Path, **kwargs: object) -> Image.Image:
+    """Decode a local file; a missing or unreadable file is an `ImageDecodeError` too."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(str(p), f"cannot read file: {exc.strerror or exc}") from None
+    return decode(data, name=str(p), **kwargs)  # type: ignore[arg-type]
+
+
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
+
+
+def luma_and_alpha(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
+    """Any mode -> (luma float32 (H, W) in [0, 1], alpha band as mode "L" or None).
+
+    16-bit and float modes keep their precision; colour modes use BT.601 weights on float RGB.
+    """
+    alpha = None
+    if has_alpha(img):
+        rgba = img.convert("RGBA") if img.mode in ("P", "PA", "RGBa") else img
+        alpha = rgba.getchannel("A")
+        img = rgba.convert("LA" if rgba.mode in ("LA", "La") else "RGB")
+    mode = img.mode
+    if mode.startswith("I;16"):
+        y = np.asarray(img, dtype=np.float32) / 65535.0
+    elif mode == "I":  # 16-bit PNGs open as "I" in older Pillow; values are 0..65535
+        y = np.asarray(img, dtype=np.float32) / 65535.0
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        y = arr / 255.0 if arr.size and float(arr.max()) > 1.0 else arr
+    elif mode in ("L", "LA", "La", "1"):
+        y = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    else:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        y = rgb[..., 0] * KR + rgb[..., 1] * KG + rgb[..., 2] * KB
+    return np.clip(y, 0.0, 1.0).astype(np.float32), alpha
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any mode -> uint8 (H, W, 3); 16-bit gray is scaled, not clipped."""
+    if img.mode.startswith("I") or img.mode == "F":
+        y, _ = luma_and_alpha(img)
+        g = np.round(y * 255.0).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    pil_format: str
+    suffix: str
+    keeps_alpha: bool
+    options: dict[str, object]
+
+
+_FORMATS = {
+    ".jpg": OutputFormat("JPEG", ".jpg", False, {"quality": 95, "subsampling": 0}),
+    ".jpeg": OutputFormat("JPEG", ".jpeg", False, {"quality": 95, "subsampling": 0}),
+    ".png": OutputFormat("PNG", ".png", True, {}),
+    ".tif": OutputFormat("TIFF", ".tif", True, {"compression": "tiff_deflate"}),
+    ".tiff": OutputFormat("TIFF", ".tiff", True, {"compression": "tiff_deflate"}),
+    ".webp": OutputFormat("WEBP", ".webp", True, {"lossless": True}),
+    ".bmp": OutputFormat("BMP", ".bmp", False, {}),
+}
+
+
+def output_format_for(name: str) -> OutputFormat:
+    """The format family of an output for an input name; GIF's 256-colour palette cannot hold a
+    colorized photo, so GIFs (and unknown suffixes) become PNG."""
+    return _FORMATS.get(Path(name).suffix.lower(), _FORMATS[".png"])
+
+
+def output_name_for(name: str) -> str:
+    """Same name, with the suffix changed only when the format family had to change."""
+    fmt = output_format_for(name)
+    p = Path(name)
+    return name if p.suffix.lower() == fmt.suffix else str(p.with_suffix(fmt.suffix))
+
+
+def encode(img: Image.Image, fmt: OutputFormat) -> bytes:
+    """Encode to bytes in `fmt`, dropping alpha only where the format cannot hold it."""
+    if not fmt.keeps_alpha and img.mode == "RGBA":
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format=fmt.pil_format, **fmt.options)
+    return buf.getvalue()

@@ -1,0 +1,128 @@
+"""Dahl's colorization models: the residual encoder (the seed's final model) and the hypercolumn
+baseline, one frozen config dataclass, and `build_model`.
+
+Both take gray (N, 1, H, W) in [0, 1], H and W multiples of 8, and return UV scaled to [0, 1]
+(N, 2, H, W) through a sigmoid; `colorize_core.color.unit_to_uv` maps it back to YUV chroma.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colorize_core.backbone import TAP_CHANNELS, VGG16Taps
+
+Arch = Literal["residual_encoder", "hypercolumn"]
+ARCHS: tuple[Arch, ...] = ("residual_encoder", "hypercolumn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's layers (weights travel separately)."""
+
+    arch: Arch = "residual_encoder"
+    image_size: int = 224  # the working size inference resizes to; any multiple of 8 runs
+    train_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown model {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.image_size <= 0 or self.image_size % 8:
+            raise ValueError(f"image_size must be a positive multiple of 8, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone") if k in data})
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv without bias, then batch norm (which supplies the shift), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+def _check_size(gray: torch.Tensor) -> None:
+    if gray.ndim != 4 or gray.shape[1] != 1:
+        raise ValueError(f"expected gray input (N, 1, H, W), got {tuple(gray.shape)}")
+    if gray.shape[-1] % 8 or gray.shape[-2] % 8:
+        raise ValueError(f"height and width must be multiples of 8, got {tuple(gray.shape[-2:])}")
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+class ResidualEncoder(nn.Module):
+    """Dahl's residual encoder: VGG16 taps merged coarse-to-fine by upsample-and-add."""
+
+    def __init__(self, backbone: VGG16Taps) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = TAP_CHANNELS
+        self.backbone = backbone
+        self.bn4, self.bn3, self.bn2, self.bn1 = (nn.BatchNorm2d(c) for c in (c4, c3, c2, c1))
+        self.bn_in = nn.BatchNorm2d(3)
+        self.reduce4 = ConvBNReLU(c4, c3, kernel=1)  # 512 -> 256
+        self.fuse3 = ConvBNReLU(c3, c2)  # 256 -> 128
+        self.fuse2 = ConvBNReLU(c2, c1)  # 128 -> 64
+        self.fuse1 = ConvBNReLU(c1, 3)  # 64 -> 3
+        self.refine = ConvBNReLU(3, 3)
+        # The head keeps a bias (no BN): the sigmoid needs a free offset, and BN right before it
+        # would pin the output's batch statistics.
+        self.head = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        _check_size(gray)
+        t1, t2, t3, t4 = self.backbone(gray)  # 64@H, 128@H/2, 256@H/4, 512@H/8
+        x = self.reduce4(self.bn4(t4))  # (N, 256, H/8, W/8)
+        x = self.fuse3(_up2(x) + self.bn3(t3))  # (N, 128, H/4, W/4)
+        x = self.fuse2(_up2(x) + self.bn2(t2))  # (N, 64, H/2, W/2)
+        x = self.fuse1(_up2(x) + self.bn1(t1))  # (N, 3, H, W)
+        x = self.refine(x + self.bn_in(gray.expand(-1, 3, -1, -1)))  # (N, 3, H, W)
+        return torch.sigmoid(self.head(x))  # (N, 2, H, W) UV in [0, 1]
+
+
+class Hypercolumn(nn.Module):
+    """Dahl's first model: every tap upsampled to full size and concatenated (963 channels)."""
+
+    def __init__(self, backbone: VGG16Taps) -> None:
+        super().__init__()
+        self.backbone = backbone
+        cin = sum(TAP_CHANNELS) + 3  # 963
+        self.conv1 = ConvBNReLU(cin, 128)
+        self.conv2 = ConvBNReLU(128, 64)
+        self.head = nn.Conv2d(64, 2, 3, padding=1)
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        _check_size(gray)
+        size = gray.shape[-2:]
+        taps = self.backbone(gray)
+        ups = [t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in taps]
+        x = torch.cat([*ups, gray.expand(-1, 3, -1, -1)], dim=1)  # (N, 963, H, W)
+        x = self.conv2(self.conv1(x))  # (N, 64, H, W)
+        return torch.sigmoid(self.head(x))  # (N, 2, H, W) UV in [0, 1]
+
+
+def build_model(config: ModelConfig, *, backbone_weights: str | os.PathLike[str] = "none") -> nn.Module:
+    """Build the model a config names, with backbone weights "imagenet", "none" or a file path."""
+    backbone = VGG16Taps(weights=backbone_weights, trainable=config.train_backbone)
+    model: nn.Module = ResidualEncoder(backbone) if config.arch == "residual_encoder" else Hypercolumn(backbone)
+    model.config = config  # type: ignore[assignment]  # travels with the model into checkpoints
+    return model
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The model's own layers, without the backbone."""
+    return [p for name, p in model.named_parameters() if not name.startswith("backbone.")]

@@ -1,0 +1,214 @@
+"""The training loop (CPU and CUDA): seed optimiser by default, periodic checkpoints with
+optimiser state, exact resume, validation triptychs named by step.
+
+Run it as `colorize train --data DIR --out model.safetensors` (see `flows/cli.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from colorize_core.color import rgb_to_yuv, uv_to_unit
+from colorize_core.dataset import FolderImages, StepBatchSampler, center_crop, to_tensor
+from colorize_core.device import autocast_dtype, resolve_device
+from colorize_core.imageio import ImageDecodeError, read_image
+from colorize_core.infer import Colorizer
+from colorize_core.loss import BlurredUVLoss
+from colorize_core.models import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    out: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    backbone_weights: str = "imagenet"
+    batch_size: int = 6
+    steps: int = 1000
+    lr: float = 0.1  # the seed's plain SGD
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 500
+    val_every: int = 0  # 0: only at the end
+    val_data: str | None = None
+    val_dir: str | None = None  # default: "<out without suffix>_val/"
+    num_workers: int = 0
+    max_seconds: float | None = None  # stop early (with a checkpoint) after this much wall time
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.steps < 0 or self.batch_size <= 0:
+            raise ValueError("steps must be >= 0 and batch_size > 0")
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total: int
+    loss: float
+    images_per_s: float
+
+
+@dataclass
+class TrainResult:
+    checkpoint: str
+    model_id: str
+    step: int
+    losses: list[tuple[int, float]]
+    triptychs: list[str]
+    seconds: float
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def gray_and_target(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) RGB -> model input (N, 1, H, W) luma and target (N, 2, H, W) UV in [0, 1]."""
+    yuv = rgb_to_yuv(rgb)
+    return yuv[:, :1].clamp(0.0, 1.0), uv_to_unit(yuv[:, 1:]).clamp(0.0, 1.0)
+
+
+def _validation_images(cfg: TrainConfig, dataset: FolderImages, count: int = 4) -> torch.Tensor:
+    files = FolderImages(cfg.val_data, cfg.model.image_size).files if cfg.val_data else dataset.files
+    crops: list[torch.Tensor] = []
+    for f in files:
+        try:
+            crops.append(to_tensor(center_crop(read_image(f).convert("RGB"), cfg.model.image_size)))
+        except ImageDecodeError:
+            continue
+        if len(crops) == count:
+            break
+    return torch.stack(crops)
+
+
+def write_triptych(path: Path, model: nn.Module, truth: torch.Tensor, device: torch.device) -> None:
+    """One row per image: gray | colorized | truth, as a PNG."""
+    was_training = model.training
+    model.eval()
+    gray, _ = gray_and_target(truth)
+    colorizer = Colorizer(model, device=device, image_size=truth.shape[-1])
+    rows = []
+    for y, t in zip(gray, truth):
+        col = colorizer.colorize_luma([y[0].numpy()])[0]
+        g = (y.expand(3, -1, -1) * 255).round().byte().permute(1, 2, 0).numpy()
+        tr = (t * 255).round().byte().permute(1, 2, 0).numpy()
+        rows.append(torch.cat([torch.from_numpy(a) for a in (g, col, tr)], dim=1))
+    model.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(torch.cat(rows, dim=0).numpy()).save(path)
+
+
+def _resume_state(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any] | None, dict[str, Any]]:
+    if cfg.resume and Path(cfg.out).is_file():
+        ckpt = load_checkpoint(cfg.out)
+        if ckpt.config != cfg.model:
+            raise CheckpointError(f"cannot resume {cfg.out}: it holds {ckpt.config}, the run asks for {cfg.model}")
+        return model_from_checkpoint(ckpt), ckpt.optim_state, ckpt.meta
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial head weights
+    return build_model(cfg.model, backbone_weights=cfg.backbone_weights), None, {}
+
+
+def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None, log_every: int = 10) -> TrainResult:
+    """Train (or resume) until `cfg.steps`; returns where the checkpoint is and what happened."""
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    model, optim_state, meta = _resume_state(cfg)
+    model.to(device).train()
+    step = int(meta.get("step", 0))
+    losses: list[tuple[int, float]] = [tuple(x) for x in meta.get("losses", [])]  # type: ignore[misc]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(cfg, params)
+    if optim_state is not None:
+        optimizer.load_state_dict(optim_state)
+    dtype = autocast_dtype(device)
+    # fp16 needs loss scaling to keep small gradients; bf16 has fp32's range and does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if "scaler" in meta and scaler.is_enabled():
+        scaler.load_state_dict(meta["scaler"])
+    loss_fn = BlurredUVLoss().to(device)
+    dataset = FolderImages(cfg.data, cfg.model.image_size)
+    val_truth = _validation_images(cfg, dataset)
+    val_dir = Path(cfg.val_dir) if cfg.val_dir else Path(cfg.out).with_name(Path(cfg.out).stem + "_val")
+    triptychs: list[str] = []
+
+    def checkpoint() -> str:
+        info = {"step": step, "seed": cfg.seed, "losses": losses, "train_config": _jsonable(cfg)}
+        if scaler.is_enabled():
+            info["scaler"] = scaler.state_dict()
+        return save_checkpoint(cfg.out, model, meta=info, optimizer=optimizer)
+
+    def triptych() -> None:
+        path = val_dir / f"step_{step:07d}.png"
+        write_triptych(path, model, val_truth, device)
+        triptychs.append(str(path))
+
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, start_step=step, total_steps=cfg.steps)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    window_start, window_images = time.perf_counter(), 0
+    model_id = checkpoint() if step >= cfg.steps else ""
+    for rgb in loader:
+        gray, target = gray_and_target(rgb.to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            pred = model(gray)
+        loss = loss_fn(pred, target)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; try a lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window_images += rgb.shape[0]
+        if step % log_every == 0 or step == cfg.steps:
+            losses.append((step, round(loss.item(), 6)))
+        if on_step is not None:
+            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+            on_step(StepInfo(step, cfg.steps, loss.item(), rate))
+        out_of_time = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
+        if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
+            triptych()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+            model_id = checkpoint()
+        if out_of_time:
+            log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)
+            break
+    triptych()
+    return TrainResult(cfg.out, model_id, step, losses, triptychs, time.perf_counter() - started)
+
+
+def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["model"] = cfg.model.to_dict()
+    return d

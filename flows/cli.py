@@ -1,0 +1,214 @@
+"""The `colorize` command line: images, train, eval, demo. `colorize --help` lists them.
+
+Exit status: 0 when everything succeeded, 2 when some inputs failed (each on stderr with its
+reason, every other output still written), 1 on a usage, data or checkpoint error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from colorize_core.backbone import BackboneWeightsError
+from colorize_core.batch import FileResult, colorize_files, expand_inputs
+from colorize_core.checkpoint import CheckpointError
+from colorize_core.evaluate import evaluate
+from colorize_core.imageio import ImageDecodeError
+from colorize_core.infer import Colorizer
+from colorize_core.models import ARCHS, ModelConfig
+from colorize_core.train import OPTIMIZERS, StepInfo, TrainConfig, train
+from flows.progress import Progress
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on usage errors; here 2 means "some inputs failed", so usage errors are 1.
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def _checkpoint_arg(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--checkpoint",
+        default=os.environ.get("COLORIZE_CHECKPOINT"),
+        required=required and not os.environ.get("COLORIZE_CHECKPOINT"),
+        help="model file from `colorize train` (default: $COLORIZE_CHECKPOINT)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", formatter_class=fmt)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("images", help="colorize image files or folders", formatter_class=fmt)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders (recursive)")
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
+    _checkpoint_arg(p, required=True)
+    _device_arg(p)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+
+    p = sub.add_parser("train", help="train a model on a folder of colour photos", formatter_class=fmt)
+    p.add_argument("--data", required=True, help="folder of colour photos")
+    p.add_argument("--out", required=True, help="checkpoint file to write (and resume from)")
+    p.add_argument("--model", choices=ARCHS, default="residual_encoder", help="architecture")
+    p.add_argument("--backbone-weights", default="imagenet", help="imagenet, none, or a VGG16 state-dict file")
+    p.add_argument("--train-backbone", action="store_true", help="fine-tune VGG16 too (frozen by default)")
+    p.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 8)")
+    p.add_argument("--batch-size", type=int, default=6, help="images per step")
+    p.add_argument("--steps", type=int, default=1000, help="total optimiser steps (0: write an untrained checkpoint)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimiser")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and sampling")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--val-every", type=int, default=0, help="steps between validation triptychs (0: at the end)")
+    p.add_argument("--val-data", default=None, help="folder of validation photos (default: the first training photos)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after this much time")
+    p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    _device_arg(p)
+
+    p = sub.add_parser("eval", help="score a model against colour photos and the gray baseline", formatter_class=fmt)
+    _checkpoint_arg(p, required=True)
+    p.add_argument("--data", required=True, help="folder of colour photos")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many photos")
+    _device_arg(p)
+
+    p = sub.add_parser("demo", help="train a toy model on bundled sample photos and colorize them", formatter_class=fmt)
+    p.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
+    p.add_argument("--seconds", type=float, default=60.0, help="training time budget")
+    p.add_argument("--image-size", type=int, default=64, help="training crop size (multiple of 8)")
+    _device_arg(p)
+    return parser
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    total = len(expand_inputs(args.inputs))
+    with Progress(total, "colorize") as progress:
+
+        def report(r: FileResult) -> None:
+            progress.update(1)
+            if not r.ok:
+                print(f"failed: {r.source}: {r.error}", file=sys.stderr)
+
+        results = colorize_files(args.inputs, args.out, colorizer, on_result=report)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} colorized, {failed} failed -> {args.out} (model {colorizer.model_id})")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _step_printer(total: int, desc: str) -> tuple[Progress, Callable[[StepInfo], None]]:
+    progress = Progress(total, desc)
+
+    def on_step(info: StepInfo) -> None:
+        progress.update(1, loss=info.loss, img_s=round(info.images_per_s, 1))
+
+    return progress, on_step
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=ModelConfig(arch=args.model, image_size=args.image_size, train_backbone=args.train_backbone),
+        backbone_weights=args.backbone_weights,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        val_every=args.val_every,
+        val_data=args.val_data,
+        num_workers=args.workers,
+        max_seconds=args.max_seconds,
+        resume=args.resume,
+    )
+    progress, on_step = _step_printer(args.steps, "train")
+    with progress:
+        result = train(cfg, on_step=on_step)
+    last = f", last loss {result.losses[-1][1]:.4f}" if result.losses else ""
+    print(f"step {result.step}/{args.steps}{last}; wrote {result.checkpoint} (model {result.model_id}) in {result.seconds:.0f}s")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device)
+    report = evaluate(args.data, colorizer, limit=args.limit)
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model_id": colorizer.model_id, **report.to_dict()}, indent=2))
+    else:
+        print(format_report(report.to_dict(), colorizer.model_id))
+    if report.images == 0:
+        print(f"no colour photos to evaluate under {args.data}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def format_report(report: dict[str, object], model_id: str) -> str:
+    m, g = report["model"], report["gray_baseline"]
+    assert isinstance(m, dict) and isinstance(g, dict)
+    lines = [
+        f"model {model_id} on {report['images']} photos ({report['skipped_gray']} gray skipped, {len(report['failed'])} failed)",  # type: ignore[arg-type]
+        f"{'':14}{'PSNR dB':>9}{'SSIM':>8}{'colourful':>11}{'gap':>8}",
+    ]
+    for name, s in (("model", m), ("gray baseline", g)):
+        lines.append(f"{name:14}{s['psnr']:9.2f}{s['ssim']:8.4f}{s['colourfulness']:11.2f}{s['colourfulness_gap']:8.2f}")
+    lines.append(f"ground truth colourfulness {report['truth_colourfulness']:.2f}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    progress, on_step = _step_printer(0, "train (time-boxed)")
+    with progress:
+        result = run_demo(args.out, seconds=args.seconds, image_size=args.image_size, device=args.device, on_step=on_step)
+    lay = result.layout
+    print(f"demo: {result.photos} sample photos -> {lay.photos} (colour) and {lay.gray} (gray)")
+    print(f"demo: trained {result.train_steps} steps -> {lay.checkpoint} (model {result.model_id})")
+    print(f"demo: colorized {result.colorized_ok} images ({result.colorized_failed} failed) -> {lay.colorized}")
+    print(format_report(result.report, result.model_id))
+    print("demo: a minute of CPU training gives a toy model; see README 'Training a real model'.")
+    return EXIT_OK if result.colorized_failed == 0 else EXIT_PARTIAL
+
+
+COMMANDS = {"images": cmd_images, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (CheckpointError, BackboneWeightsError, ImageDecodeError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"colorize {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

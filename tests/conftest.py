@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny colour photos made on the fly, and a tiny model and checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize_core.checkpoint import save_checkpoint
+from colorize_core.models import ModelConfig, build_model
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
+    """A smooth, colourful synthetic photo: gradients in different hues plus a little noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    freq = rng.uniform(0.02, 0.12, 3)
+    rgb = np.stack([0.5 + 0.45 * np.sin(freq[c] * (xx + yy * (c + 1) * 0.5) + phase[c]) for c in range(3)], axis=-1)
+    rgb += rng.normal(0, 0.02, rgb.shape)
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight 40x56 colour PNGs."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1234)
+    for i in range(8):
+        make_photo(rng, 40, 56).save(root / f"photo_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained residual encoder at working size 32, saved as a checkpoint."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=32), backbone_weights="none")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, model, meta={"note": "test"})
+    return path

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torchvision.models import vgg16
+
+from colorize_core.backbone import BackboneWeightsError, VGG16Taps, imagenet_weights_path
+
+
+@pytest.fixture(scope="module")
+def vgg_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(3)
+    return vgg16(weights=None).state_dict()
+
+
+def test_torchvision_state_dict_file_loads(tmp_path: Path, vgg_state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg_state, path)
+    taps = VGG16Taps(weights=path)
+    assert torch.equal(taps.features[21].weight, vgg_state["features.21.weight"])  # conv4_3
+    assert torch.equal(taps.features[0].bias, vgg_state["features.0.bias"])
+
+
+def test_safetensors_features_only_file_loads(tmp_path: Path, vgg_state: dict[str, torch.Tensor]) -> None:
+    feats = {k.removeprefix("features."): v.contiguous() for k, v in vgg_state.items() if k.startswith("features.")}
+    path = tmp_path / "vgg16.safetensors"
+    save_file(feats, str(path))
+    assert torch.equal(VGG16Taps(weights=path).features[10].weight, vgg_state["features.10.weight"])
+
+
+def test_imagenet_offline_names_the_file_it_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    expected = tmp_path / "torch-home" / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    assert imagenet_weights_path() == expected
+    with pytest.raises(BackboneWeightsError) as err:
+        VGG16Taps(weights="imagenet")
+    msg = str(err.value)
+    assert str(expected) in msg and "cannot download" in msg and "none" in msg
+
+
+def test_imagenet_weights_in_the_cache_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vgg_state: dict[str, torch.Tensor]) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imagenet_weights_path().parent.mkdir(parents=True)
+    torch.save(vgg_state, imagenet_weights_path())
+    assert torch.equal(VGG16Taps(weights="imagenet").features[2].weight, vgg_state["features.2.weight"])
+
+
+def test_missing_and_foreign_weight_files_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(BackboneWeightsError, match="not found"):
+        VGG16Taps(weights=tmp_path / "nope.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"definitely not a state dict")
+    with pytest.raises(BackboneWeightsError, match="cannot read"):
+        VGG16Taps(weights=junk)
+    other = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    with pytest.raises(BackboneWeightsError, match="not a torchvision VGG16"):
+        VGG16Taps(weights=other)
+
+
+def test_pickled_code_is_never_run(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": Evil()}, path)
+    with pytest.raises(BackboneWeightsError):
+        VGG16Taps(weights=path)
+
+
+def test_our_features_match_torchvision_layout(vgg_state: dict[str, torch.Tensor]) -> None:
+    from colorize_core.backbone import vgg16_features
+
+    ours = vgg16_features()
+    theirs = vgg16(weights=None).features[:23]
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
