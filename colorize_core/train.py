@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
         scaler.update()
         step += 1
         window_images += rgb.shape[0]
-        if step % log_every == 0 or step == cfg.steps:
+        if step % log_every == 0:
             losses.append((step, round(loss.item(), 6)))
         if on_step is not None:
             rate = window_images / max(time.perf_counter() - window_start, 1e-9)

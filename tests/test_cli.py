@@ -1,0 +1,94 @@
+"""The `colorize` command line, as a user runs it: exit codes, outputs, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flows.cli import main
+
+
+@pytest.fixture()
+def mixed_inputs(tmp_path: Path, photo_dir: Path) -> Path:
+    src = tmp_path / "in"
+    (src / "sub dir").mkdir(parents=True)
+    for i, p in enumerate(sorted(photo_dir.iterdir())[:3]):
+        Image.open(p).convert("L").save(src / f"gray_{i}.jpg", quality=95)
+    Image.open(next(photo_dir.iterdir())).convert("L").save(src / "sub dir" / "élan.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (src / "empty.png").write_bytes(b"")
+    return src
+
+
+def test_images_writes_every_good_output_and_exits_2_on_failures(
+    mixed_inputs: Path, tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(["images", str(mixed_inputs), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"])
+    assert code == 2
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["gray_0.jpg", "gray_1.jpg", "gray_2.jpg", "sub dir/élan.png"]
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "empty.png: empty file" in err
+    with Image.open(out / "gray_0.jpg") as img:
+        assert img.format == "JPEG" and img.mode == "RGB"
+
+
+def test_images_exit_0_when_all_succeed(photo_dir: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    files = [str(p) for p in sorted(photo_dir.iterdir())[:2]]
+    assert main(["images", *files, "-o", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(Path(f).name for f in files)
+
+
+def test_checkpoint_and_usage_errors_exit_1(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.safetensors"
+    assert main(["images", str(photo_dir), "-o", str(tmp_path / "o"), "--checkpoint", str(missing)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["images", str(photo_dir)])  # no -o, no checkpoint
+    assert exc.value.code == 1
+
+
+def test_train_then_eval_json(photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(photo_dir), "--out", str(ckpt), "--image-size", "32", "--batch-size", "4"]
+    args += ["--steps", "3", "--backbone-weights", "none", "--optimizer", "adam", "--lr", "1e-3", "--device", "cpu"]
+    assert main(args) == 0
+    assert ckpt.is_file() and (tmp_path / "m_val" / "step_0000003.png").is_file()
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(photo_dir), "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 8 and report["failed"] == []
+    assert report["gray_baseline"]["colourfulness"] == 0.0
+    assert report["truth_colourfulness"] > 10
+    assert report["model"]["colourfulness_gap"] == pytest.approx(report["model"]["colourfulness"] - report["truth_colourfulness"], abs=1e-6)
+    assert 0 < report["model"]["ssim"] <= 1 and report["model"]["psnr"] > 10
+
+
+def test_imagenet_weights_offline_is_a_clear_error(photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    code = main(["train", "--data", str(photo_dir), "--out", str(tmp_path / "m.safetensors"), "--steps", "0", "--image-size", "32"])
+    assert code == 1
+    assert "vgg16-397923af.pth" in capsys.readouterr().err
+
+
+def test_console_script_help_shows_defaults() -> None:
+    exe = Path(sys.executable).with_name("colorize")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "flows.cli"]
+    out = subprocess.run([*cmd, "train", "--help"], capture_output=True, text=True, check=True).stdout
+    out = " ".join(out.split())  # argparse wraps lines to the terminal width
+    assert "--backbone-weights" in out and "default: imagenet" in out and "--image-size" in out
+
+
+def test_eval_on_gray_only_folder_exits_1(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "gray"
+    d.mkdir()
+    Image.fromarray(np.full((16, 16), 120, np.uint8)).save(d / "g.png")
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(d), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["skipped_gray"] == 1

@@ -1,0 +1,101 @@
+"""The Colorizer keeps the input's gray levels, size, orientation and alpha, for every mode."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorize_core.imageio import decode, luma_and_alpha
+from colorize_core.infer import Colorizer
+from tests.conftest import make_photo
+
+rng = np.random.default_rng(99)
+
+
+@pytest.fixture(scope="module")
+def colorizer(tiny_checkpoint: Path) -> Colorizer:
+    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=3)
+
+
+def _gray_levels(img: Image.Image) -> np.ndarray:
+    """What the input's gray level is, in 0-255 units (16-bit inputs scaled)."""
+    y, _ = luma_and_alpha(img)
+    return y * 255.0
+
+
+def _assert_luma_kept(src: Image.Image, out: Image.Image) -> None:
+    assert out.size == src.size
+    got = np.asarray(out.convert("RGB").convert("L"), dtype=np.float64)
+    diff = np.abs(got - _gray_levels(src))
+    assert diff.max() <= 1.0, f"luma off by up to {diff.max():.2f}/255"
+
+
+def _modes() -> dict[str, Image.Image]:
+    rgb = make_photo(rng, 37, 53)  # odd sizes on purpose
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(rng.integers(0, 256, (37, 53), dtype=np.uint8)))
+    p_trans = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    p_trans.info["transparency"] = 0
+    i16 = Image.fromarray(rng.integers(0, 65536, (29, 41), dtype=np.uint16))
+    return {
+        "L": rgb.convert("L"),
+        "LA": rgba.convert("LA"),
+        "RGB": rgb,
+        "RGBA": rgba,
+        "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=64),
+        "P+transparency": p_trans,
+        "I;16": i16,
+        "CMYK": rgb.convert("CMYK"),
+        "1": rgb.convert("1"),
+    }
+
+
+@pytest.mark.parametrize("mode", list(_modes()))
+def test_luma_preserved_for_every_mode(colorizer: Colorizer, mode: str) -> None:
+    src = _modes()[mode]
+    (out,) = colorizer.colorize([src])
+    _assert_luma_kept(src, out)
+
+
+def test_alpha_is_kept(colorizer: Colorizer) -> None:
+    modes = _modes()
+    for name in ("RGBA", "LA", "P+transparency"):
+        src = modes[name]
+        (out,) = colorizer.colorize([src])
+        assert out.mode == "RGBA"
+        expected = np.asarray(src.convert("RGBA").getchannel("A"))
+        assert np.array_equal(np.asarray(out.getchannel("A")), expected)
+
+
+def test_batches_of_mixed_sizes_and_aspect_ratios(colorizer: Colorizer) -> None:
+    sizes = [(1, 1), (5, 300), (300, 5), (33, 33), (64, 17), (101, 77), (8, 8)]
+    images = [make_photo(rng, h, w).convert("L") for w, h in sizes]
+    outs = colorizer.colorize(images)
+    assert len(outs) == len(images)
+    for src, out in zip(images, outs):
+        _assert_luma_kept(src, out)
+
+
+def test_exif_orientation_is_honoured(colorizer: Colorizer) -> None:
+    src = make_photo(rng, 24, 40).convert("L")  # 40 wide, 24 tall as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    src.save(buf, format="JPEG", exif=exif, quality=95)
+    img = decode(buf.getvalue(), name="rotated.jpg")
+    assert img.size == (24, 40)  # upright: 24 wide, 40 tall
+    (out,) = colorizer.colorize([img])
+    assert out.size == (24, 40)
+    _assert_luma_kept(img, out)
+
+
+def test_batch_order_does_not_change_results(colorizer: Colorizer) -> None:
+    images = [make_photo(rng, 30, 30) for _ in range(5)]
+    together = colorizer.colorize(images)
+    alone = [colorizer.colorize([im])[0] for im in images]
+    for a, b in zip(together, alone):
+        assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1

@@ -1,0 +1,117 @@
+"""Training: the model can learn, resume is exact, checkpoints and triptychs appear."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize_core.checkpoint import load_checkpoint
+from colorize_core.dataset import StepBatchSampler
+from colorize_core.loss import BlurredUVLoss
+from colorize_core.models import ModelConfig, build_model
+from colorize_core.train import TrainConfig, gray_and_target, train
+
+
+def _cfg(photo_dir: Path, out: Path, **kw: object) -> TrainConfig:
+    base = TrainConfig(
+        data=str(photo_dir),
+        out=str(out),
+        model=ModelConfig(image_size=32),
+        backbone_weights="none",
+        batch_size=4,
+        steps=6,
+        device="cpu",
+        checkpoint_every=3,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["residual_encoder", "hypercolumn"])
+def test_overfitting_a_fixed_batch_drives_the_loss_down(photo_dir: Path, arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, image_size=32))  # type: ignore[arg-type]
+    rgb = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB").crop((0, 0, 32, 32)), dtype=np.float32) / 255).permute(2, 0, 1) for p in sorted(photo_dir.iterdir())[:2]])
+    gray, target = gray_and_target(rgb)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    loss_fn = BlurredUVLoss()
+    losses = []
+    for _ in range(40):
+        loss = loss_fn(model(gray), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
+
+
+def test_steps_zero_writes_an_untrained_checkpoint(photo_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(photo_dir, tmp_path / "m.safetensors", steps=0))
+    ckpt = load_checkpoint(tmp_path / "m.safetensors")
+    assert result.step == 0 and ckpt.meta["step"] == 0 and ckpt.model_id == result.model_id
+
+
+def test_resume_continues_at_the_same_step_with_the_same_state(photo_dir: Path, tmp_path: Path) -> None:
+    kw = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
+    straight = train(_cfg(photo_dir, tmp_path / "straight.safetensors", **kw), log_every=1)
+    # An "interrupted" run: stops at step 3 with its checkpoint, then resumes to step 6.
+    first = train(_cfg(photo_dir, tmp_path / "resumed.safetensors", steps=3, **kw), log_every=1)
+    assert first.step == 3
+    mid = load_checkpoint(tmp_path / "resumed.safetensors")
+    assert mid.meta["step"] == 3 and mid.optim_state is not None
+    assert all("momentum_buffer" in s for s in mid.optim_state["state"].values())
+    resumed = train(_cfg(photo_dir, tmp_path / "resumed.safetensors", resume=True, **kw), log_every=1)
+    assert resumed.step == 6
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name, t in a.model_state.items():
+        assert torch.equal(t, b.model_state[name]), name
+    assert a.model_id == b.model_id
+    assert a.optim_state is not None and b.optim_state is not None
+    for pid, entries in a.optim_state["state"].items():
+        assert torch.equal(entries["momentum_buffer"], b.optim_state["state"][pid]["momentum_buffer"])
+    assert len(a.meta["losses"]) == 6 and a.meta["losses"] == b.meta["losses"]
+
+
+def test_resume_without_a_checkpoint_starts_fresh_and_a_finished_run_stays(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    first = train(_cfg(photo_dir, out, steps=2, resume=True))
+    again = train(_cfg(photo_dir, out, steps=2, resume=True))  # nothing left to do
+    assert first.step == again.step == 2 and first.model_id == again.model_id
+
+
+def test_resume_refuses_a_different_model(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    train(_cfg(photo_dir, out, steps=1))
+    with pytest.raises(Exception, match="cannot resume"):
+        train(_cfg(photo_dir, out, steps=2, resume=True, model=ModelConfig(arch="hypercolumn", image_size=32)))
+
+
+def test_triptychs_are_named_by_step_and_show_three_columns(photo_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(photo_dir, tmp_path / "m.safetensors", steps=4, val_every=2))
+    names = [Path(p).name for p in result.triptychs]
+    assert names == ["step_0000002.png", "step_0000004.png"]
+    with Image.open(result.triptychs[-1]) as img:
+        assert img.size == (3 * 32, 4 * 32)  # gray | colorized | truth, one row per validation photo
+
+
+def test_a_bad_file_in_the_training_folder_is_skipped(photo_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(photo_dir.iterdir())[:3]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = train(_cfg(data, tmp_path / "m.safetensors", steps=3))
+    assert result.step == 3
+
+
+def test_sampler_is_a_function_of_seed_and_step() -> None:
+    full = list(StepBatchSampler(10, 4, seed=5, start_step=0, total_steps=8))
+    tail = list(StepBatchSampler(10, 4, seed=5, start_step=5, total_steps=8))
+    assert full[5:] == tail
+    indices = [i for batch in full[:5] for i, _ in batch][:10]
+    assert sorted(indices) == list(range(10))  # an epoch visits every sample once
+    assert full != list(StepBatchSampler(10, 4, seed=6, start_step=0, total_steps=8))
