@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_models.py
+	$(BIN)/python -m bench.bench_models
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
