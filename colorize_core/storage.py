@@ -1,10 +1,69 @@
-"""Object storage. For now: local files, written atomically (no reader ever sees half a file)."""
+"""Object storage behind one small interface: a local folder (a path or `file://`, the embedded
+default) or `s3://bucket/prefix` through boto3.
+
+Keys are relative, "/"-separated and validated, so no key can reach outside a store's root.
+Listings are sorted by key (S3 lists in UTF-8 byte order; the local store sorts the same way).
+Local writes are atomic: a temporary file in the same folder, fsync, rename. S3 honours
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO and other S3-compatible stores) and the standard
+credential chain; botocore retries throttling and 5xx with backoff.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+
+class StorageError(OSError):
+    """An object-store operation failed (network, permissions, service); usually worth a retry."""
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):
+    """The key does not exist in the store."""
+
+
+class InvalidKeyError(ValueError):
+    """A key that could escape the store's root or cannot be stored safely."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a safe relative key, else raise `InvalidKeyError` saying why."""
+    if not key:
+        raise InvalidKeyError("empty key")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidKeyError(f"key {key!r} contains NUL or control characters")
+    if key.startswith("/") or "\\" in key or (len(key) > 1 and key[1] == ":"):
+        raise InvalidKeyError(f"key {key!r} is an absolute path; keys are relative to the store")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
+    return key
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+class ObjectStore(Protocol):
+    uri: str
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def read(self, key: str) -> bytes: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -21,3 +80,173 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+class LocalStore:
+    """A folder on a local disk. The etag is size and modification time (as rsync compares), so
+    listing millions of files reads no file contents."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = self.root / validate_key(key)
+        # Defence in depth: a symlinked folder inside the root must not lead writes outside it.
+        if not path.resolve().is_relative_to(self.root):
+            raise InvalidKeyError(f"key {key!r} resolves outside the store root {self.root}")
+        return path
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        found: list[tuple[bytes, str, os.stat_result]] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if _is_temporary(name):
+                    continue
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix):
+                    found.append((key.encode("utf-8", "surrogateescape"), key, os.stat(os.path.join(dirpath, name))))
+        for _, key, st in sorted(found, key=lambda t: t[0]):  # UTF-8 byte order, as S3 lists
+            yield ObjectInfo(key, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
+
+    def read(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+        except OSError as exc:
+            raise StorageError(f"{self.uri}: cannot read {key!r}: {exc.strerror or exc}") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self._path(key), data)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store:
+    """`s3://bucket/prefix` through boto3; the client is made lazily, once per process (boto3
+    clients must not cross a fork, and DataLoader workers fork)."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, max_connections: int = 32, max_attempts: int = 8) -> None:
+        if not bucket:
+            raise InvalidKeyError("s3:// URI without a bucket")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._max_connections, self._max_attempts = max_connections, max_attempts
+        self._client: Any = None
+        self._pid = -1
+        self.page_size = 1000  # keys per LIST request (S3's maximum)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None or self._pid != os.getpid():
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": self._max_attempts, "mode": "adaptive"},  # throttling and 5xx
+                max_pool_connections=self._max_connections,  # one connection per concurrent request
+            )
+            # boto3 reads AWS_ENDPOINT_URL(_S3), the region and credentials from the standard chain.
+            self._client = boto3.session.Session().client("s3", config=config)
+            self._pid = os.getpid()
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return join_key(self.prefix, validate_key(key))
+
+    def _error(self, exc: Exception, what: str, key: str) -> StorageError:
+        # Only the service's error code and message: never the request, which carries signatures.
+        response = getattr(exc, "response", None) or {}
+        code = str(response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectNotFound(f"{self.uri}: no object {key!r}")
+        detail = f"{code}: " if code else ""
+        return StorageError(f"{self.uri}: cannot {what} {key!r}: {detail}{type(exc).__name__}: {exc}")
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        base = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=base + prefix, PaginationConfig={"PageSize": self.page_size})
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(base) :]
+                    if key and not key.endswith("/"):
+                        yield ObjectInfo(key, int(obj["Size"]), obj["ETag"].strip('"'))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "list", prefix) from None
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "read", key) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:  # a single PUT is atomic on S3: readers see the old object or the whole new one
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "write", key) from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            err = self._error(exc, "check", key)
+            if isinstance(err, ObjectNotFound):
+                return False
+            raise err from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "delete", key) from None
+
+
+def open_store(uri: str | os.PathLike[str], **s3_options: Any) -> ObjectStore:
+    """`s3://bucket/prefix`, `file:///path` or a plain path -> the store rooted there."""
+    text = os.fspath(uri)
+    parsed = urlparse(text)
+    if parsed.scheme == "s3":
+        return S3Store(parsed.netloc, parsed.path, **s3_options)
+    if parsed.scheme == "file":
+        return LocalStore(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # "C:\\..." parses with scheme "c"
+        raise ValueError(f"unsupported storage URI {text!r}: use a local path, file:// or s3://")
+    return LocalStore(text)
+
+
+def split_uri(uri: str | os.PathLike[str]) -> tuple[ObjectStore, str]:
+    """The URI of one object -> (the store of its parent, its key): `s3://b/a/m.parquet` ->
+    (store at s3://b/a, "m.parquet")."""
+    text = os.fspath(uri).rstrip("/")
+    parent, _, name = text.rpartition("/")
+    if not name or parent in ("s3:", "s3:/"):
+        raise ValueError(f"{text!r} does not name an object")
+    return open_store(parent or "."), name

@@ -1,0 +1,95 @@
+"""One set of assertions, run against a local folder and against a real S3 server over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import boto3
+import pytest
+
+from colorize_core.storage import InvalidKeyError, LocalStore, ObjectNotFound, S3Store, StorageError, open_store, split_uri
+
+
+def test_write_read_exists_delete(store_uri: str) -> None:
+    store = open_store(store_uri)
+    assert not store.exists("a/b.jpg")
+    store.write("a/b.jpg", b"\xff\xd8data")
+    assert store.exists("a/b.jpg")
+    assert store.read("a/b.jpg") == b"\xff\xd8data"
+    store.write("a/b.jpg", b"new")  # overwrite
+    assert store.read("a/b.jpg") == b"new"
+    store.delete("a/b.jpg")
+    assert not store.exists("a/b.jpg")
+    with pytest.raises(ObjectNotFound):
+        store.read("a/b.jpg")
+
+
+def test_listing_is_sorted_paginated_and_carries_size_and_etag(store_uri: str) -> None:
+    store = open_store(store_uri)
+    keys = ["z.jpg", "a/2.png", "a/10.png", "b c/é ü.jpg", "a/1.png"]
+    for i, k in enumerate(keys):
+        store.write(k, b"x" * (i + 1))
+    if isinstance(store, S3Store):
+        store.page_size = 2  # force several LIST pages
+    listed = list(store.list())
+    assert [o.key for o in listed] == sorted(keys, key=lambda k: k.encode())
+    sizes = {o.key: o.size for o in listed}
+    assert sizes["z.jpg"] == 1 and sizes["a/1.png"] == 5
+    assert all(o.etag for o in listed)
+    assert [o.key for o in store.list("a/")] == ["a/1.png", "a/10.png", "a/2.png"]
+    before = {o.key: o.etag for o in listed}
+    store.write("z.jpg", b"changed!")
+    assert {o.key: o.etag for o in store.list()}["z.jpg"] != before["z.jpg"]
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/x", "a\x00b", "a\nb", "", "a//b", "./a", "C:/x", "a\\b"])
+def test_hostile_keys_are_refused(store_uri: str, key: str) -> None:
+    store = open_store(store_uri)
+    with pytest.raises(InvalidKeyError):
+        store.write(key, b"x")
+    with pytest.raises(InvalidKeyError):
+        store.read(key)
+
+
+def test_local_store_cannot_be_escaped_through_a_symlink(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(InvalidKeyError, match="outside"):
+        LocalStore(root).write("link/evil.txt", b"x")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_local_writes_are_atomic_and_hide_temporaries(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write("k.bin", b"old")
+    (tmp_path / ".k.bin.abc.tmp").write_bytes(b"half")  # what a crashed writer leaves
+    assert [o.key for o in store.list()] == ["k.bin"]
+
+
+def test_uris() -> None:
+    assert isinstance(open_store("file:///tmp/x%20y"), LocalStore)
+    assert open_store("file:///tmp/x%20y").uri == "/tmp/x y"
+    s3 = open_store("s3://bucket/pre/fix/")
+    assert isinstance(s3, S3Store) and s3.bucket == "bucket" and s3.prefix == "pre/fix"
+    store, key = split_uri("s3://bucket/a/manifest.parquet")
+    assert store.uri == "s3://bucket/a" and key == "manifest.parquet"
+    with pytest.raises(ValueError):
+        open_store("ftp://host/x")
+
+
+def test_s3_errors_are_storage_errors_without_secrets(s3_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = open_store("s3://no-such-bucket-here/x", max_attempts=1)
+    with pytest.raises(StorageError) as err:
+        store.write("k", b"x")
+    text = str(err.value) + caplog.text
+    assert "NoSuchBucket" in str(err.value)
+    assert "testing-secret-never-logged" not in text
+
+
+def test_s3_honours_the_endpoint_variable(s3_bucket: str, s3_endpoint: str) -> None:
+    open_store(f"s3://{s3_bucket}").write("hello.txt", b"hi")
+    raw = boto3.client("s3", endpoint_url=s3_endpoint).get_object(Bucket=s3_bucket, Key="hello.txt")
+    assert raw["Body"].read() == b"hi"
