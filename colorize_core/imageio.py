@@ -56,6 +56,8 @@ def decode(
         raise ImageDecodeError(name, f"invalid size {w}x{h}")
     if w * h > max_pixels:
         raise ImageDecodeError(name, f"claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+    orientation = img.getexif().get(0x0112, 1)
+    full_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # as displayed, before any draft
     if draft_size is not None and img.format == "JPEG":
         # Decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while staying >= draft_size: far faster.
         img.draft(img.mode if img.mode in ("L", "RGB") else None, draft_size)
@@ -68,7 +70,13 @@ def decode(
         raise ImageDecodeError(name, f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
         raise ImageDecodeError(name, f"corrupt or truncated image data: {exc}") from None
+    img.info["source_size"] = full_size
     return img
+
+
+def source_size(img: Image.Image) -> tuple[int, int]:
+    """The decoded source's full, upright size, even when `draft` decoded it smaller."""
+    return tuple(img.info.get("source_size", img.size))  # type: ignore[return-value]
 
 
 def read_image(path: str | Path, **kwargs: object) -> Image.Image:

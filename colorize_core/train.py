@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader
 
 from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.color import rgb_to_yuv, uv_to_unit
-from colorize_core.dataset import FolderImages, StepBatchSampler, center_crop, to_tensor
+from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, open_training_data
 from colorize_core.device import autocast_dtype, resolve_device
-from colorize_core.imageio import ImageDecodeError, read_image
 from colorize_core.infer import Colorizer
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
@@ -94,17 +93,9 @@ def gray_and_target(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return yuv[:, :1].clamp(0.0, 1.0), uv_to_unit(yuv[:, 1:]).clamp(0.0, 1.0)
 
 
-def _validation_images(cfg: TrainConfig, dataset: FolderImages, count: int = 4) -> torch.Tensor:
-    files = FolderImages(cfg.val_data, cfg.model.image_size).files if cfg.val_data else dataset.files
-    crops: list[torch.Tensor] = []
-    for f in files:
-        try:
-            crops.append(to_tensor(center_crop(read_image(f).convert("RGB"), cfg.model.image_size)))
-        except ImageDecodeError:
-            continue
-        if len(crops) == count:
-            break
-    return torch.stack(crops)
+def _validation_images(cfg: TrainConfig, dataset: FolderImages | ShardImages, count: int = 4) -> torch.Tensor:
+    source = open_training_data(cfg.val_data, cfg.model.image_size) if cfg.val_data else dataset
+    return source.validation_images(count)
 
 
 def write_triptych(path: Path, model: nn.Module, truth: torch.Tensor, device: torch.device) -> None:
@@ -152,7 +143,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
     if "scaler" in meta and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
     loss_fn = BlurredUVLoss().to(device)
-    dataset = FolderImages(cfg.data, cfg.model.image_size)
+    dataset = open_training_data(cfg.data, cfg.model.image_size)
     val_truth = _validation_images(cfg, dataset)
     val_dir = Path(cfg.val_dir) if cfg.val_dir else Path(cfg.out).with_name(Path(cfg.out).stem + "_val")
     triptychs: list[str] = []
@@ -168,7 +159,9 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
         write_triptych(path, model, val_truth, device)
         triptychs.append(str(path))
 
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed, start_step=step, total_steps=cfg.steps)
+    sampler = StepBatchSampler(
+        len(dataset), cfg.batch_size, seed=cfg.seed, start_step=step, total_steps=cfg.steps, blocks=dataset.blocks
+    )
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,

@@ -1,4 +1,4 @@
-"""The `colorize` command line: images, train, eval, demo. `colorize --help` lists them.
+"""The `colorize` command line: images, train, eval, shard, build-dataset, demo. `colorize --help` lists them.
 
 Exit status: 0 when everything succeeded, 2 when some inputs failed (each on stderr with its
 reason, every other output still written), 1 on a usage, data or checkpoint error.
@@ -16,11 +16,14 @@ from typing import NoReturn
 
 from colorize_core.backbone import BackboneWeightsError
 from colorize_core.batch import FileResult, colorize_files, expand_inputs
+from colorize_core.build import build_dataset, load_manifest
 from colorize_core.checkpoint import CheckpointError
 from colorize_core.evaluate import evaluate
 from colorize_core.imageio import ImageDecodeError
 from colorize_core.infer import Colorizer
 from colorize_core.models import ARCHS, ModelConfig
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, write_manifest
+from colorize_core.storage import InvalidKeyError, StorageError
 from colorize_core.train import OPTIMIZERS, StepInfo, TrainConfig, train
 from flows.progress import Progress
 
@@ -60,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
 
-    p = sub.add_parser("train", help="train a model on a folder of colour photos", formatter_class=fmt)
-    p.add_argument("--data", required=True, help="folder of colour photos")
+    p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
+    p.add_argument("--data", required=True, help="dataset from build-dataset (local or s3://), or a folder of colour photos")
     p.add_argument("--out", required=True, help="checkpoint file to write (and resume from)")
     p.add_argument("--model", choices=ARCHS, default="residual_encoder", help="architecture")
     p.add_argument("--backbone-weights", default="imagenet", help="imagenet, none, or a VGG16 state-dict file")
@@ -88,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many photos")
     _device_arg(p)
+
+    p = sub.add_parser("shard", help="list an archive's images into a Parquet manifest of shards", formatter_class=fmt)
+    p.add_argument("source", metavar="SOURCE", help="folder, file:// or s3://bucket/prefix")
+    p.add_argument("--manifest", required=True, metavar="DEST", help="manifest file to write (.parquet; local or s3://)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard")
+
+    p = sub.add_parser("build-dataset", help="build Parquet training shards from colour photos", formatter_class=fmt)
+    p.add_argument("source", metavar="SOURCE", help="folder/prefix of photos, or a manifest .parquet")
+    p.add_argument("--dest", required=True, help="dataset folder or s3:// prefix")
+    p.add_argument("--size", type=int, default=256, help="stored sample size (square)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="photos per shard (when SOURCE is not a manifest)")
+    p.add_argument("--workers", type=int, default=2, help="shards built at once")
 
     p = sub.add_parser("demo", help="train a toy model on bundled sample photos and colorize them", formatter_class=fmt)
     p.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
@@ -194,7 +209,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if result.colorized_failed == 0 else EXIT_PARTIAL
 
 
-COMMANDS = {"images": cmd_images, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+def cmd_shard(args: argparse.Namespace) -> int:
+    manifest = plan_manifest(args.source, args.shard_size)
+    write_manifest(manifest, args.manifest)
+    print(f"{len(manifest.objects)} images in {manifest.num_shards} shards of up to {manifest.shard_size} -> {args.manifest}")
+    return EXIT_OK
+
+
+def cmd_build_dataset(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.source, args.shard_size)
+    with Progress(manifest.num_shards, "build-dataset") as progress:
+        summary = build_dataset(
+            args.source,
+            args.dest,
+            size=args.size,
+            shard_size=args.shard_size,
+            workers=args.workers,
+            on_shard=lambda r: progress.update(1, rows=r.rows),
+        )
+    for key, reason in summary.failures:
+        print(f"failed: {key}: {reason}", file=sys.stderr)
+    skipped = ", ".join(f"{n} {kind}" for kind, n in summary.skipped.items()) or "none"
+    print(
+        f"{summary.sources} sources -> {summary.rows} rows in {len(summary.shards)} shards; "
+        f"skipped {skipped}; {summary.failed} failed ({summary.reused_shards} shards already built) -> {summary.dest}"
+    )
+    return EXIT_PARTIAL if summary.failed else EXIT_OK
+
+
+COMMANDS = {
+    "images": cmd_images,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "shard": cmd_shard,
+    "build-dataset": cmd_build_dataset,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (CheckpointError, BackboneWeightsError, ImageDecodeError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (
+        CheckpointError,
+        BackboneWeightsError,
+        ImageDecodeError,
+        StorageError,
+        InvalidKeyError,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
         print(f"colorize {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

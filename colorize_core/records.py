@@ -1,0 +1,68 @@
+"""Parquet schemas of the project's tables and their readers and writers (bytes in, bytes out,
+so any object store can hold them).
+
+- manifest: one row per source object (key, size, etag, shard); the source URI in its metadata.
+- training shard: one row per training sample (source key, etag, encoded image, original size,
+  colour statistics).
+- build status: one row per source of a shard: ok / skipped / failed with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST_SCHEMA = pa.schema(
+    [("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("shard", pa.int32())]
+)
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("etag", pa.string()),
+        ("image", pa.binary()),  # JPEG, size x size
+        ("width", pa.int32()),  # of the source, after EXIF orientation
+        ("height", pa.int32()),
+        ("colourfulness", pa.float32()),
+        ("mean_chroma", pa.float32()),
+        ("hue_concentration", pa.float32()),
+    ]
+)
+
+STATUS_SCHEMA = pa.schema(
+    [("key", pa.string()), ("etag", pa.string()), ("status", pa.string()), ("reason", pa.string())]
+)
+
+
+def table_to_bytes(table: pa.Table, metadata: dict[str, Any] | None = None) -> bytes:
+    if metadata:
+        existing = table.schema.metadata or {}
+        table = table.replace_schema_metadata({**existing, b"colorize": json.dumps(metadata).encode()})
+    buf = io.BytesIO()
+    # Encoded images are already compressed: zstd on them would burn CPU and save nothing.
+    compression = {f.name: "NONE" if pa.types.is_binary(f.type) else "ZSTD" for f in table.schema}
+    pq.write_table(table, buf, compression=compression)
+    return buf.getvalue()
+
+
+def table_from_bytes(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
+
+
+def table_metadata(table: pa.Table) -> dict[str, Any]:
+    raw = (table.schema.metadata or {}).get(b"colorize")
+    return json.loads(raw) if raw else {}
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def parquet_num_rows(data: bytes) -> int:
+    """Row count from the footer alone."""
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows

@@ -1,0 +1,80 @@
+"""Archive manifests: list the image objects under a source and split them into shards.
+
+The same listing always gives the same shards: keys sorted in byte order, consecutive runs of
+`shard_size`. The manifest is Parquet (key, size, etag, shard) and remembers its source URI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from colorize_core.imageio import IMAGE_SUFFIXES
+from colorize_core.records import MANIFEST_SCHEMA, table_from_bytes, table_metadata, table_to_bytes
+from colorize_core.storage import ObjectInfo, ObjectStore, open_store, split_uri
+
+DEFAULT_SHARD_SIZE = 500
+
+
+def is_image_key(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return not name.startswith(".") and ("." + name.rsplit(".", 1)[-1].lower()) in IMAGE_SUFFIXES
+
+
+def list_images(store: ObjectStore) -> list[ObjectInfo]:
+    """Image objects under the store, sorted by key."""
+    return [o for o in store.list() if is_image_key(o.key)]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str
+    shard_size: int
+    objects: list[ObjectInfo]
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.objects) // self.shard_size)
+
+    def shard(self, index: int) -> list[ObjectInfo]:
+        return self.objects[index * self.shard_size : (index + 1) * self.shard_size]
+
+    def to_table(self) -> pa.Table:
+        return pa.table(
+            {
+                "key": [o.key for o in self.objects],
+                "size": [o.size for o in self.objects],
+                "etag": [o.etag for o in self.objects],
+                "shard": [i // self.shard_size for i in range(len(self.objects))],
+            },
+            schema=MANIFEST_SCHEMA,
+        )
+
+
+def plan_manifest(source: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Manifest:
+    if shard_size <= 0:
+        raise ValueError(f"shard size must be positive, got {shard_size}")
+    store = open_store(source)
+    return Manifest(store.uri, shard_size, list_images(store))
+
+
+def write_manifest(manifest: Manifest, dest: str) -> None:
+    store, key = split_uri(dest)
+    meta = {"source": manifest.source, "shard_size": manifest.shard_size}
+    store.write(key, table_to_bytes(manifest.to_table(), metadata=meta))
+
+
+def read_manifest(uri: str) -> Manifest:
+    store, key = split_uri(uri)
+    table = table_from_bytes(store.read(key))
+    meta = table_metadata(table)
+    if "source" not in meta:
+        raise ValueError(f"{uri} is not a manifest written by `colorize shard` (no source in its metadata)")
+    cols = table.to_pydict()
+    objects = [ObjectInfo(k, s, e) for k, s, e in zip(cols["key"], cols["size"], cols["etag"])]
+    return Manifest(meta["source"], int(meta["shard_size"]), objects)
+
+
+def is_manifest_uri(uri: str) -> bool:
+    return uri.lower().endswith(".parquet")
