@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +137,30 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
 
 
+_clients: dict[tuple[int, int, int], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _s3_client(max_connections: int, max_attempts: int) -> Any:
+    """One boto3 client per process and setting: making one costs ~100 ms, and clients are
+    thread-safe; keyed by pid because a client must not cross a fork (DataLoader workers fork)."""
+    key = (os.getpid(), max_connections, max_attempts)
+    with _clients_lock:
+        if key not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": max_attempts, "mode": "adaptive"},  # throttling and 5xx, with backoff
+                max_pool_connections=max_connections,  # one connection per concurrent request
+            )
+            # boto3 reads AWS_ENDPOINT_URL(_S3), the region and credentials from the standard chain.
+            _clients[key] = boto3.session.Session().client("s3", config=config)
+        return _clients[key]
+
+
 class S3Store:
-    """`s3://bucket/prefix` through boto3; the client is made lazily, once per process (boto3
-    clients must not cross a fork, and DataLoader workers fork)."""
+    """`s3://bucket/prefix` through boto3, sharing one client per process."""
 
     def __init__(self, bucket: str, prefix: str = "", *, max_connections: int = 32, max_attempts: int = 8) -> None:
         if not bucket:
@@ -146,24 +168,11 @@ class S3Store:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._max_connections, self._max_attempts = max_connections, max_attempts
-        self._client: Any = None
-        self._pid = -1
         self.page_size = 1000  # keys per LIST request (S3's maximum)
 
     @property
     def client(self) -> Any:
-        if self._client is None or self._pid != os.getpid():
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"max_attempts": self._max_attempts, "mode": "adaptive"},  # throttling and 5xx
-                max_pool_connections=self._max_connections,  # one connection per concurrent request
-            )
-            # boto3 reads AWS_ENDPOINT_URL(_S3), the region and credentials from the standard chain.
-            self._client = boto3.session.Session().client("s3", config=config)
-            self._pid = os.getpid()
-        return self._client
+        return _s3_client(self._max_connections, self._max_attempts)
 
     def _key(self, key: str) -> str:
         return join_key(self.prefix, validate_key(key))

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from flows.cli import main
+from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture()
@@ -92,3 +93,27 @@ def test_eval_on_gray_only_folder_exits_1(tmp_path: Path, tiny_checkpoint: Path,
     Image.fromarray(np.full((16, 16), 120, np.uint8)).save(d / "g.png")
     assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(d), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["skipped_gray"] == 1
+
+
+def test_shard_and_build_dataset_commands(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "archive").mkdir()
+    for p in sorted(photo_dir.iterdir()):
+        (tmp_path / "archive" / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "archive" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    manifest = tmp_path / "m.parquet"
+    assert main(["shard", str(tmp_path / "archive"), "--manifest", str(manifest), "--shard-size", "4"]) == 0
+    assert "9 images in 3 shards" in capsys.readouterr().out
+    dest = tmp_path / "ds"
+    assert main(["build-dataset", str(manifest), "--dest", str(dest), "--size", "32"]) == 2  # one failure
+    captured = capsys.readouterr()
+    assert "failed: broken.png" in captured.err and "9 sources -> 8 rows" in captured.out
+    args = ["train", "--data", str(dest), "--out", str(tmp_path / "m.safetensors"), "--image-size", "24", "--batch-size", "4"]
+    assert main([*args, "--steps", "2", "--backbone-weights", "none", "--device", "cpu"]) == 0
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "bw-historical").is_dir(), reason="../shared/data is absent on this machine")
+def test_real_black_and_white_archive_gives_no_training_rows(tmp_path: Path) -> None:
+    from colorize_core.build import build_dataset
+
+    summary = build_dataset(str(SHARED_DATA / "bw-historical"), str(tmp_path / "ds"), size=64, shard_size=50)
+    assert summary.sources == 41 and summary.rows == 0 and summary.failed == 0
