@@ -101,17 +101,23 @@ class Sample:
 
 
 def prepare_sample(
-    data: bytes, name: str, size: int, *, fast: bool = True, limits: ColourThresholds = ColourThresholds()
+    data: bytes,
+    name: str,
+    size: int,
+    *,
+    fast: bool = True,
+    limits: ColourThresholds | None = ColourThresholds(),
 ) -> Sample | str:
     """Bytes -> a `Sample`, or the reason to skip it. Bad data raises `ImageDecodeError`.
 
     `fast` lets JPEG decode at 1/2-1/8 scale (the short side stays >= size); `fast=False` is the
-    naive path (full decode, then resize) that the benchmark compares against."""
+    naive path (full decode, then resize) that the benchmark compares against. `limits=None`
+    keeps every decodable photo."""
     img = decode(data, name=name, draft_size=(size, size) if fast else None)
     width, height = source_size(img)
     rgb = img.convert("RGB")
     stats = colour_stats(rgb)
-    reason = skip_reason(stats, limits)
+    reason = skip_reason(stats, limits) if limits is not None else None
     if reason is not None:
         return reason
     return Sample(encode_sample(square_crop_resize(rgb, size)), width, height, stats)
