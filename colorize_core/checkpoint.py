@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from colorize_core.models import ModelConfig, build_model
-from colorize_core.storage import atomic_write_bytes
+from colorize_core.storage import ObjectNotFound, split_uri
 
 FORMAT = "archive-colorizer/checkpoint"
 FORMAT_VERSION = "1"
@@ -75,7 +74,7 @@ def _join_optim(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str],  # a path, file:// or s3:// URI
     model: nn.Module,
     *,
     meta: dict[str, Any] | None = None,
@@ -98,7 +97,8 @@ def save_checkpoint(
         tensors.update(optim_tensors)
         header["optim"] = json.dumps(optim_info)
     blob = st_save(tensors, metadata=header)
-    atomic_write_bytes(path, blob)
+    store, key = split_uri(os.fspath(path))
+    store.write(key, blob)  # atomic on both stores
     return model_id
 
 
@@ -116,12 +116,19 @@ def _read_header(data: bytes, path: str) -> dict[str, str]:
     return header.get("__metadata__") or {}
 
 
+def _read_checkpoint_bytes(uri: str) -> bytes:
+    store, key = split_uri(uri)
+    try:
+        return store.read(key)
+    except ObjectNotFound:
+        raise CheckpointError(f"checkpoint not found: {uri}") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and verify a checkpoint; raises `CheckpointError` saying what is wrong."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    data = p.read_bytes()
+    """Read and verify a checkpoint (a path, file:// or s3:// URI); raises `CheckpointError`
+    saying what is wrong."""
+    p = os.fspath(path)
+    data = _read_checkpoint_bytes(p)
     meta = _read_header(data, str(p))
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an archive-colorizer checkpoint (a foreign file with no '{FORMAT}' header)")

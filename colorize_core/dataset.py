@@ -175,7 +175,9 @@ class ShardImages(Dataset[torch.Tensor]):
 
     def __getitem__(self, item: Item) -> torch.Tensor:
         index, seed = item
-        return random_crop_flip(self._image(index), self.image_size, seed)
+        # Crops cover most of the photo at the training scale, as inference sees whole photos.
+        img = resize_short_side(self._image(index), round(self.image_size * 1.15))
+        return random_crop_flip(img, self.image_size, seed)
 
     def validation_images(self, count: int) -> torch.Tensor:
         return torch.stack([to_tensor(center_crop(self._image(i), self.image_size)) for i in range(min(count, len(self)))])

@@ -5,6 +5,7 @@ so any object store can hold them).
 - training shard: one row per training sample (source key, etag, encoded image, original size,
   colour statistics).
 - build status: one row per source of a shard: ok / skipped / failed with the reason.
+- colorized output: one row per source processed by a colorization run (OUTPUT_SCHEMA).
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ SAMPLE_SCHEMA = pa.schema(
 
 STATUS_SCHEMA = pa.schema(
     [("key", pa.string()), ("etag", pa.string()), ("status", pa.string()), ("reason", pa.string())]
+)
+
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("source_etag", pa.string()),
+        ("output_key", pa.string()),  # null unless ok
+        ("model_id", pa.string()),
+        ("status", pa.string()),  # ok | failed | skipped
+        ("error", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("read_s", pa.float32()),
+        ("decode_s", pa.float32()),
+        ("infer_s", pa.float32()),  # this image's share of its batch
+        ("encode_s", pa.float32()),  # encode and write
+        ("colourfulness", pa.float32()),
+        ("run_id", pa.string()),
+        ("processed_at", pa.timestamp("ms", tz="UTC")),
+    ]
 )
 
 

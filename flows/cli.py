@@ -11,20 +11,19 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from colorize_core.backbone import BackboneWeightsError
 from colorize_core.batch import FileResult, colorize_files, expand_inputs
-from colorize_core.build import build_dataset, load_manifest
 from colorize_core.checkpoint import CheckpointError
 from colorize_core.evaluate import evaluate
 from colorize_core.imageio import ImageDecodeError
 from colorize_core.infer import Colorizer
-from colorize_core.models import ARCHS, ModelConfig
-from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, write_manifest
+from colorize_core.models import ARCHS
+from colorize_core.sharding import DEFAULT_SHARD_SIZE
 from colorize_core.storage import InvalidKeyError, StorageError
-from colorize_core.train import OPTIMIZERS, StepInfo, TrainConfig, train
+from colorize_core.train import OPTIMIZERS
 from flows.progress import Progress
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
@@ -102,7 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True, help="dataset folder or s3:// prefix")
     p.add_argument("--size", type=int, default=256, help="stored sample size (square)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="photos per shard (when SOURCE is not a manifest)")
-    p.add_argument("--workers", type=int, default=2, help="shards built at once")
+
+    p = sub.add_parser("archive", help="colorize an archive (folder or s3://) into a destination, incrementally", formatter_class=fmt)
+    p.add_argument("source", metavar="SOURCE", help="archive of black-and-white photos: folder, file:// or s3://")
+    p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
+    p.add_argument("--checkpoint", default="latest", help="model file/URI, or 'latest' from the registry")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard task")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/gpu)")
+    _device_arg(p)
+
+    p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
+    p.add_argument("--source", default=os.environ.get("COLORIZE_SOURCE", "archive"), help="archive to colorize nightly")
+    p.add_argument("--dest", default=os.environ.get("COLORIZE_DEST", "colorized"), help="where nightly outputs go")
+    p.add_argument("--dataset", default=os.environ.get("COLORIZE_DATASET", "dataset"), help="training set URI")
+    p.add_argument("--checkpoint", default=os.environ.get("COLORIZE_CHECKPOINT_URI", "models/model.safetensors"), help="where training writes")
 
     p = sub.add_parser("demo", help="train a toy model on bundled sample photos and colorize them", formatter_class=fmt)
     p.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
@@ -128,41 +141,33 @@ def cmd_images(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def _step_printer(total: int, desc: str) -> tuple[Progress, Callable[[StepInfo], None]]:
-    progress = Progress(total, desc)
-
-    def on_step(info: StepInfo) -> None:
-        progress.update(1, loss=info.loss, img_s=round(info.images_per_s, 1))
-
-    return progress, on_step
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(
-        data=args.data,
-        out=args.out,
-        model=ModelConfig(arch=args.model, image_size=args.image_size, train_backbone=args.train_backbone),
-        backbone_weights=args.backbone_weights,
-        batch_size=args.batch_size,
+    from flows.train_model import train_model
+
+    result = train_model(
+        args.data,
+        args.out,
         steps=args.steps,
-        lr=args.lr,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        model=args.model,
+        backbone_weights=args.backbone_weights,
+        train_backbone=args.train_backbone,
         optimizer=args.optimizer,
+        lr=args.lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
-        device=args.device,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         val_every=args.val_every,
         val_data=args.val_data,
-        num_workers=args.workers,
+        device=args.device,
+        workers=args.workers,
         max_seconds=args.max_seconds,
         resume=args.resume,
     )
-    progress, on_step = _step_printer(args.steps, "train")
-    with progress:
-        result = train(cfg, on_step=on_step)
-    last = f", last loss {result.losses[-1][1]:.4f}" if result.losses else ""
-    print(f"step {result.step}/{args.steps}{last}; wrote {result.checkpoint} (model {result.model_id}) in {result.seconds:.0f}s")
+    last = f", last loss {result['last_loss']:.4f}" if result["last_loss"] is not None else ""
+    print(f"step {result['step']}/{args.steps}{last}; wrote {result['checkpoint']} (model {result['model_id']}), registered as latest")
     return EXIT_OK
 
 
@@ -195,46 +200,67 @@ def format_report(report: dict[str, object], model_id: str) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.demo import demo
 
-    progress, on_step = _step_printer(0, "train (time-boxed)")
-    with progress:
-        result = run_demo(args.out, seconds=args.seconds, image_size=args.image_size, device=args.device, on_step=on_step)
-    lay = result.layout
-    print(f"demo: {result.photos} sample photos -> {lay.photos} (colour) and {lay.gray} (gray)")
-    print(f"demo: trained {result.train_steps} steps -> {lay.checkpoint} (model {result.model_id})")
-    print(f"demo: colorized {result.colorized_ok} images ({result.colorized_failed} failed) -> {lay.colorized}")
-    print(format_report(result.report, result.model_id))
+    result = demo(out=args.out, seconds=args.seconds, image_size=args.image_size, device=args.device)
+    ds, tr, co = result["dataset"], result["trained"], result["colorized"]
+    print(f"demo: {result['photos']} sample photos -> {args.out}/photos (colour) and {args.out}/gray (gray)")
+    print(f"demo: dataset {ds['rows']} rows, {sum(ds['skipped'].values())} skipped, {ds['failed']} failed -> {args.out}/dataset")
+    print(f"demo: trained {tr['step']} steps -> {tr['checkpoint']} (model {tr['model_id']})")
+    print(f"demo: colorized {co['ok']} images ({co['failed']} failed) -> {args.out}/colorized, gallery {args.out}/colorized/_colorize/gallery.html")
+    print(format_report(result["eval"], tr["model_id"]))
     print("demo: a minute of CPU training gives a toy model; see README 'Training a real model'.")
-    return EXIT_OK if result.colorized_failed == 0 else EXIT_PARTIAL
+    return EXIT_OK if co["failed"] == 0 else EXIT_PARTIAL
 
 
 def cmd_shard(args: argparse.Namespace) -> int:
-    manifest = plan_manifest(args.source, args.shard_size)
-    write_manifest(manifest, args.manifest)
-    print(f"{len(manifest.objects)} images in {manifest.num_shards} shards of up to {manifest.shard_size} -> {args.manifest}")
+    from flows.build_dataset import shard_archive
+
+    result = shard_archive(args.source, args.manifest, args.shard_size)
+    print(f"{result['images']} images in {result['shards']} shards of up to {args.shard_size} -> {args.manifest}")
     return EXIT_OK
 
 
 def cmd_build_dataset(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.source, args.shard_size)
-    with Progress(manifest.num_shards, "build-dataset") as progress:
-        summary = build_dataset(
-            args.source,
-            args.dest,
-            size=args.size,
-            shard_size=args.shard_size,
-            workers=args.workers,
-            on_shard=lambda r: progress.update(1, rows=r.rows),
-        )
-    for key, reason in summary.failures:
+    from flows.build_dataset import build_dataset_flow
+
+    summary = build_dataset_flow(args.source, args.dest, size=args.size, shard_size=args.shard_size)
+    for key, reason in summary["failures"]:
         print(f"failed: {key}: {reason}", file=sys.stderr)
-    skipped = ", ".join(f"{n} {kind}" for kind, n in summary.skipped.items()) or "none"
+    skipped = ", ".join(f"{n} {kind}" for kind, n in summary["skipped"].items()) or "none"
     print(
-        f"{summary.sources} sources -> {summary.rows} rows in {len(summary.shards)} shards; "
-        f"skipped {skipped}; {summary.failed} failed ({summary.reused_shards} shards already built) -> {summary.dest}"
+        f"{summary['sources']} sources -> {summary['rows']} rows; skipped {skipped}; {summary['failed']} failed "
+        f"({summary['reused_shards']} shards already built) -> {summary['dest']}"
     )
-    return EXIT_PARTIAL if summary.failed else EXIT_OK
+    return EXIT_PARTIAL if summary["failed"] else EXIT_OK
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from flows.colorize_archive import colorize_archive
+
+    summary = colorize_archive(
+        args.source,
+        args.dest,
+        checkpoint=args.checkpoint,
+        shard_size=args.shard_size,
+        device=args.device,
+        batch_size=args.batch_size,
+        deployment=args.deployment,
+    )
+    for key, reason in summary["failures"]:
+        print(f"failed: {key}: {reason}", file=sys.stderr)
+    print(
+        f"model {summary['model_id']}: {summary['ok']} colorized, {summary['failed']} failed, "
+        f"{summary['skipped']} skipped (already colour), {summary['already_done']} already done -> {args.dest}"
+    )
+    return EXIT_PARTIAL if summary["failed"] else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve_deployments
+
+    serve_deployments(source=args.source, dest=args.dest, dataset=args.dataset, checkpoint=args.checkpoint)
+    return EXIT_OK
 
 
 COMMANDS = {
@@ -243,13 +269,18 @@ COMMANDS = {
     "eval": cmd_eval,
     "shard": cmd_shard,
     "build-dataset": cmd_build_dataset,
+    "archive": cmd_archive,
+    "serve": cmd_serve,
     "demo": cmd_demo,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # This machine-local tool phones nowhere: no Prefect server telemetry from ephemeral servers.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("colorize_core").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except (

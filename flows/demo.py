@@ -1,24 +1,27 @@
-"""The demo on embedded defaults: sample photos shipped inside scikit-image become a colour
-archive and a gray archive in a local folder; a toy model trains on the colour photos for about
-a minute on the CPU; the gray archive is colorized; the result is scored against the originals.
+"""The demo on embedded defaults, as one Prefect pipeline with no service to run: sample photos
+shipped inside scikit-image become a colour archive and a grayscale archive in a local folder;
+a dataset is built from the colour one; a toy model trains on the CPU for about a minute; the
+grayscale archive is colorized; outputs, Parquet metadata and a gallery page land in the folder.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
+from prefect import flow, task
 
 from colorize_core.backbone import imagenet_weights_path
-from colorize_core.batch import colorize_files
 from colorize_core.evaluate import evaluate
 from colorize_core.infer import Colorizer
-from colorize_core.models import ModelConfig
-from colorize_core.train import StepInfo, TrainConfig, train
+from flows.build_dataset import build_dataset_flow
+from flows.colorize_archive import colorize_archive
+from flows.train_model import train_model
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +52,20 @@ class DemoLayout:
         return self.root / "gray"
 
     @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
     def colorized(self) -> Path:
         return self.root / "colorized"
 
     @property
     def checkpoint(self) -> Path:
         return self.root / "model.safetensors"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
 
 
 def sample_photo_paths() -> list[Path]:
@@ -68,77 +79,54 @@ def sample_photo_paths() -> list[Path]:
     return found
 
 
-def make_archives(layout: DemoLayout) -> tuple[int, int]:
+@task
+def make_archives(root: str) -> int:
     """Copy sample photos into photos/ and write their gray versions into gray/."""
+    layout = DemoLayout(Path(root))
     layout.photos.mkdir(parents=True, exist_ok=True)
     layout.gray.mkdir(parents=True, exist_ok=True)
     for src in sample_photo_paths():
         shutil.copyfile(src, layout.photos / src.name)
         with Image.open(src) as img:
             img.convert("L").save(layout.gray / src.name)
-    n = len(list(layout.photos.iterdir()))
-    return n, n
+    return len(sample_photo_paths())
 
 
 def default_backbone() -> str:
     """ImageNet VGG16 when torchvision's cache has it (real features), else random weights."""
     if imagenet_weights_path().is_file():
         return "imagenet"
-    log.warning(
-        "VGG16 ImageNet weights not in %s: the demo trains on a random backbone (expect a toy result)",
-        imagenet_weights_path(),
-    )
+    log.warning("VGG16 ImageNet weights not in %s: the demo trains on a random backbone (a toy result)", imagenet_weights_path())
     return "none"
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    layout: DemoLayout
-    photos: int
-    train_steps: int
-    model_id: str
-    colorized_ok: int
-    colorized_failed: int
-    report: dict[str, object]
+@task
+def evaluate_task(photos: str, checkpoint: str) -> dict[str, Any]:
+    return evaluate(photos, Colorizer.from_checkpoint(checkpoint, device="cpu")).to_dict()
 
 
-def run_demo(
-    out: str | Path,
-    *,
-    seconds: float = 60.0,
-    image_size: int = 64,
-    batch_size: int = 8,
-    device: str = "auto",
-    on_step: Callable[[StepInfo], None] | None = None,
-) -> DemoResult:
-    """Build the archives, train for about `seconds`, colorize the gray archive, evaluate."""
-    layout = DemoLayout(Path(out))
-    photos, _ = make_archives(layout)
-    cfg = TrainConfig(
-        data=str(layout.photos),
-        out=str(layout.checkpoint),
-        model=ModelConfig(image_size=image_size),
+@flow(name="demo", log_prints=True)
+def demo(out: str = "demo-output", seconds: float = 60.0, image_size: int = 64, device: str = "cpu") -> dict[str, Any]:
+    """The whole pipeline on bundled photos, in a local folder."""
+    layout = DemoLayout(Path(out).resolve())
+    photos = make_archives(str(layout.root))
+    dataset = build_dataset_flow(str(layout.photos), str(layout.dataset), size=2 * image_size, shard_size=4)
+    trained = train_model(
+        str(layout.dataset),
+        str(layout.checkpoint),
+        steps=100_000,  # bounded by max_seconds
+        image_size=image_size,
+        batch_size=8,
         backbone_weights=default_backbone(),
-        batch_size=batch_size,
-        steps=100_000,  # bounded by the time budget below
-        max_seconds=seconds,
-        # Adam converges in the minute a demo has; the seed's SGD needs days (see README).
+        # Adam learns something in the minute a demo has; the seed's SGD needs days (README).
         optimizer="adam",
         lr=1e-3,
         device=device,
-        checkpoint_every=100,
-        val_dir=str(layout.root / "triptychs"),
+        max_seconds=seconds,
+        registry=str(layout.registry),
     )
-    result = train(cfg, on_step=on_step)
-    colorizer = Colorizer.from_checkpoint(layout.checkpoint, device=device)
-    files = colorize_files([layout.gray], layout.colorized, colorizer)
-    report = evaluate(layout.photos, colorizer)
-    return DemoResult(
-        layout,
-        photos,
-        result.step,
-        result.model_id,
-        sum(r.ok for r in files),
-        sum(not r.ok for r in files),
-        report.to_dict(),
-    )
+    colorized = colorize_archive(str(layout.gray), str(layout.colorized), checkpoint="latest", device=device, registry=str(layout.registry))
+    report = evaluate_task(str(layout.photos), str(layout.checkpoint))
+    result = {"photos": photos, "dataset": dataset, "trained": trained, "colorized": colorized, "eval": report}
+    (layout.root / "demo-summary.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

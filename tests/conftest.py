@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,40 @@ def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
     rgb = np.stack([0.5 + 0.45 * np.sin(freq[c] * (xx + yy * (c + 1) * 0.5) + phase[c]) for c in range(3)], axis=-1)
     rgb += rng.normal(0, 0.02, rgb.shape)
     return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server and database for the whole session (starting one takes ~10 s)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+class _CurrentStderr(io.TextIOBase):
+    """Writes to whatever sys.stderr is now: pytest swaps it per test and closes the old one."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def _console_logs_follow_pytest_capture() -> None:
+    # Prefect's console handler keeps the stderr it saw when logging was set up; once pytest has
+    # closed that capture stream, every log line would raise "I/O operation on closed file".
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.stream, _CurrentStderr):
+                handler.stream = _CurrentStderr()  # not setStream: it flushes the closed stream
+                handler.console.file = _CurrentStderr()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,186 @@
+"""Colorizing an archive in object storage, one shard at a time, incrementally.
+
+For each source image: read, decode, colorize (in batches), write the colour image under the
+destination at the same relative key, and record one row (records.OUTPUT_SCHEMA) in the shard's
+metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet`. A bad image is a failed row;
+a storage error propagates so the caller can retry the shard. A photo that is already in real
+colour is a skipped row: colorizing it would only lose its true colours. Planning skips every source whose
+(key, etag) already has an `ok` row for the same model, so a re-run after a crash, or a nightly
+run over an archive that gained ten photos, processes only what is left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.infer import Colorizer, batched
+from colorize_core.metrics import colourfulness
+from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
+from colorize_core.samples import colour_stats, skip_reason
+from colorize_core.sharding import list_images
+from colorize_core.storage import ObjectInfo, ObjectNotFound, open_store
+
+META_PREFIX = "_colorize/metadata/"
+
+
+def metadata_key(run_id: str, shard: int) -> str:
+    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
+
+
+def read_output_rows(dest: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every metadata row written under `dest`, oldest file first."""
+    store = open_store(dest)
+    rows: list[dict[str, Any]] = []
+    for obj in store.list(META_PREFIX):
+        if obj.key.endswith(".parquet"):
+            rows.extend(table_from_bytes(store.read(obj.key), columns=columns).to_pylist())
+    return rows
+
+
+def done_sources(dest: str, model_id: str) -> set[tuple[str, str]]:
+    """(key, etag) pairs that already have an ok row for this model."""
+    rows = read_output_rows(dest, columns=["key", "source_etag", "model_id", "status"])
+    return {(r["key"], r["source_etag"]) for r in rows if r["status"] == "ok" and r["model_id"] == model_id}
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    source: str
+    dest: str
+    model_id: str
+    todo: list[ObjectInfo]
+    already_done: int
+    shard_size: int
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.todo) // self.shard_size)
+
+    def shard(self, index: int) -> list[ObjectInfo]:
+        return self.todo[index * self.shard_size : (index + 1) * self.shard_size]
+
+
+def plan_archive(source: str, dest: str, model_id: str, shard_size: int) -> ArchivePlan:
+    """List the source and keep what has no ok row for this model yet."""
+    src, out = open_store(source), open_store(dest)
+    if src.uri.rstrip("/") == out.uri.rstrip("/"):
+        raise ValueError("the destination must differ from the source: outputs keep the sources' keys")
+    objects = list_images(src)
+    done = done_sources(dest, model_id)
+    todo = [o for o in objects if (o.key, o.etag) not in done]
+    return ArchivePlan(src.uri, out.uri, model_id, todo, len(objects) - len(todo), shard_size)
+
+
+@dataclass
+class ShardOutcome:
+    shard: int
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    samples: list[tuple[str, str]] = field(default_factory=list)  # (source key, output key), a few
+    seconds: float = 0.0
+    metadata_key: str = ""
+
+
+_colorizers: dict[tuple[str, str, int], Colorizer] = {}
+_colorizers_lock = threading.Lock()
+
+
+def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int = 8) -> Colorizer:
+    """One model per process and checkpoint: shard tasks in threads share it (inference only)."""
+    key = (checkpoint, device, batch_size)
+    with _colorizers_lock:
+        if key not in _colorizers:
+            _colorizers[key] = Colorizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+        return _colorizers[key]
+
+
+def _row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str, Any]:
+    base = {name: None for name in OUTPUT_SCHEMA.names}
+    base.update(key=obj.key, source_etag=obj.etag, model_id=model_id, run_id=run_id, error="", processed_at=datetime.now(timezone.utc))
+    base.update(values)
+    return base
+
+
+def colorize_shard(
+    source: str,
+    dest: str,
+    items: list[ObjectInfo],
+    colorizer: Colorizer,
+    *,
+    run_id: str,
+    shard: int,
+    on_image: Callable[[int], None] | None = None,
+    samples: int = 3,
+    skip_colour: bool = True,
+) -> ShardOutcome:
+    """Colorize `items` from `source` into `dest` and write the shard's metadata file."""
+    started = time.perf_counter()
+    src, out = open_store(source), open_store(dest)
+    rows: list[dict[str, Any]] = []
+    outcome = ShardOutcome(shard)
+    model_id = colorizer.model_id
+    for chunk in batched(items, colorizer.batch_size):
+        decoded = []
+        for obj in chunk:
+            t0 = time.perf_counter()
+            try:
+                data = src.read(obj.key)  # StorageError propagates: the whole shard is retried
+            except ObjectNotFound:
+                rows.append(_row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
+                continue
+            t1 = time.perf_counter()
+            try:
+                img = decode(data, name=obj.key)
+            except ImageDecodeError as exc:
+                rows.append(_row(obj, model_id, run_id, status="failed", error=exc.reason, read_s=t1 - t0))
+                continue
+            if skip_colour and skip_reason(colour_stats(img)) is None:
+                # A real colour photo in the archive: colorizing it would replace true colour.
+                rows.append(_row(obj, model_id, run_id, status="skipped", error="already a colour photo", read_s=t1 - t0))
+                continue
+            decoded.append((obj, img, t1 - t0, time.perf_counter() - t1))
+        if not decoded:
+            continue
+        t2 = time.perf_counter()
+        colored = colorizer.colorize([img for _, img, _, _ in decoded])
+        infer_each = (time.perf_counter() - t2) / len(decoded)
+        for (obj, img, read_s, decode_s), result in zip(decoded, colored):
+            t3 = time.perf_counter()
+            out_key = output_name_for(obj.key)
+            out.write(out_key, encode(result, output_format_for(out_key)))
+            rows.append(
+                _row(
+                    obj,
+                    model_id,
+                    run_id,
+                    status="ok",
+                    output_key=out_key,
+                    width=result.width,
+                    height=result.height,
+                    read_s=read_s,
+                    decode_s=decode_s,
+                    infer_s=infer_each,
+                    encode_s=time.perf_counter() - t3,
+                    colourfulness=colourfulness(np.asarray(result.convert("RGB"))),
+                )
+            )
+            if len(outcome.samples) < samples:
+                outcome.samples.append((obj.key, out_key))
+        if on_image is not None:
+            on_image(len(chunk))
+    outcome.metadata_key = metadata_key(run_id, shard)
+    # Written last, after every output: the rows are the commit of this shard's work.
+    out.write(outcome.metadata_key, table_to_bytes(rows_to_table(rows, OUTPUT_SCHEMA)))
+    outcome.counts = dict(Counter(r["status"] for r in rows))
+    outcome.failures = [(r["key"], r["error"]) for r in rows if r["status"] == "failed"]
+    outcome.seconds = time.perf_counter() - started
+    return outcome

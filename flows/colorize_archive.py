@@ -1,0 +1,177 @@
+"""The `colorize-archive` flow: list an archive, plan shards of what is not done yet, colorize
+one task per shard (threads on one machine, or one flow run per shard on a work pool), report.
+
+Run: `colorize archive SOURCE --dest DEST [--checkpoint FILE|latest]`, or as a deployment.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from contextlib import nullcontext
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, shared_colorizer
+from colorize_core.checkpoint import load_checkpoint
+from colorize_core.gallery import gallery_html, gallery_markdown
+from colorize_core.registry import resolve_checkpoint
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
+from colorize_core.storage import open_store
+from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
+
+GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
+
+
+def plan_uri(dest: str, run_id: str) -> str:
+    return f"{open_store(dest).uri.rstrip('/')}/_colorize/plans/{run_id}.parquet"
+
+
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id: str) -> dict[str, Any]:
+    """List the source, drop what already has an ok row for this model, write the plan."""
+    model_id = load_checkpoint(checkpoint).model_id
+    plan = plan_archive(source, dest, model_id, shard_size)
+    write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
+    return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}
+
+
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int = 8) -> dict[str, Any]:
+    """Colorize one shard of a plan; a storage error fails the task (and is retried)."""
+    manifest = read_manifest(plan)
+    colorizer = shared_colorizer(checkpoint, device, batch_size)
+    gpu = colorizer.device.type == "cuda"
+    if gpu:
+        from prefect.concurrency.sync import concurrency
+
+        slot = concurrency(GPU_LIMIT, occupy=1, strict=True)
+    else:
+        slot = nullcontext()
+    with slot:
+        outcome = colorize_shard(manifest.source, dest, manifest.shard(shard), colorizer, run_id=run_id, shard=shard)
+    return _outcome_dict(outcome)
+
+
+def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
+    return {"shard": o.shard, "counts": o.counts, "failures": o.failures, "samples": o.samples, "seconds": o.seconds}
+
+
+@flow(name="colorize-shard", log_prints=True)
+def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int = 8) -> dict[str, Any]:
+    """One shard as its own flow run: what a work-pool worker (one GPU per pod) runs."""
+    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size)
+
+
+def _run_shards_on_pool(deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int) -> list[dict[str, Any]]:
+    from prefect.deployments import run_deployment
+
+    # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
+    runs = [
+        run_deployment(
+            deployment,
+            parameters={"plan": plan, "shard": s, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size},
+            timeout=0,
+        )
+        for s in range(n)
+    ]
+    return _wait_for_runs(runs)
+
+
+def _wait_for_runs(runs: list[Any], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[dict[str, Any]]:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        pending = {r.id for r in runs}
+        while pending and time.monotonic() < deadline:
+            for run_id in list(pending):
+                state = client.read_flow_run(run_id).state
+                if state is not None and state.is_final():
+                    pending.discard(run_id)
+            if pending:
+                time.sleep(poll_s)
+        if pending:
+            raise TimeoutError(f"{len(pending)} shard flow runs did not finish in {timeout_s:.0f}s")
+        outcomes = []
+        for r in runs:
+            state = client.read_flow_run(r.id).state
+            outcomes.append(state.result(raise_on_failure=True))
+    return outcomes
+
+
+def _gallery(dest: str, source: str, samples: list[tuple[str, str]], title: str) -> None:
+    if not samples:
+        return
+    src, out = open_store(source), open_store(dest)
+    pairs = [(key, src.read(key), out.read(out_key)) for key, out_key in samples[:6]]
+    create_markdown_artifact(gallery_markdown(pairs, title), key="colorize-gallery", description=title)
+    out.write("_colorize/gallery.html", gallery_html(pairs, title).encode())
+
+
+@flow(name="colorize-archive", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+def colorize_archive(
+    source: str,
+    dest: str,
+    checkpoint: str = "latest",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    device: str = "auto",
+    batch_size: int = 8,
+    deployment: str | None = None,
+    registry: str | None = None,
+) -> dict[str, Any]:
+    """Colorize everything under `source` not yet done with this model into `dest`.
+
+    `deployment` ("colorize-shard/<name>"): run each shard as its own flow run on that
+    deployment's work pool instead of in this process's threads."""
+    logger = get_run_logger()
+    run_id = f"{_timestamp()}-{uuid.uuid4().hex[:8]}"
+    checkpoint = resolve_checkpoint(checkpoint, registry=registry)
+    plan = plan_shards(source, dest, checkpoint, shard_size, run_id)
+    logger.info("model %s: %d to do, %d already done, %d shards", plan["model_id"], plan["todo"], plan["already_done"], plan["shards"])
+    plan_file = plan_uri(dest, run_id)
+    n = plan["shards"]
+    outcomes: list[dict[str, Any]] = []
+    if n and deployment:
+        outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size)
+    elif n:
+        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{n} shards of {plan['todo']} images")
+        futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
+        for fut in as_completed(futures):
+            outcomes.append(fut.result())
+            update_progress_artifact(progress, 100.0 * len(outcomes) / n)
+    return _report(source, dest, plan, outcomes)
+
+
+def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = []
+    samples: list[tuple[str, str]] = []
+    for o in sorted(outcomes, key=lambda o: o["shard"]):
+        counts.update(o["counts"])
+        failures.extend(tuple(f) for f in o["failures"])  # type: ignore[misc]
+        samples.extend(tuple(s) for s in o["samples"])  # type: ignore[misc]
+    summary = {
+        "model_id": plan["model_id"],
+        "already_done": plan["already_done"],
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "failures": failures,
+    }
+    table = [{"status": k, "images": summary[k]} for k in ("ok", "failed", "skipped", "already_done")]
+    table += [{"status": f"failed: {key}", "images": reason} for key, reason in failures[:200]]
+    create_table_artifact(table, key="colorize-counts", description=f"model {plan['model_id']}")
+    _gallery(dest, source, samples, f"Colorized with {plan['model_id']}")
+    return summary
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+

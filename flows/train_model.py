@@ -1,0 +1,139 @@
+"""The `train-model` flow: train from a dataset URI, checkpoint to a URI, resume on retry,
+publish the loss curve and validation triptychs, register the model as the latest.
+
+Run: `colorize train --data DATASET --out CHECKPOINT`, or as a deployment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+from prefect import flow, get_run_logger, task
+from prefect.runtime import task_run
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from colorize_core.gallery import image_uri
+from colorize_core.registry import register_model
+from colorize_core.models import ModelConfig
+from colorize_core.storage import LocalStore, ObjectNotFound, split_uri
+from colorize_core.train import StepInfo, TrainConfig, TrainResult, train
+
+
+def loss_chart(losses: list[tuple[int, float]], width: int = 480, height: int = 200) -> Image.Image:
+    """A plain line chart of loss over steps (no plotting library needed)."""
+    img = Image.new("RGB", (width, height), "white")
+    if len(losses) < 2:
+        return img
+    draw = ImageDraw.Draw(img)
+    steps, values = [s for s, _ in losses], [v for _, v in losses]
+    lo, hi = min(values), max(values)
+    span_s, span_v = max(steps[-1] - steps[0], 1), max(hi - lo, 1e-12)
+    pts = [(10 + (s - steps[0]) / span_s * (width - 20), 10 + (hi - v) / span_v * (height - 30)) for s, v in losses]
+    draw.line(pts, fill=(200, 60, 30), width=2)
+    draw.text((10, height - 16), f"steps {steps[0]}-{steps[-1]}   loss {hi:.4f} -> {values[-1]:.4f}", fill="black")
+    return img
+
+
+def _work_path(checkpoint_uri: str) -> Path:
+    """A stable local file per checkpoint URI, so a retried task finds its own progress."""
+    digest = hashlib.sha256(checkpoint_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "colorize-train" / f"{digest}.safetensors"
+
+
+@task(retries=2, retry_delay_seconds=5)
+def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) -> TrainResult:
+    """Train; a retry always resumes from the last checkpoint, locally or, on a fresh machine,
+    from the copy at `checkpoint_uri`. `cfg.resume` decides only for the first attempt."""
+    resume = cfg.resume or task_run.run_count > 1
+    logger = get_run_logger()
+    store, key = split_uri(checkpoint_uri)
+    is_local = isinstance(store, LocalStore)
+    local = Path(store.uri) / key if is_local else _work_path(checkpoint_uri)
+    if resume and not is_local and not local.exists():
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(store.read(key))
+        except ObjectNotFound:
+            pass  # nothing to resume: a fresh start
+    progress = create_progress_artifact(0.0, key="train-progress", description=f"{cfg.steps} steps")
+
+    def on_step(info: StepInfo) -> None:
+        if info.step % progress_every == 0 or info.step == info.total:
+            note = f"step {info.step}/{info.total}, loss {info.loss:.4f}, {info.images_per_s:.1f} images/s"
+            update_progress_artifact(progress, 100.0 * info.step / max(info.total, 1), description=note)
+            logger.info(note)
+
+    result = train(replace(cfg, out=str(local), resume=resume), on_step=on_step)
+    if not is_local:
+        store.write(key, local.read_bytes())
+    return replace(result, checkpoint=checkpoint_uri)
+
+
+@flow(name="train-model", log_prints=True)
+def train_model(
+    data: str,
+    checkpoint: str,
+    steps: int = 1000,
+    image_size: int = 224,
+    batch_size: int = 6,
+    model: str = "residual_encoder",
+    backbone_weights: str = "imagenet",
+    train_backbone: bool = False,
+    optimizer: str = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    checkpoint_every: int = 500,
+    val_every: int = 0,
+    val_data: str | None = None,
+    device: str = "auto",
+    workers: int = 0,
+    max_seconds: float | None = None,
+    resume: bool = True,
+    registry: str | None = None,
+) -> dict[str, Any]:
+    """Train on a dataset URI, write the checkpoint to `checkpoint` (a path or URI), register it."""
+    logger = get_run_logger()
+    cfg = TrainConfig(
+        data=data,
+        out=checkpoint,
+        model=ModelConfig(arch=model, image_size=image_size, train_backbone=train_backbone),  # type: ignore[arg-type]
+        backbone_weights=backbone_weights,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        device=device,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        val_every=val_every,
+        val_data=val_data,
+        num_workers=workers,
+        max_seconds=max_seconds,
+        resume=resume,
+        # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
+        val_dir=None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val")),
+    )
+    result = train_task(cfg, checkpoint)
+    logger.info("trained to step %d: model %s", result.step, result.model_id)
+    entry = register_model(checkpoint, result.model_id, registry=registry, meta={"step": result.step, "data": data})
+    if result.losses:
+        create_table_artifact([{"step": s, "loss": v} for s, v in result.losses], key="train-loss", description="loss by step")
+    parts = [f"# Model `{result.model_id}`", "", f"step {result.step} of {steps}; checkpoint `{checkpoint}`", ""]
+    parts.append(f"![loss curve]({image_uri(loss_chart(result.losses))})")
+    for path in result.triptychs[-2:]:
+        with Image.open(path) as trip:
+            parts += ["", f"**{Path(path).name}** (gray | colorized | truth)", "", f"![triptych]({image_uri(trip)})"]
+    create_markdown_artifact("\n".join(parts), key="train-report", description=f"model {result.model_id}")
+    last_loss = result.losses[-1][1] if result.losses else None
+    return {"model_id": result.model_id, "step": result.step, "checkpoint": checkpoint, "registered": entry["checkpoint"], "last_loss": last_loss}
+
+
