@@ -69,6 +69,8 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
             logger.info(note)
 
     result = train(replace(cfg, out=str(local), resume=resume), on_step=on_step)
+    # Done, also when a time budget ended it before cfg.steps.
+    update_progress_artifact(progress, 100.0, description=f"finished at step {result.step} of {cfg.steps}")
     if not is_local:
         store.write(key, local.read_bytes())
     return replace(result, checkpoint=checkpoint_uri)

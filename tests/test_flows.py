@@ -1,0 +1,135 @@
+"""The Prefect pipeline end to end, on a local folder and on the test S3 server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colorize_core.archive import read_output_rows
+from colorize_core.imageio import decode, luma_and_alpha
+from colorize_core.registry import resolve_checkpoint
+from colorize_core.storage import StorageError, open_store
+from flows.build_dataset import build_dataset_flow
+from flows.colorize_archive import colorize_archive
+from flows.nightly import nightly
+from flows.train_model import train_model
+from tests.badfiles import bad_corpus
+from tests.conftest import make_photo
+
+
+def _gray_archive(uri: str, n: int, start: int = 0) -> list[str]:
+    rng = np.random.default_rng(start)
+    store = open_store(uri)
+    keys = []
+    for i in range(start, start + n):
+        key = f"box {i // 4}/photo_{i:03d}.png"
+        img = make_photo(rng, 36 + i % 5, 44).convert("L")
+        buf = __import__("io").BytesIO()
+        img.save(buf, format="PNG")
+        store.write(key, buf.getvalue())
+        keys.append(key)
+    return keys
+
+
+def _colour_archive(uri: str, n: int) -> None:
+    rng = np.random.default_rng(77)
+    store = open_store(uri)
+    for i in range(n):
+        buf = __import__("io").BytesIO()
+        make_photo(rng, 48, 48).save(buf, format="JPEG", quality=92)
+        store.write(f"colour_{i}.jpg", buf.getvalue())
+
+
+def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: Path) -> None:
+    root = store_uri.rstrip("/")
+    registry = f"{root}/registry"
+    _colour_archive(f"{root}/colour", 6)
+    ds = build_dataset_flow(f"{root}/colour", f"{root}/dataset", size=32, shard_size=4)
+    assert ds["rows"] == 6 and ds["failed"] == 0
+    trained = train_model(
+        f"{root}/dataset", f"{root}/models/m.safetensors", steps=2, image_size=32, batch_size=3,
+        backbone_weights="none", optimizer="adam", lr=1e-3, device="cpu", registry=registry,
+    )
+    assert resolve_checkpoint("latest", registry=registry) == f"{root}/models/m.safetensors"
+
+    gray, out = f"{root}/gray", f"{root}/colorized"
+    keys = _gray_archive(gray, 5)
+    first = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
+    assert (first["ok"], first["failed"], first["already_done"]) == (5, 0, 0)
+    assert first["model_id"] == trained["model_id"]
+    src, dst = open_store(gray), open_store(out)
+    for key in keys:  # the outputs' luminance is the inputs' gray level
+        y_in, _ = luma_and_alpha(decode(src.read(key)))
+        out_img = decode(dst.read(key))
+        assert out_img.mode == "RGB" and out_img.size == (y_in.shape[1], y_in.shape[0])
+        y_out = np.asarray(out_img.convert("L"), dtype=np.float64)
+        assert np.abs(y_out - y_in * 255).max() <= 1.0
+    rows = read_output_rows(out)
+    assert sorted(r["key"] for r in rows) == sorted(keys)
+    assert all(r["status"] == "ok" and r["output_key"] == r["key"] and r["model_id"] == trained["model_id"] for r in rows)
+    assert all(r["width"] > 0 and r["colourfulness"] is not None and r["infer_s"] >= 0 for r in rows)
+
+    second = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
+    assert (second["ok"], second["already_done"]) == (0, 5)
+    assert len(read_output_rows(out)) == 5  # nothing duplicated
+
+    new_keys = _gray_archive(gray, 2, start=100)
+    third = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
+    assert (third["ok"], third["already_done"]) == (2, 5)
+    rows = read_output_rows(out)
+    assert len(rows) == 7 and {r["key"] for r in rows} == set(keys) | set(new_keys)
+
+
+def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> None:
+    root = store_uri.rstrip("/")
+    src = open_store(f"{root}/bad")
+    corpus = bad_corpus()
+    for key, (data, _) in corpus.items():
+        src.write(key, data)
+    summary = colorize_archive(f"{root}/bad", f"{root}/out", checkpoint=str(tiny_checkpoint), shard_size=5, device="cpu")
+    rows = {r["key"]: r for r in read_output_rows(f"{root}/out")}
+    assert set(rows) == set(corpus)  # every source accounted for, once
+    failed = {k for k, (_, outcome) in corpus.items() if outcome == "failed"}
+    assert {k for k, r in rows.items() if r["status"] == "failed"} == failed
+    assert all(rows[k]["error"] for k in failed)
+    assert summary["failed"] == len(failed)
+    # Real colour photos are left alone (skipped); gray, sepia and alpha ones are colorized.
+    assert rows["cmyk.jpg"]["status"] == "skipped" and rows["gray16.png"]["status"] == "ok"
+    assert rows["animated.gif"]["status"] in ("ok", "skipped")
+    assert rows["sepia.jpg"]["status"] == "ok" and rows["sepia.jpg"]["output_key"] == "sepia.jpg"
+
+
+def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core import storage
+
+    keys = _gray_archive(str(tmp_path / "gray"), 3)
+    original = storage.LocalStore.read
+    failures = {"left": 2}
+
+    def flaky_read(self: storage.LocalStore, key: str) -> bytes:
+        if key.endswith(".png") and failures["left"] > 0:
+            failures["left"] -= 1
+            raise StorageError("simulated 503 SlowDown")
+        return original(self, key)
+
+    monkeypatch.setattr(storage.LocalStore, "read", flaky_read)
+    summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), shard_size=10, device="cpu")
+    assert failures["left"] == 0 and summary["ok"] == 3 and summary["failed"] == 0
+    assert sorted(r["key"] for r in read_output_rows(str(tmp_path / "out"))) == sorted(keys)
+
+
+def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from flows.retries import is_transient
+
+    assert not is_transient(ValueError("corrupt")) and is_transient(StorageError("503"))
+    (tmp_path / "gray").mkdir()
+    (tmp_path / "gray" / "bad.jpg").write_bytes(b"\xff\xd8\xff nope")
+    summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu")
+    assert summary["failed"] == 1 and summary["ok"] == 0
+
+
+def test_missing_latest_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no model registered"):
+        colorize_archive(str(tmp_path), str(tmp_path / "out"), checkpoint="latest", registry=str(tmp_path / "reg"))
