@@ -46,6 +46,26 @@ def read_output_rows(dest: str, columns: list[str] | None = None) -> list[dict[s
     return rows
 
 
+def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:
+    """Rebuild a run's shard outcomes from its metadata files: what a parent flow reads when
+    its shards ran as flow runs on other machines."""
+    store = open_store(dest)
+    outcomes = []
+    for obj in store.list(f"{META_PREFIX}{run_id}-shard-"):
+        shard = int(obj.key.rsplit("-", 1)[-1].split(".")[0])
+        rows = table_from_bytes(store.read(obj.key), columns=["key", "output_key", "status", "error"]).to_pylist()
+        outcomes.append(
+            ShardOutcome(
+                shard,
+                counts=dict(Counter(r["status"] for r in rows)),
+                failures=[(r["key"], r["error"]) for r in rows if r["status"] == "failed"],
+                samples=[(r["key"], r["output_key"]) for r in rows if r["status"] == "ok"][:samples_per_shard],
+                metadata_key=obj.key,
+            )
+        )
+    return outcomes
+
+
 def done_sources(dest: str, model_id: str) -> set[tuple[str, str]]:
     """(key, etag) pairs that already have an ok row for this model."""
     rows = read_output_rows(dest, columns=["key", "source_etag", "model_id", "status"])

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, shared_colorizer
+from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.checkpoint import load_checkpoint
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.registry import resolve_checkpoint
@@ -70,40 +70,38 @@ def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_i
 
 
 def _run_shards_on_pool(deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int) -> list[dict[str, Any]]:
+    """One flow run per shard on the deployment's work pool; outcomes come back through the
+    shards' metadata files in object storage, not through Prefect results (which live on the
+    worker's machine)."""
     from prefect.deployments import run_deployment
 
+    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
-    runs = [
-        run_deployment(
-            deployment,
-            parameters={"plan": plan, "shard": s, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size},
-            timeout=0,
-        )
-        for s in range(n)
-    ]
-    return _wait_for_runs(runs)
+    runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
+    failed = _wait_for_runs([r.id for r in runs])
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {n} shard flow runs did not complete: {', '.join(failed)}; re-run to finish them")
+    return [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
 
 
-def _wait_for_runs(runs: list[Any], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[dict[str, Any]]:
+def _wait_for_runs(run_ids: list[Any], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[str]:
+    """Wait until every flow run is final; returns "name (state)" of those not completed."""
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout_s
+    finals: dict[Any, Any] = {}
     with get_client(sync_client=True) as client:
-        pending = {r.id for r in runs}
-        while pending and time.monotonic() < deadline:
-            for run_id in list(pending):
-                state = client.read_flow_run(run_id).state
-                if state is not None and state.is_final():
-                    pending.discard(run_id)
-            if pending:
+        while len(finals) < len(run_ids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(run_ids) - len(finals)} shard flow runs did not finish in {timeout_s:.0f}s")
+            for rid in run_ids:
+                if rid not in finals:
+                    run = client.read_flow_run(rid)
+                    if run.state is not None and run.state.is_final():
+                        finals[rid] = run
+            if len(finals) < len(run_ids):
                 time.sleep(poll_s)
-        if pending:
-            raise TimeoutError(f"{len(pending)} shard flow runs did not finish in {timeout_s:.0f}s")
-        outcomes = []
-        for r in runs:
-            state = client.read_flow_run(r.id).state
-            outcomes.append(state.result(raise_on_failure=True))
-    return outcomes
+    return [f"{r.name} ({r.state.name})" for r in finals.values() if not r.state.is_completed()]
 
 
 def _gallery(dest: str, source: str, samples: list[tuple[str, str]], title: str) -> None:
