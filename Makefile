@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The Prefect UI at http://127.0.0.1:4200; `make demo` in another terminal records its runs there.
+ui: $(STAMP)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_models
+	$(BIN)/python -m bench.bench_dataset
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -199,7 +200,24 @@ def format_report(report: dict[str, object], model_id: str) -> str:
     return "\n".join(lines)
 
 
+LOCAL_UI_API = "http://127.0.0.1:4200/api"
+
+
+def _use_local_server_if_running() -> None:
+    """`make ui` runs a Prefect server on the default port: record the demo there if it answers,
+    so its runs show in the UI; otherwise Prefect runs a temporary server for this process."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        urllib.request.urlopen(f"{LOCAL_UI_API}/health", timeout=1).close()
+    except OSError:
+        return
+    os.environ["PREFECT_API_URL"] = LOCAL_UI_API
+    print(f"demo: recording runs in the Prefect server at {LOCAL_UI_API} (UI: http://127.0.0.1:4200)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    _use_local_server_if_running()
     from flows.demo import demo
 
     result = demo(out=args.out, seconds=args.seconds, image_size=args.image_size, device=args.device)
