@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="latest", help="model file/URI, or 'latest' from the registry")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard task")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/gpu)")
+    p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
+    p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
     _device_arg(p)
 
     p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
@@ -254,9 +255,12 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from flows.colorize_archive import colorize_archive
 
-    summary = colorize_archive(
+    runner = colorize_archive.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.workers))
+    summary = runner(
         args.source,
         args.dest,
         checkpoint=args.checkpoint,

@@ -117,3 +117,16 @@ def test_real_black_and_white_archive_gives_no_training_rows(tmp_path: Path) -> 
 
     summary = build_dataset(str(SHARED_DATA / "bw-historical"), str(tmp_path / "ds"), size=64, shard_size=50)
     assert summary.sources == 41 and summary.rows == 0 and summary.failed == 0
+
+
+def test_archive_command_is_incremental(tmp_path: Path, photo_dir: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "bw"
+    src.mkdir()
+    for p in sorted(photo_dir.iterdir())[:3]:
+        Image.open(p).convert("L").save(src / p.name)
+    args = ["archive", str(src), "--dest", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--workers", "1"]
+    assert main(args) == 0
+    assert "3 colorized, 0 failed" in capsys.readouterr().out
+    (src / "new.png").write_bytes((src / "photo_0.png").read_bytes())
+    assert main(args) == 0
+    assert "1 colorized, 0 failed, 0 skipped (already colour), 3 already done" in capsys.readouterr().out
