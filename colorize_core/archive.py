@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.infer import Colorizer, batched
@@ -27,7 +29,7 @@ from colorize_core.metrics import colourfulness
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.samples import colour_stats, skip_reason
 from colorize_core.sharding import list_images
-from colorize_core.storage import ObjectInfo, ObjectNotFound, open_store
+from colorize_core.storage import ObjectInfo, ObjectNotFound, ObjectStore, open_store
 
 META_PREFIX = "_colorize/metadata/"
 
@@ -130,6 +132,69 @@ def _row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str
     return base
 
 
+@dataclass
+class _Loaded:
+    obj: ObjectInfo
+    row: dict[str, Any] | None = None  # set when the source ends here (failed or skipped)
+    image: Image.Image | None = None
+    read_s: float = 0.0
+    decode_s: float = 0.0
+
+
+def _load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, skip_colour: bool) -> _Loaded:
+    """Read and decode one source (in an I/O thread). StorageError propagates."""
+    t0 = time.perf_counter()
+    try:
+        data = src.read(obj.key)
+    except ObjectNotFound:
+        return _Loaded(obj, _row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
+    t1 = time.perf_counter()
+    try:
+        img = decode(data, name=obj.key)
+    except ImageDecodeError as exc:
+        return _Loaded(obj, _row(obj, model_id, run_id, status="failed", error=exc.reason, read_s=t1 - t0))
+    if skip_colour and skip_reason(colour_stats(img)) is None:
+        # A real colour photo in the archive: colorizing it would replace true colour.
+        return _Loaded(obj, _row(obj, model_id, run_id, status="skipped", error="already a colour photo", read_s=t1 - t0))
+    return _Loaded(obj, image=img, read_s=t1 - t0, decode_s=time.perf_counter() - t1)
+
+
+def _store(out: ObjectStore, item: _Loaded, result: Image.Image, infer_s: float, model_id: str, run_id: str) -> dict[str, Any]:
+    """Encode and write one output (in an I/O thread); returns its ok row."""
+    t0 = time.perf_counter()
+    out_key = output_name_for(item.obj.key)
+    out.write(out_key, encode(result, output_format_for(out_key)))
+    return _row(
+        item.obj,
+        model_id,
+        run_id,
+        status="ok",
+        output_key=out_key,
+        width=result.width,
+        height=result.height,
+        read_s=item.read_s,
+        decode_s=item.decode_s,
+        infer_s=infer_s,
+        encode_s=time.perf_counter() - t0,
+        colourfulness=colourfulness(np.asarray(result.convert("RGB"))),
+    )
+
+
+def _prefetch(pool: ThreadPoolExecutor, items: list[ObjectInfo], load: Callable[[ObjectInfo], _Loaded], ahead: int) -> Iterator[_Loaded]:
+    """Results of `load` in item order, keeping up to `ahead` loads in flight."""
+    pending: deque[Future[_Loaded]] = deque()
+    it = iter(items)
+    for obj in it:
+        pending.append(pool.submit(load, obj))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        yield pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(load, nxt))
+
+
 def colorize_shard(
     source: str,
     dest: str,
@@ -141,66 +206,52 @@ def colorize_shard(
     on_image: Callable[[int], None] | None = None,
     samples: int = 3,
     skip_colour: bool = True,
+    io_threads: int = 4,
 ) -> ShardOutcome:
-    """Colorize `items` from `source` into `dest` and write the shard's metadata file."""
+    """Colorize `items` from `source` into `dest` and write the shard's metadata file.
+
+    Reading and decoding run ahead in `io_threads` threads, and encoding and writing run behind,
+    while the model works on the current batch (Pillow, boto3 and torch release the GIL).
+    `io_threads=0` does everything in this thread, in order: the plain path."""
     started = time.perf_counter()
     src, out = open_store(source), open_store(dest)
-    rows: list[dict[str, Any]] = []
-    outcome = ShardOutcome(shard)
     model_id = colorizer.model_id
-    for chunk in batched(items, colorizer.batch_size):
-        decoded = []
-        for obj in chunk:
-            t0 = time.perf_counter()
-            try:
-                data = src.read(obj.key)  # StorageError propagates: the whole shard is retried
-            except ObjectNotFound:
-                rows.append(_row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
-                continue
-            t1 = time.perf_counter()
-            try:
-                img = decode(data, name=obj.key)
-            except ImageDecodeError as exc:
-                rows.append(_row(obj, model_id, run_id, status="failed", error=exc.reason, read_s=t1 - t0))
-                continue
-            if skip_colour and skip_reason(colour_stats(img)) is None:
-                # A real colour photo in the archive: colorizing it would replace true colour.
-                rows.append(_row(obj, model_id, run_id, status="skipped", error="already a colour photo", read_s=t1 - t0))
-                continue
-            decoded.append((obj, img, t1 - t0, time.perf_counter() - t1))
-        if not decoded:
-            continue
-        t2 = time.perf_counter()
-        colored = colorizer.colorize([img for _, img, _, _ in decoded])
-        infer_each = (time.perf_counter() - t2) / len(decoded)
-        for (obj, img, read_s, decode_s), result in zip(decoded, colored):
-            t3 = time.perf_counter()
-            out_key = output_name_for(obj.key)
-            out.write(out_key, encode(result, output_format_for(out_key)))
-            rows.append(
-                _row(
-                    obj,
-                    model_id,
-                    run_id,
-                    status="ok",
-                    output_key=out_key,
-                    width=result.width,
-                    height=result.height,
-                    read_s=read_s,
-                    decode_s=decode_s,
-                    infer_s=infer_each,
-                    encode_s=time.perf_counter() - t3,
-                    colourfulness=colourfulness(np.asarray(result.convert("RGB"))),
-                )
-            )
-            if len(outcome.samples) < samples:
-                outcome.samples.append((obj.key, out_key))
-        if on_image is not None:
-            on_image(len(chunk))
+    rows: dict[str, dict[str, Any]] = {}
+    outcome = ShardOutcome(shard)
+    pool = ThreadPoolExecutor(max_workers=io_threads) if io_threads > 0 else None
+    writes: list[Future[dict[str, Any]]] = []
+    try:
+        load = lambda obj: _load(src, obj, model_id, run_id, skip_colour)  # noqa: E731
+        loaded: Iterable[_Loaded] = _prefetch(pool, items, load, 2 * colorizer.batch_size) if pool else map(load, items)
+        for chunk in batched(loaded, colorizer.batch_size):
+            for item in chunk:
+                if item.row is not None:
+                    rows[item.obj.key] = item.row
+            todo = [item for item in chunk if item.row is None]
+            if todo:
+                t0 = time.perf_counter()
+                colored = colorizer.colorize([item.image for item in todo])  # type: ignore[misc]
+                infer_each = (time.perf_counter() - t0) / len(todo)
+                for item, result in zip(todo, colored):
+                    item.image = None  # free the decoded source early
+                    if pool:
+                        writes.append(pool.submit(_store, out, item, result, infer_each, model_id, run_id))
+                    else:
+                        rows[item.obj.key] = _store(out, item, result, infer_each, model_id, run_id)
+            if on_image is not None:
+                on_image(len(chunk))
+        for fut in writes:
+            row = fut.result()  # a failed write (StorageError) propagates: the shard is retried
+            rows[row["key"]] = row
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+    ordered = [rows[obj.key] for obj in items]
+    outcome.samples = [(r["key"], r["output_key"]) for r in ordered if r["status"] == "ok"][:samples]
     outcome.metadata_key = metadata_key(run_id, shard)
     # Written last, after every output: the rows are the commit of this shard's work.
-    out.write(outcome.metadata_key, table_to_bytes(rows_to_table(rows, OUTPUT_SCHEMA)))
-    outcome.counts = dict(Counter(r["status"] for r in rows))
-    outcome.failures = [(r["key"], r["error"]) for r in rows if r["status"] == "failed"]
+    out.write(outcome.metadata_key, table_to_bytes(rows_to_table(ordered, OUTPUT_SCHEMA)))
+    outcome.counts = dict(Counter(r["status"] for r in ordered))
+    outcome.failures = [(r["key"], r["error"]) for r in ordered if r["status"] == "failed"]
     outcome.seconds = time.perf_counter() - started
     return outcome

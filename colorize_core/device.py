@@ -20,3 +20,20 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast is ~2x fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision for inference: as for training on CUDA, and bf16 on CPUs that have it."""
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return autocast_dtype(device)

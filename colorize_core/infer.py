@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch import nn
 
 from colorize_core.checkpoint import load_model
 from colorize_core.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.device import autocast_dtype, resolve_device
+from colorize_core.device import inference_dtype, resolve_device
 from colorize_core.imageio import luma_and_alpha
 
 T = TypeVar("T")
@@ -36,6 +37,19 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the model runs. The default is the fast path; `PLAIN` is fp32 eager, the reference."""
+
+    channels_last: bool = True  # NHWC: what cuDNN and oneDNN convolutions prefer
+    mixed_precision: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (fp16 on old GPUs)
+    compile: bool = False  # torch.compile; pays on long runs on CUDA, costs a minute to start
+    pad_batches: bool = True  # pad the last batch: one static shape for compile and cudnn.benchmark
+
+
+PLAIN = InferenceOptions(channels_last=False, mixed_precision=False, compile=False, pad_batches=False)
+
+
 class Colorizer:
     """Runs a colorization model over PIL images in batches at the model's working size."""
 
@@ -46,9 +60,17 @@ class Colorizer:
         device: str | torch.device = "auto",
         batch_size: int = 8,
         image_size: int | None = None,
+        options: InferenceOptions = InferenceOptions(),
     ) -> None:
         self.device = resolve_device(device)
+        self.options = options
         self.model = model.to(self.device).eval()
+        if options.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one input shape: autotune once, reuse
+        self.amp_dtype = inference_dtype(self.device) if options.mixed_precision else None
+        self._forward = torch.compile(self.model) if options.compile else self.model
         self.batch_size = batch_size
         self.image_size = image_size or model.config.image_size  # type: ignore[union-attr]
         if self.image_size % 8:
@@ -62,11 +84,17 @@ class Colorizer:
     @torch.inference_mode()
     def predict_uv(self, gray: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) luma in [0, 1] -> (N, 2, S, S) UV chroma (in YUV units, fp32)."""
+        n = gray.shape[0]
+        if self.options.pad_batches and n < self.batch_size:
+            gray = torch.cat([gray, gray.new_zeros(self.batch_size - n, *gray.shape[1:])])
+        if self.device.type == "cuda":
+            gray = gray.pin_memory()  # lets the copy below run asynchronously
         gray = gray.to(self.device, non_blocking=True)
-        dtype = autocast_dtype(self.device)
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            unit = self.model(gray)
-        return unit_to_uv(unit.float())
+        if self.options.channels_last:
+            gray = gray.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            unit = self._forward(gray)
+        return unit_to_uv(unit[:n].float())
 
     def colorize_luma(self, lumas: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Full-size luma arrays (H, W) float in [0, 1] -> uint8 RGB arrays (H, W, 3), one batch."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from colorize_core.imageio import decode, luma_and_alpha
@@ -99,3 +100,31 @@ def test_batch_order_does_not_change_results(colorizer: Colorizer) -> None:
     alone = [colorizer.colorize([im])[0] for im in images]
     for a, b in zip(together, alone):
         assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+
+
+def test_fast_path_matches_the_plain_path(tiny_checkpoint: Path) -> None:
+    from colorize_core.checkpoint import load_model
+    from colorize_core.infer import PLAIN, InferenceOptions
+
+    images = [make_photo(rng, 45, 61).convert("L") for _ in range(5)]
+    plain = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=4, options=PLAIN)
+    fast = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=4, options=InferenceOptions(mixed_precision=True))
+    gray = torch.rand(3, 1, 32, 32)
+    uv_plain, uv_fast = plain.predict_uv(gray), fast.predict_uv(gray)
+    assert uv_fast.shape == uv_plain.shape == (3, 2, 32, 32)  # padding removed again
+    assert (uv_fast - uv_plain).abs().max() < 0.02  # bf16 rounding, in YUV units (range ~1.2)
+    for a, b in zip(plain.colorize(images), fast.colorize(images)):
+        diff = np.abs(np.asarray(a, int) - np.asarray(b, int))
+        assert diff.mean() < 1.5 and diff.max() <= 12
+        _assert_luma_kept(a, b)  # both keep the input's gray levels
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_eager(tiny_checkpoint: Path) -> None:
+    from colorize_core.checkpoint import load_model
+    from colorize_core.infer import PLAIN, InferenceOptions
+
+    gray = torch.rand(2, 1, 32, 32)
+    eager = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=2, options=PLAIN)
+    compiled = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=2, options=InferenceOptions(mixed_precision=False, compile=True))
+    assert torch.allclose(eager.predict_uv(gray), compiled.predict_uv(gray), atol=1e-4)

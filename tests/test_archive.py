@@ -1,0 +1,58 @@
+"""colorize_shard's prefetching pipeline gives the plain path's results, and fails cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from colorize_core.archive import colorize_shard, read_output_rows
+from colorize_core.infer import Colorizer
+from colorize_core.sharding import list_images
+from colorize_core.storage import LocalStore, StorageError, open_store
+from tests.badfiles import bad_corpus
+from tests.test_flows import _gray_archive
+
+
+@pytest.fixture()
+def mixed_archive(tmp_path: Path) -> str:
+    uri = str(tmp_path / "src")
+    _gray_archive(uri, 9)
+    store = open_store(uri)
+    for key, (data, _) in list(bad_corpus().items())[:6]:
+        store.write(f"bad/{key}", data)
+    return uri
+
+
+def _comparable(rows: list[dict]) -> list[tuple]:
+    return [(r["key"], r["status"], r["error"], r["output_key"], r["width"], r["height"], r["colourfulness"]) for r in rows]
+
+
+def test_pipelined_shard_equals_the_plain_path(mixed_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    items = list_images(open_store(mixed_archive))
+    plain = colorize_shard(mixed_archive, str(tmp_path / "a"), items, colorizer, run_id="r", shard=0, io_threads=0)
+    piped = colorize_shard(mixed_archive, str(tmp_path / "b"), items, colorizer, run_id="r", shard=0, io_threads=4)
+    rows_a, rows_b = read_output_rows(str(tmp_path / "a")), read_output_rows(str(tmp_path / "b"))
+    assert [r["key"] for r in rows_a] == [o.key for o in items]  # one row per source, in order
+    assert _comparable(rows_a) == _comparable(rows_b)
+    assert plain.counts == piped.counts and plain.counts.get("failed", 0) >= 3
+    for r in rows_a:
+        if r["status"] == "ok":
+            assert (tmp_path / "a" / r["output_key"]).read_bytes() == (tmp_path / "b" / r["output_key"]).read_bytes()
+
+
+def test_a_failed_write_fails_the_shard_without_committing(mixed_archive: str, tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    items = list_images(open_store(mixed_archive))
+    original = LocalStore.write
+
+    def failing_write(self: LocalStore, key: str, data: bytes) -> None:
+        if key.endswith("photo_005.png"):
+            raise StorageError("simulated: bucket unreachable")
+        original(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "write", failing_write)
+    with pytest.raises(StorageError):
+        colorize_shard(mixed_archive, str(tmp_path / "out"), items, colorizer, run_id="r", shard=0, io_threads=4)
+    assert read_output_rows(str(tmp_path / "out")) == []  # no metadata: the shard is redone on retry
