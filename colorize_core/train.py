@@ -18,12 +18,14 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from colorize_core import distributed
 from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.color import rgb_to_yuv, uv_to_unit
 from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, open_training_data
-from colorize_core.device import autocast_dtype, resolve_device
+from colorize_core.device import autocast_dtype
 from colorize_core.infer import Colorizer
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
@@ -128,12 +130,28 @@ def _resume_state(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any] | None, d
 def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None, log_every: int = 10) -> TrainResult:
     """Train (or resume) until `cfg.steps`; returns where the checkpoint is and what happened."""
     started = time.perf_counter()
-    device = resolve_device(cfg.device)
-    model, optim_state, meta = _resume_state(cfg)
-    model.to(device).train()
+    dist, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, dist, device, started, on_step, log_every)
+    finally:
+        distributed.cleanup(dist)
+
+
+def _train(
+    cfg: TrainConfig,
+    dist: distributed.DistInfo,
+    device: torch.device,
+    started: float,
+    on_step: Callable[[StepInfo], None] | None,
+    log_every: int,
+) -> TrainResult:
+    core, optim_state, meta = _resume_state(cfg)  # every rank reads the same checkpoint
+    core.to(device).train()
+    # DDP averages gradients over ranks after each backward; checkpoints hold the inner model.
+    model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else core
     step = int(meta.get("step", 0))
     losses: list[tuple[int, float]] = [tuple(x) for x in meta.get("losses", [])]  # type: ignore[misc]
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in core.parameters() if p.requires_grad]
     optimizer = make_optimizer(cfg, params)
     if optim_state is not None:
         optimizer.load_state_dict(optim_state)
@@ -149,22 +167,28 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
     triptychs: list[str] = []
 
     def checkpoint() -> str:
-        info = {"step": step, "seed": cfg.seed, "losses": losses, "train_config": _jsonable(cfg)}
-        if scaler.is_enabled():
-            info["scaler"] = scaler.state_dict()
-        return save_checkpoint(cfg.out, model, meta=info, optimizer=optimizer)
+        model_id = ""
+        if dist.is_main:  # one writer; the others wait so nobody reads a checkpoint mid-write
+            info = {"step": step, "seed": cfg.seed, "losses": losses, "train_config": _jsonable(cfg), "world_size": dist.world}
+            if scaler.is_enabled():
+                info["scaler"] = scaler.state_dict()
+            model_id = save_checkpoint(cfg.out, core, meta=info, optimizer=optimizer)
+        distributed.barrier(dist)
+        return model_id
 
     def triptych() -> None:
-        path = val_dir / f"step_{step:07d}.png"
-        write_triptych(path, model, val_truth, device)
-        triptychs.append(str(path))
+        if dist.is_main:
+            path = val_dir / f"step_{step:07d}.png"
+            write_triptych(path, core, val_truth, device)
+            triptychs.append(str(path))
 
+    # The global batch at each step is a function of (seed, step); each rank takes its slice.
     sampler = StepBatchSampler(
-        len(dataset), cfg.batch_size, seed=cfg.seed, start_step=step, total_steps=cfg.steps, blocks=dataset.blocks
+        len(dataset), cfg.batch_size * dist.world, seed=cfg.seed, start_step=step, total_steps=cfg.steps, blocks=dataset.blocks
     )
     loader = DataLoader(
         dataset,
-        batch_sampler=sampler,
+        batch_sampler=distributed.RankSlices(sampler, dist.rank, cfg.batch_size) if dist.enabled else sampler,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
@@ -183,13 +207,15 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        window_images += rgb.shape[0]
+        window_images += rgb.shape[0] * dist.world
+        global_loss = distributed.mean_across(dist, loss)
         if step % log_every == 0:
-            losses.append((step, round(loss.item(), 6)))
-        if on_step is not None:
+            losses.append((step, round(global_loss, 6)))
+        if on_step is not None and dist.is_main:
             rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-            on_step(StepInfo(step, cfg.steps, loss.item(), rate))
+            on_step(StepInfo(step, cfg.steps, global_loss, rate))
         out_of_time = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
+        out_of_time = distributed.any_across(dist, out_of_time, device)
         if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
             triptych()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:

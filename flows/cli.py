@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default="imagenet", help="imagenet, none, or a VGG16 state-dict file")
     p.add_argument("--train-backbone", action="store_true", help="fine-tune VGG16 too (frozen by default)")
     p.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 8)")
-    p.add_argument("--batch-size", type=int, default=6, help="images per step")
+    p.add_argument("--batch-size", type=int, default=6, help="images per step (per process under torchrun)")
     p.add_argument("--steps", type=int, default=1000, help="total optimiser steps (0: write an untrained checkpoint)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimiser")
     p.add_argument("--lr", type=float, default=0.1, help="learning rate")
@@ -144,6 +144,8 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train_under_torchrun(args)
     from flows.train_model import train_model
 
     result = train_model(
@@ -170,6 +172,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     last = f", last loss {result['last_loss']:.4f}" if result["last_loss"] is not None else ""
     print(f"step {result['step']}/{args.steps}{last}; wrote {result['checkpoint']} (model {result['model_id']}), registered as latest")
+    return EXIT_OK
+
+
+def _train_under_torchrun(args: argparse.Namespace) -> int:
+    """One rank of a `torchrun` data-parallel run: train in this process (one flow run per rank
+    would be N runs), rank 0 writes checkpoints and registers the model."""
+    from colorize_core.models import ModelConfig
+    from colorize_core.registry import register_model
+    from colorize_core.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=ModelConfig(arch=args.model, image_size=args.image_size, train_backbone=args.train_backbone),
+        backbone_weights=args.backbone_weights,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        val_every=args.val_every,
+        val_data=args.val_data,
+        num_workers=args.workers,
+        max_seconds=args.max_seconds,
+        resume=args.resume,
+    )
+    rank = int(os.environ.get("RANK", "0"))
+    progress = Progress(args.steps, "train") if rank == 0 else None
+    result = train(cfg, on_step=(lambda info: progress.update(1, loss=info.loss)) if progress else None)
+    if rank == 0:
+        register_model(str(args.out), result.model_id, meta={"step": result.step, "data": args.data, "world_size": os.environ["WORLD_SIZE"]})
+        print(f"step {result.step}/{args.steps}; wrote {result.checkpoint} (model {result.model_id}) with {os.environ['WORLD_SIZE']} processes")
     return EXIT_OK
 
 
