@@ -36,7 +36,11 @@ def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server and database for the whole session (starting one takes ~10 s)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.testing.utilities import prefect_test_harness
+    try:
+        from prefect.testing.utilities import prefect_test_harness
+    except ImportError:  # a bare GPU machine runs only the gpu-marked tests, which need no Prefect
+        yield
+        return
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
@@ -56,7 +60,10 @@ class _CurrentStderr(io.TextIOBase):
 def _console_logs_follow_pytest_capture() -> None:
     # Prefect's console handler keeps the stderr it saw when logging was set up; once pytest has
     # closed that capture stream, every log line would raise "I/O operation on closed file".
-    from prefect.logging.handlers import PrefectConsoleHandler
+    try:
+        from prefect.logging.handlers import PrefectConsoleHandler
+    except ImportError:
+        return
 
     loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
     for logger in loggers:
