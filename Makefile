@@ -28,6 +28,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_models
 	$(BIN)/python -m bench.bench_dataset
+	$(BIN)/python -m bench.bench_infer --prefect
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
