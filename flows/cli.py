@@ -143,33 +143,19 @@ def cmd_images(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _train_params(args: argparse.Namespace) -> dict[str, object]:
+    """The `train` flags as the train-model flow's parameters."""
+    names = ("steps", "image_size", "batch_size", "model", "backbone_weights", "train_backbone", "optimizer", "lr", "momentum")
+    names += ("weight_decay", "seed", "checkpoint_every", "val_every", "val_data", "device", "workers", "max_seconds", "resume")
+    return {name: getattr(args, name) for name in names}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_under_torchrun(args)
     from flows.train_model import train_model
 
-    result = train_model(
-        args.data,
-        args.out,
-        steps=args.steps,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        model=args.model,
-        backbone_weights=args.backbone_weights,
-        train_backbone=args.train_backbone,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        val_every=args.val_every,
-        val_data=args.val_data,
-        device=args.device,
-        workers=args.workers,
-        max_seconds=args.max_seconds,
-        resume=args.resume,
-    )
+    result = train_model(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
     last = f", last loss {result['last_loss']:.4f}" if result["last_loss"] is not None else ""
     print(f"step {result['step']}/{args.steps}{last}; wrote {result['checkpoint']} (model {result['model_id']}), registered as latest")
     return EXIT_OK
@@ -177,37 +163,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_under_torchrun(args: argparse.Namespace) -> int:
     """One rank of a `torchrun` data-parallel run: train in this process (one flow run per rank
-    would be N runs), rank 0 writes checkpoints and registers the model."""
-    from colorize_core.models import ModelConfig
+    would be N runs); rank 0 writes checkpoints and registers the model."""
     from colorize_core.registry import register_model
-    from colorize_core.train import TrainConfig, train
+    from colorize_core.train import train
+    from flows.train_model import make_train_config
 
-    cfg = TrainConfig(
-        data=args.data,
-        out=args.out,
-        model=ModelConfig(arch=args.model, image_size=args.image_size, train_backbone=args.train_backbone),
-        backbone_weights=args.backbone_weights,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        device=args.device,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        val_every=args.val_every,
-        val_data=args.val_data,
-        num_workers=args.workers,
-        max_seconds=args.max_seconds,
-        resume=args.resume,
-    )
-    rank = int(os.environ.get("RANK", "0"))
+    cfg = make_train_config(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
+    rank, world = int(os.environ.get("RANK", "0")), os.environ["WORLD_SIZE"]
     progress = Progress(args.steps, "train") if rank == 0 else None
     result = train(cfg, on_step=(lambda info: progress.update(1, loss=info.loss)) if progress else None)
     if rank == 0:
-        register_model(str(args.out), result.model_id, meta={"step": result.step, "data": args.data, "world_size": os.environ["WORLD_SIZE"]})
-        print(f"step {result.step}/{args.steps}; wrote {result.checkpoint} (model {result.model_id}) with {os.environ['WORLD_SIZE']} processes")
+        register_model(str(args.out), result.model_id, meta={"step": result.step, "data": args.data, "world_size": world})
+        print(f"step {result.step}/{args.steps}; wrote {result.checkpoint} (model {result.model_id}) with {world} processes")
     return EXIT_OK
 
 

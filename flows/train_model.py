@@ -76,6 +76,54 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
     return replace(result, checkpoint=checkpoint_uri)
 
 
+def make_train_config(
+    data: str,
+    checkpoint: str,
+    *,
+    steps: int,
+    image_size: int,
+    batch_size: int,
+    model: str,
+    backbone_weights: str,
+    train_backbone: bool,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    seed: int,
+    checkpoint_every: int,
+    val_every: int,
+    val_data: str | None,
+    device: str,
+    workers: int,
+    max_seconds: float | None,
+    resume: bool,
+) -> TrainConfig:
+    """The flow's flat parameters (what the UI and deployments show) -> a `TrainConfig`."""
+    return TrainConfig(
+        data=data,
+        out=checkpoint,
+        model=ModelConfig(arch=model, image_size=image_size, train_backbone=train_backbone),  # type: ignore[arg-type]
+        backbone_weights=backbone_weights,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        device=device,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        val_every=val_every,
+        val_data=val_data,
+        num_workers=workers,
+        max_seconds=max_seconds,
+        resume=resume,
+        # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
+        val_dir=None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val")),
+    )
+
+
 @flow(name="train-model", log_prints=True)
 def train_model(
     data: str,
@@ -102,28 +150,8 @@ def train_model(
 ) -> dict[str, Any]:
     """Train on a dataset URI, write the checkpoint to `checkpoint` (a path or URI), register it."""
     logger = get_run_logger()
-    cfg = TrainConfig(
-        data=data,
-        out=checkpoint,
-        model=ModelConfig(arch=model, image_size=image_size, train_backbone=train_backbone),  # type: ignore[arg-type]
-        backbone_weights=backbone_weights,
-        batch_size=batch_size,
-        steps=steps,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        device=device,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        val_every=val_every,
-        val_data=val_data,
-        num_workers=workers,
-        max_seconds=max_seconds,
-        resume=resume,
-        # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
-        val_dir=None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val")),
-    )
+    params = {k: v for k, v in locals().items() if k not in ("data", "checkpoint", "registry", "logger")}
+    cfg = make_train_config(data, checkpoint, **params)
     result = train_task(cfg, checkpoint)
     logger.info("trained to step %d: model %s", result.step, result.model_id)
     entry = register_model(checkpoint, result.model_id, registry=registry, meta={"step": result.step, "data": data})

@@ -1,27 +1,17 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from colorize_core.imageio import ImageDecodeError, decode, output_format_for, output_name_for
+from tests.badfiles import png_bomb
 
 
 def _png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _png_bomb(width: int, height: int) -> bytes:
-    """A valid-looking PNG header claiming width x height, with almost no data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
 
 
 def test_bad_inputs_raise_one_error_type_with_a_reason() -> None:
@@ -32,14 +22,14 @@ def test_bad_inputs_raise_one_error_type_with_a_reason() -> None:
         "empty": (b"", "empty"),
         "text": (b"hello, I am not a photo\n" * 10, "not an image"),
         "truncated jpeg": (buf.getvalue()[: len(buf.getvalue()) // 2], "truncated"),
-        "bomb": (_png_bomb(30000, 30000), "decompression bomb"),
+        "bomb": (png_bomb(30000, 30000), "decompression bomb"),
     }
     for name, (data, reason) in cases.items():
         with pytest.raises(ImageDecodeError, match=reason):
             decode(data, name=name)
     assert decode(good).size == (20, 20)
     with pytest.raises(ImageDecodeError, match="over the limit"):
-        decode(_png_bomb(5000, 5000), max_pixels=1_000_000)  # refused from the header alone
+        decode(png_bomb(5000, 5000), max_pixels=1_000_000)  # refused from the header alone
 
 
 def test_animated_gif_gives_its_first_frame() -> None:
