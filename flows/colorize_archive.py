@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.checkpoint import load_checkpoint
+from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
@@ -69,7 +71,27 @@ def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_i
     return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size)
 
 
-def _run_shards_on_pool(deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int) -> list[dict[str, Any]]:
+def ensure_gpu_limit(slots: int | None = None) -> int:
+    """Create the `gpu` global concurrency limit if it does not exist (one slot per visible GPU);
+    returns its limit. Shard tasks on CUDA acquire it strictly."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return int(client.read_global_concurrency_limit_by_name(GPU_LIMIT).limit)
+        except ObjectNotFound:
+            import torch
+
+            limit = slots or max(1, torch.cuda.device_count())
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=limit))
+            return limit
+
+
+def _run_shards_on_pool(
+    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int, on_done: Callable[[int], None]
+) -> list[dict[str, Any]]:
     """One flow run per shard on the deployment's work pool; outcomes come back through the
     shards' metadata files in object storage, not through Prefect results (which live on the
     worker's machine)."""
@@ -78,14 +100,15 @@ def _run_shards_on_pool(deployment: str, plan: str, n: int, dest: str, checkpoin
     params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
     runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
-    failed = _wait_for_runs([r.id for r in runs])
+    failed = _wait_for_runs([r.id for r in runs], on_done)
     if failed:
         raise RuntimeError(f"{len(failed)} of {n} shard flow runs did not complete: {', '.join(failed)}; re-run to finish them")
     return [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
 
 
-def _wait_for_runs(run_ids: list[Any], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[str]:
-    """Wait until every flow run is final; returns "name (state)" of those not completed."""
+def _wait_for_runs(run_ids: list[Any], on_done: Callable[[int], None], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[str]:
+    """Wait until every flow run is final, reporting how many are; returns "name (state)" of
+    those that did not complete."""
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout_s
@@ -99,6 +122,7 @@ def _wait_for_runs(run_ids: list[Any], poll_s: float = 2.0, timeout_s: float = 2
                     run = client.read_flow_run(rid)
                     if run.state is not None and run.state.is_final():
                         finals[rid] = run
+                        on_done(len(finals))
             if len(finals) < len(run_ids):
                 time.sleep(poll_s)
     return [f"{r.name} ({r.state.name})" for r in finals.values() if not r.state.is_completed()]
@@ -136,14 +160,21 @@ def colorize_archive(
     plan_file = plan_uri(dest, run_id)
     n = plan["shards"]
     outcomes: list[dict[str, Any]] = []
-    if n and deployment:
-        outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size)
-    elif n:
+    if n:
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{n} shards of {plan['todo']} images")
-        futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
-        for fut in as_completed(futures):
-            outcomes.append(fut.result())
-            update_progress_artifact(progress, 100.0 * len(outcomes) / n)
+
+        def shards_done(done: int) -> None:
+            update_progress_artifact(progress, 100.0 * done / n)
+
+        if deployment:
+            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, shards_done)
+        else:
+            if resolve_device(device).type == "cuda":
+                ensure_gpu_limit()
+            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
+            for fut in as_completed(futures):
+                outcomes.append(fut.result())
+                shards_done(len(outcomes))
     return _report(source, dest, plan, outcomes)
 
 

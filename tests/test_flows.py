@@ -133,3 +133,14 @@ def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> 
 def test_missing_latest_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no model registered"):
         colorize_archive(str(tmp_path), str(tmp_path / "out"), checkpoint="latest", registry=str(tmp_path / "reg"))
+
+
+def test_gpu_concurrency_limit_is_created_once() -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.colorize_archive import GPU_LIMIT, ensure_gpu_limit
+
+    assert ensure_gpu_limit(slots=2) == 2
+    assert ensure_gpu_limit(slots=5) == 2  # an existing limit is left as the operator set it
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(GPU_LIMIT).limit == 2
