@@ -194,6 +194,7 @@ def _train(
         persistent_workers=False,
     )
     window_start, window_images = time.perf_counter(), 0
+    last_loss: float | None = None
     model_id = checkpoint() if step >= cfg.steps else ""
     for rgb in loader:
         gray, target = gray_and_target(rgb.to(device, non_blocking=True))
@@ -208,7 +209,7 @@ def _train(
         scaler.update()
         step += 1
         window_images += rgb.shape[0] * dist.world
-        global_loss = distributed.mean_across(dist, loss)
+        global_loss = last_loss = distributed.mean_across(dist, loss)
         if step % log_every == 0:
             losses.append((step, round(global_loss, 6)))
         if on_step is not None and dist.is_main:
@@ -223,6 +224,9 @@ def _train(
         if out_of_time:
             log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)
             break
+    if last_loss is not None and (not losses or losses[-1][0] != step):
+        losses.append((step, round(last_loss, 6)))  # the curve always ends at the last step
+        model_id = checkpoint()  # so the saved history has that point too (every rank: it syncs)
     triptych()
     return TrainResult(cfg.out, model_id, step, losses, triptychs, time.perf_counter() - started)
 
