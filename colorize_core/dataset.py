@@ -36,7 +36,7 @@ Item = tuple[int, int]  # (index into the dataset, augmentation seed)
 SHUFFLE_WINDOW = 2  # shards whose rows are shuffled together
 
 
-def list_images(root: str | os.PathLike[str]) -> list[Path]:
+def list_image_files(root: str | os.PathLike[str]) -> list[Path]:
     """Image files under a local folder (recursive), in a deterministic order."""
     base = Path(root)
     if not base.is_dir():
@@ -85,7 +85,7 @@ class FolderImages(Dataset[torch.Tensor]):
     blocks: Sequence[int] | None = None
 
     def __init__(self, root: str | os.PathLike[str], image_size: int, *, cache: bool = True) -> None:
-        self.files = list_images(root)
+        self.files = list_image_files(root)
         if not self.files:
             raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
         self.image_size = image_size

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from colorize_core.dataset import list_images
+from colorize_core.dataset import list_image_files
 from colorize_core.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
 from colorize_core.infer import Colorizer
 from colorize_core.metrics import colourfulness, psnr, ssim
@@ -54,7 +54,7 @@ def evaluate(
     on_image: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Mean PSNR, SSIM, colourfulness and its gap to the truth, for the model and for gray."""
-    files = list_images(data)[:limit]
+    files = list_image_files(data)[:limit]
     report = EvalReport()
     model_sum, gray_sum, truth_sum = np.zeros(4), np.zeros(4), 0.0
     for i, path in enumerate(files):
