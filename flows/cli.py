@@ -1,4 +1,4 @@
-"""The `colorize` command line: images, train, eval, shard, build-dataset, demo. `colorize --help` lists them.
+"""The `colorize` command line: images, train, eval, shard, build-dataset, archive, serve, demo.
 
 Exit status: 0 when everything succeeded, 2 when some inputs failed (each on stderr with its
 reason, every other output still written), 1 on a usage, data or checkpoint error.

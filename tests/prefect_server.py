@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def _free_port() -> int:
@@ -64,12 +65,7 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tupl
         wait_healthy(api_url, proc)
         yield api_url, env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop(proc, log)
 
 
 @contextmanager
@@ -81,9 +77,13 @@ def process_worker(pool: str, env: dict[str, str], log_path: Path) -> Iterator[s
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop(proc, log)
+
+
+def _stop(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
