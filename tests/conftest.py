@@ -33,9 +33,11 @@ def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness() -> Iterator[None]:
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One temporary Prefect server and database for the whole session (starting one takes ~10 s)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Models the tests train register here, not in the user's ~/.colorize.
+    os.environ["COLORIZE_HOME"] = str(tmp_path_factory.mktemp("colorize-home"))
     try:
         from prefect.testing.utilities import prefect_test_harness
     except ImportError:  # a bare GPU machine runs only the gpu-marked tests, which need no Prefect

@@ -21,7 +21,7 @@ def test_compose_parses_and_names_every_service_the_readme_mentions() -> None:
     services = compose["services"]
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Running at scale", 1)[1].split("\n## ", 1)[0]
-    mentioned = set(re.findall(r"`([a-z][a-z0-9-]*)` service", section))
+    mentioned = set(re.findall(r"`([a-z][a-z0-9-]*)`\s+service", section))
     assert mentioned and mentioned <= set(services), mentioned - set(services)
     assert {"postgres", "prefect-server", "minio", "minio-init", "worker"} <= set(services)
     server_env = services["prefect-server"]["environment"]
