@@ -25,7 +25,7 @@ from PIL import Image
 from bench.bench_models import machine
 from colorize_core.archive import colorize_shard
 from colorize_core.checkpoint import save_checkpoint
-from colorize_core.device import resolve_device
+from colorize_core.device import amp_dtype, resolve_device
 from colorize_core.infer import PLAIN, Colorizer, InferenceOptions
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
@@ -71,12 +71,11 @@ def shard_rate(src: Path, out: Path, colorizer: Colorizer, io_threads: int) -> f
     return len(items) / (time.perf_counter() - start)
 
 
-def train_rate(device: torch.device, size: int, batch: int, steps: int) -> float:
+def train_rate(device: torch.device, size: int, batch: int, steps: int, dtype: torch.dtype | None) -> float:
     model = build_model(ModelConfig(image_size=size)).to(device).train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loss_fn = BlurredUVLoss().to(device)
     gray, target = torch.rand(batch, 1, size, size, device=device), torch.rand(batch, 2, size, size, device=device)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
@@ -143,8 +142,11 @@ def main() -> None:
             rate = summary["ok"] / (time.perf_counter() - start)
             emit({"bench": "end_to_end_prefect", "images": args.images, "images_per_s": round(rate, 2),
                   "model_only_over_end_to_end": round(fast_rate / rate, 2), "note": "server warm; includes planning, artifacts and the gallery"})
-    rate = train_rate(device, args.size, args.batch_size, steps=3 if device.type == "cpu" else 50)
-    emit({"bench": "train_step", "images_per_s": round(rate, 2), "batch": args.batch_size, "precision": "bf16" if device.type == "cuda" else "fp32"})
+    steps = 3 if device.type == "cpu" else 50
+    fp32 = train_rate(device, args.size, args.batch_size, steps, None)
+    amp = train_rate(device, args.size, args.batch_size, steps, amp_dtype(device))
+    emit({"bench": "train_step", "fp32_images_per_s": round(fp32, 2), "amp_images_per_s": round(amp, 2), "ratio": round(amp / fp32, 2),
+          "amp": str(amp_dtype(device)), "batch": args.batch_size})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from torch import nn
 
 from colorize_core.checkpoint import load_model
 from colorize_core.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.device import inference_dtype, resolve_device
+from colorize_core.device import amp_dtype, resolve_device
 from colorize_core.imageio import luma_and_alpha
 
 T = TypeVar("T")
@@ -69,7 +69,7 @@ class Colorizer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # one input shape: autotune once, reuse
-        self.amp_dtype = inference_dtype(self.device) if options.mixed_precision else None
+        self.amp_dtype = amp_dtype(self.device) if options.mixed_precision else None
         self._forward = torch.compile(self.model) if options.compile else self.model
         self.batch_size = batch_size
         self.image_size = image_size or model.config.image_size  # type: ignore[union-attr]

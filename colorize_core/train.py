@@ -1,5 +1,6 @@
-"""The training loop (CPU and CUDA): seed optimiser by default, periodic checkpoints with
-optimiser state, exact resume, validation triptychs named by step.
+"""The training loop (CPU and CUDA): seed optimiser by default, mixed precision where the
+hardware has it (grad scaling for fp16), periodic checkpoints with optimiser state, exact resume,
+validation triptychs named by step.
 
 Run it as `colorize train --data DIR --out model.safetensors` (see `flows/cli.py`).
 """
@@ -24,7 +25,7 @@ from colorize_core import distributed
 from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.color import rgb_to_yuv, uv_to_unit
 from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, open_training_data
-from colorize_core.device import autocast_dtype
+from colorize_core.device import amp_dtype
 from colorize_core.infer import Colorizer
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
@@ -154,7 +155,7 @@ def _train(
     optimizer = make_optimizer(cfg, params)
     if optim_state is not None:
         optimizer.load_state_dict(optim_state)
-    dtype = autocast_dtype(device)
+    dtype = amp_dtype(device)  # bf16/fp16 autocast on CUDA, bf16 on CPUs that have it natively
     # fp16 needs loss scaling to keep small gradients; bf16 has fp32's range and does not.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if "scaler" in meta and scaler.is_enabled():
