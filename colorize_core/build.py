@@ -31,9 +31,10 @@ from colorize_core.sharding import (
     read_manifest,
     write_manifest,
 )
-from colorize_core.storage import ObjectInfo, ObjectNotFound, open_store
+from colorize_core.storage import ObjectInfo, ObjectNotFound, child_uri, open_store
 
 SUMMARY_KEY = "summary.json"
+MANIFEST_KEY = "manifest.parquet"
 
 
 def shard_key(index: int) -> str:
@@ -144,6 +145,22 @@ def summarise(manifest: Manifest, dest: str, size: int, results: list[ShardResul
     return summary
 
 
+def plan_build(source: str, dest: str, shard_size: int) -> tuple[Manifest, str]:
+    """Plan the shards (from a listing or a manifest) and record the plan as DEST/manifest.parquet."""
+    manifest = load_manifest(source, shard_size)
+    uri = child_uri(dest, MANIFEST_KEY)
+    write_manifest(manifest, uri)
+    return manifest, uri
+
+
+def finish_build(manifest: Manifest, dest: str, size: int, results: list[ShardResult]) -> BuildSummary:
+    """Drop shards beyond the plan, count everything, write DEST/summary.json."""
+    remove_stale_shards(dest, manifest.num_shards)
+    summary = summarise(manifest, dest, size, results)
+    open_store(dest).write(SUMMARY_KEY, summary.to_json().encode())
+    return summary
+
+
 def remove_stale_shards(dest: str, num_shards: int) -> None:
     """Shards beyond the plan (left by an earlier build of a bigger source) would duplicate rows."""
     store = open_store(dest)
@@ -164,8 +181,7 @@ def build_dataset(
     on_shard: Callable[[ShardResult], None] | None = None,
 ) -> BuildSummary:
     """Build every shard (in `workers` threads; Pillow decodes outside the GIL) and the summary."""
-    manifest = load_manifest(source, shard_size)
-    write_manifest(manifest, f"{open_store(dest).uri.rstrip('/')}/manifest.parquet")
+    manifest, _ = plan_build(source, dest, shard_size)
     results: list[ShardResult] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
@@ -176,7 +192,4 @@ def build_dataset(
             results.append(res)
             if on_shard is not None:
                 on_shard(res)
-    remove_stale_shards(dest, manifest.num_shards)
-    summary = summarise(manifest, dest, size, results)
-    open_store(dest).write(SUMMARY_KEY, summary.to_json().encode())
-    return summary
+    return finish_build(manifest, dest, size, results)

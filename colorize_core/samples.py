@@ -16,9 +16,10 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
-from colorize_core.color import KB, KG, KR, U_MAX, V_MAX
+from colorize_core.color import rgb_to_yuv
 from colorize_core.imageio import decode, source_size
 from colorize_core.metrics import colourfulness
 
@@ -48,10 +49,8 @@ def colour_stats(img: Image.Image) -> ColourStats:
     """Measure an RGB image's colour on a <= 96 px thumbnail."""
     thumb = img.convert("RGB")
     thumb.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
-    rgb = np.asarray(thumb, dtype=np.float32) / 255.0
-    y = rgb @ np.array([KR, KG, KB], dtype=np.float32)
-    u = U_MAX * (rgb[..., 2] - y) / (1 - KB)
-    v = V_MAX * (rgb[..., 0] - y) / (1 - KR)
+    rgb = torch.from_numpy(np.asarray(thumb, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
+    y, u, v = rgb_to_yuv(rgb).numpy()
     chroma = np.hypot(u, v)
     mean_chroma = float(chroma.mean())
     concentration = float(np.hypot(u.mean(), v.mean()) / mean_chroma) if mean_chroma > 0 else 0.0

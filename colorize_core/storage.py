@@ -251,6 +251,11 @@ def open_store(uri: str | os.PathLike[str], **s3_options: Any) -> ObjectStore:
     return LocalStore(text)
 
 
+def child_uri(uri: str, key: str) -> str:
+    """The URI of `key` under the store at `uri` (local paths resolved): the inverse of split_uri."""
+    return f"{open_store(uri).uri.rstrip('/')}/{validate_key(key)}"
+
+
 def split_uri(uri: str | os.PathLike[str]) -> tuple[ObjectStore, str]:
     """The URI of one object -> (the store of its parent, its key): `s3://b/a/m.parquet` ->
     (store at s3://b/a, "m.parquet")."""

@@ -13,9 +13,8 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.build import SUMMARY_KEY, ShardResult, build_shard, load_manifest, remove_stale_shards, summarise
+from colorize_core.build import ShardResult, build_shard, finish_build, plan_build
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, write_manifest
-from colorize_core.storage import open_store
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
 
 storage_task = task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
@@ -36,9 +35,7 @@ def shard_archive(source: str, manifest: str, shard_size: int = DEFAULT_SHARD_SI
 
 @storage_task
 def plan_dataset(source: str, dest: str, shard_size: int) -> dict[str, Any]:
-    manifest = load_manifest(source, shard_size)
-    uri = f"{open_store(dest).uri.rstrip('/')}/manifest.parquet"
-    write_manifest(manifest, uri)
+    manifest, uri = plan_build(source, dest, shard_size)
     return {"manifest": uri, "shards": manifest.num_shards, "sources": len(manifest.objects)}
 
 
@@ -50,10 +47,7 @@ def build_shard_task(manifest: str, dest: str, shard: int, size: int) -> ShardRe
 
 @storage_task
 def finish_dataset(manifest: str, dest: str, size: int, results: list[ShardResult]) -> dict[str, Any]:
-    plan = read_manifest(manifest)
-    remove_stale_shards(dest, plan.num_shards)
-    summary = summarise(plan, dest, size, results)
-    open_store(dest).write(SUMMARY_KEY, summary.to_json().encode())
+    summary = finish_build(read_manifest(manifest), dest, size, results)
     return {
         "sources": summary.sources,
         "rows": summary.rows,

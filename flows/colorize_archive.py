@@ -25,14 +25,14 @@ from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
-from colorize_core.storage import open_store
+from colorize_core.storage import child_uri, open_store
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 
 
 def plan_uri(dest: str, run_id: str) -> str:
-    return f"{open_store(dest).uri.rstrip('/')}/_colorize/plans/{run_id}.parquet"
+    return child_uri(dest, f"_colorize/plans/{run_id}.parquet")
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
