@@ -26,7 +26,7 @@ from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_fro
 from colorize_core.color import rgb_to_yuv, uv_to_unit
 from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, open_training_data
 from colorize_core.device import amp_dtype
-from colorize_core.infer import Colorizer
+from colorize_core.infer import Colorizer, InferenceOptions
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
 
@@ -105,7 +105,9 @@ def write_triptych(path: Path, model: nn.Module, truth: torch.Tensor, device: to
     was_training = model.training
     model.eval()
     gray, _ = gray_and_target(truth)
-    colorizer = Colorizer(model, device=device, image_size=truth.shape[-1])
+    # The model is borrowed mid-training: keep its memory format (channels_last would convert its
+    # parameters in place) and its fp32/amp choice as the inference defaults make them.
+    colorizer = Colorizer(model, device=device, image_size=truth.shape[-1], options=InferenceOptions(channels_last=False))
     rows = []
     for y, t in zip(gray, truth):
         col = colorizer.colorize_luma([y[0].numpy()])[0]

@@ -115,3 +115,13 @@ def test_sampler_is_a_function_of_seed_and_step() -> None:
     indices = [i for batch in full[:5] for i, _ in batch][:10]
     assert sorted(indices) == list(range(10))  # an epoch visits every sample once
     assert full != list(StepBatchSampler(10, 4, seed=6, start_step=0, total_steps=8))
+
+
+def test_triptych_leaves_the_training_model_as_it_was(photo_dir: Path, tmp_path: Path) -> None:
+    from colorize_core.train import write_triptych
+
+    model = build_model(ModelConfig(image_size=32)).train()
+    truth = torch.rand(2, 3, 32, 32)
+    write_triptych(tmp_path / "t.png", model, truth, torch.device("cpu"))
+    assert model.training
+    assert all(p.is_contiguous() for p in model.parameters())  # not converted to channels_last
