@@ -4,7 +4,8 @@
   mixed precision where the hardware has it);
 - end to end on an archive of gray JPEGs made by the script (read, decode, colorize, encode,
   write, Parquet rows): the plain sequential shard vs the prefetching pipeline, and both against
-  model-only time (the overhead of decode, encode and storage); then through the Prefect flow;
+  model-only time (the overhead of decode, encode and storage); JPEG decode and encode on the
+  model's device (nvJPEG on CUDA) vs Pillow; then through the Prefect flow;
 - training images/s at 224 px.
 
 Run: `.venv/bin/python -m bench.bench_infer [--device cpu|cuda] [--images N]`. JSON lines.
@@ -64,18 +65,21 @@ def model_rate(colorizer: Colorizer, batch: int, seconds: float = 8.0) -> float:
     return n / (time.perf_counter() - start)
 
 
-def shard_rate(src: Path, out: Path, colorizer: Colorizer, io_threads: int) -> float:
+def shard_rate(src: Path, out: Path, colorizer: Colorizer, io_threads: int, device_jpeg: bool = False) -> float:
     items = list_images(open_store(str(src)))
     start = time.perf_counter()
-    colorize_shard(str(src), str(out), items, colorizer, run_id="bench", shard=0, io_threads=io_threads)
+    colorize_shard(str(src), str(out), items, colorizer, run_id="bench", shard=0, io_threads=io_threads, device_jpeg=device_jpeg)
     return len(items) / (time.perf_counter() - start)
 
 
-def train_rate(device: torch.device, size: int, batch: int, steps: int, dtype: torch.dtype | None) -> float:
+def train_rate(device: torch.device, size: int, batch: int, steps: int, dtype: torch.dtype | None, channels_last: bool = False) -> float:
     model = build_model(ModelConfig(image_size=size)).to(device).train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loss_fn = BlurredUVLoss().to(device)
     gray, target = torch.rand(batch, 1, size, size, device=device), torch.rand(batch, 2, size, size, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        gray = gray.contiguous(memory_format=torch.channels_last)
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
@@ -125,6 +129,12 @@ def main() -> None:
         emit({"bench": "end_to_end_shard", "images": args.images, "sequential_images_per_s": round(seq, 2),
               "pipelined_images_per_s": round(piped, 2), "pipeline_ratio": round(piped / seq, 2),
               "model_only_images_per_s": round(fast_rate, 2), "model_only_over_end_to_end": round(fast_rate / piped, 2)})
+        # JPEG decode/encode on the model's device (nvJPEG on CUDA; libjpeg-turbo in the model
+        # thread on CPU) against the Pillow pipeline above, same images.
+        dev = shard_rate(src, root / "out-device", fast, io_threads=4, device_jpeg=True)
+        emit({"bench": "end_to_end_device_jpeg", "images": args.images, "pillow_pipelined_images_per_s": round(piped, 2),
+              "device_jpeg_images_per_s": round(dev, 2), "ratio": round(dev / piped, 2),
+              "model_only_over_end_to_end": round(fast_rate / dev, 2)})
         if args.prefect:
             from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -145,7 +155,9 @@ def main() -> None:
     steps = 3 if device.type == "cpu" else 50
     fp32 = train_rate(device, args.size, args.batch_size, steps, None)
     amp = train_rate(device, args.size, args.batch_size, steps, amp_dtype(device))
+    fast = train_rate(device, args.size, args.batch_size, steps, amp_dtype(device), channels_last=True)
     emit({"bench": "train_step", "fp32_images_per_s": round(fp32, 2), "amp_images_per_s": round(amp, 2), "ratio": round(amp / fp32, 2),
+          "amp_channels_last_images_per_s": round(fast, 2), "fast_ratio": round(fast / fp32, 2),
           "amp": str(amp_dtype(device)), "batch": args.batch_size})
 
 

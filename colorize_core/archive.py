@@ -17,19 +17,17 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
-from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.imageio import output_name_for
 from colorize_core.infer import Colorizer, batched
-from colorize_core.metrics import colourfulness
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
-from colorize_core.samples import colour_stats, skip_reason
+from colorize_core.shard_steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, store
 from colorize_core.sharding import list_images
-from colorize_core.storage import ObjectInfo, ObjectNotFound, ObjectStore, open_store
+from colorize_core.storage import ObjectInfo, open_store
 
 META_PREFIX = "_colorize/metadata/"
 
@@ -125,64 +123,9 @@ def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int = 8)
         return _colorizers[key]
 
 
-def _row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str, Any]:
-    base = {name: None for name in OUTPUT_SCHEMA.names}
-    base.update(key=obj.key, source_etag=obj.etag, model_id=model_id, run_id=run_id, error="", processed_at=datetime.now(timezone.utc))
-    base.update(values)
-    return base
-
-
-@dataclass
-class _Loaded:
-    obj: ObjectInfo
-    row: dict[str, Any] | None = None  # set when the source ends here (failed or skipped)
-    image: Image.Image | None = None
-    read_s: float = 0.0
-    decode_s: float = 0.0
-
-
-def _load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, skip_colour: bool) -> _Loaded:
-    """Read and decode one source (in an I/O thread). StorageError propagates."""
-    t0 = time.perf_counter()
-    try:
-        data = src.read(obj.key)
-    except ObjectNotFound:
-        return _Loaded(obj, _row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
-    t1 = time.perf_counter()
-    try:
-        img = decode(data, name=obj.key)
-    except ImageDecodeError as exc:
-        return _Loaded(obj, _row(obj, model_id, run_id, status="failed", error=exc.reason, read_s=t1 - t0))
-    if skip_colour and skip_reason(colour_stats(img)) is None:
-        # A real colour photo in the archive: colorizing it would replace true colour.
-        return _Loaded(obj, _row(obj, model_id, run_id, status="skipped", error="already a colour photo", read_s=t1 - t0))
-    return _Loaded(obj, image=img, read_s=t1 - t0, decode_s=time.perf_counter() - t1)
-
-
-def _store(out: ObjectStore, item: _Loaded, result: Image.Image, infer_s: float, model_id: str, run_id: str) -> dict[str, Any]:
-    """Encode and write one output (in an I/O thread); returns its ok row."""
-    t0 = time.perf_counter()
-    out_key = output_name_for(item.obj.key)
-    out.write(out_key, encode(result, output_format_for(out_key)))
-    return _row(
-        item.obj,
-        model_id,
-        run_id,
-        status="ok",
-        output_key=out_key,
-        width=result.width,
-        height=result.height,
-        read_s=item.read_s,
-        decode_s=item.decode_s,
-        infer_s=infer_s,
-        encode_s=time.perf_counter() - t0,
-        colourfulness=colourfulness(np.asarray(result.convert("RGB"))),
-    )
-
-
-def _prefetch(pool: ThreadPoolExecutor, items: list[ObjectInfo], load: Callable[[ObjectInfo], _Loaded], ahead: int) -> Iterator[_Loaded]:
+def _prefetch(pool: ThreadPoolExecutor, items: list[ObjectInfo], load: Callable[[ObjectInfo], Source], ahead: int) -> Iterator[Source]:
     """Results of `load` in item order, keeping up to `ahead` loads in flight."""
-    pending: deque[Future[_Loaded]] = deque()
+    pending: deque[Future[Source]] = deque()
     it = iter(items)
     for obj in it:
         pending.append(pool.submit(load, obj))
@@ -207,37 +150,51 @@ def colorize_shard(
     samples: int = 3,
     skip_colour: bool = True,
     io_threads: int = 4,
+    device_jpeg: bool | None = None,
 ) -> ShardOutcome:
     """Colorize `items` from `source` into `dest` and write the shard's metadata file.
 
     Reading and decoding run ahead in `io_threads` threads, and encoding and writing run behind,
     while the model works on the current batch (Pillow, boto3 and torch release the GIL).
-    `io_threads=0` does everything in this thread, in order: the plain path."""
+    `io_threads=0` does everything in this thread, in order: the plain path.
+    `device_jpeg`: decode and encode plain JPEGs on the model's device (shard_steps); None means
+    on CUDA only, where nvJPEG frees the CPUs from the work that would otherwise bound the run."""
     started = time.perf_counter()
     src, out = open_store(source), open_store(dest)
     model_id = colorizer.model_id
+    use_device = colorizer.device.type == "cuda" if device_jpeg is None else device_jpeg
     rows: dict[str, dict[str, Any]] = {}
     outcome = ShardOutcome(shard)
     pool = ThreadPoolExecutor(max_workers=io_threads) if io_threads > 0 else None
     writes: list[Future[dict[str, Any]]] = []
+
+    def store_later(item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any]) -> None:
+        if pool:
+            writes.append(pool.submit(store, out, item, out_key, result, values, model_id, run_id))
+        else:
+            rows[item.obj.key] = store(out, item, out_key, result, values, model_id, run_id)
+
     try:
-        load = lambda obj: _load(src, obj, model_id, run_id, skip_colour)  # noqa: E731
-        loaded: Iterable[_Loaded] = _prefetch(pool, items, load, 2 * colorizer.batch_size) if pool else map(load, items)
+        load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
+        loaded: Iterable[Source] = _prefetch(pool, items, load_one, 2 * colorizer.batch_size) if pool else map(load_one, items)
         for chunk in batched(loaded, colorizer.batch_size):
+            for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
+                decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
+                on_device = [item for item in group if item.luma is not None]
+                if on_device:
+                    for item, out_key, result, values in colorize_on_device(on_device, colorizer):
+                        store_later(item, out_key, result, values)
             for item in chunk:
                 if item.row is not None:
                     rows[item.obj.key] = item.row
-            todo = [item for item in chunk if item.row is None]
+            todo = [item for item in chunk if item.image is not None]
             if todo:
                 t0 = time.perf_counter()
                 colored = colorizer.colorize([item.image for item in todo])  # type: ignore[misc]
                 infer_each = (time.perf_counter() - t0) / len(todo)
                 for item, result in zip(todo, colored):
                     item.image = None  # free the decoded source early
-                    if pool:
-                        writes.append(pool.submit(_store, out, item, result, infer_each, model_id, run_id))
-                    else:
-                        rows[item.obj.key] = _store(out, item, result, infer_each, model_id, run_id)
+                    store_later(item, output_name_for(item.obj.key), result, {"infer_s": infer_each})
             if on_image is not None:
                 on_image(len(chunk))
         for fut in writes:

@@ -83,11 +83,11 @@ class Colorizer:
 
     @torch.inference_mode()
     def predict_uv(self, gray: torch.Tensor) -> torch.Tensor:
-        """(N, 1, S, S) luma in [0, 1] -> (N, 2, S, S) UV chroma (in YUV units, fp32)."""
+        """(N, 1, S, S) luma in [0, 1] -> (N, 2, S, S) UV chroma (in YUV units, fp32), on the model's device."""
         n = gray.shape[0]
         if self.options.pad_batches and n < self.batch_size:
             gray = torch.cat([gray, gray.new_zeros(self.batch_size - n, *gray.shape[1:])])
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and gray.device.type == "cpu":
             gray = gray.pin_memory()  # lets the copy below run asynchronously
         gray = gray.to(self.device, non_blocking=True)
         if self.options.channels_last:
@@ -96,23 +96,29 @@ class Colorizer:
             unit = self._forward(gray)
         return unit_to_uv(unit[:n].float())
 
-    def colorize_luma(self, lumas: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Full-size luma arrays (H, W) float in [0, 1] -> uint8 RGB arrays (H, W, 3), one batch."""
+    @torch.inference_mode()
+    def colorize_planes(self, lumas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Full-size luma planes (H, W) float in [0, 1], one batch -> uint8 RGB (3, H, W) each.
+
+        Works where the planes are: CPU planes (the Pillow path) meet the model's device only at
+        its working size; planes already on the GPU (nvJPEG) never leave it."""
         s = self.image_size
         small = torch.cat(
-            [
-                F.interpolate(torch.from_numpy(y)[None, None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-                for y in lumas
-            ]
+            [F.interpolate(y[None, None], size=(s, s), mode="bilinear", antialias=True, align_corners=False) for y in lumas]
         )  # (N, 1, S, S)
-        uv_small = self.predict_uv(small.clamp(0.0, 1.0)).cpu()  # (N, 2, S, S)
-        out: list[np.ndarray] = []
-        for y, uv in zip(lumas, uv_small):
+        uv_small = self.predict_uv(small.clamp(0.0, 1.0))  # (N, 2, S, S) on the model's device
+        out: list[torch.Tensor] = []
+        for y, uv in zip(lumas, uv_small.to(lumas[0].device)):
             h, w = y.shape
             uv_full = F.interpolate(uv[None], size=(h, w), mode="bilinear", align_corners=False)  # (1, 2, H, W)
-            rgb = yuv_to_rgb_in_gamut(torch.from_numpy(y)[None, None], uv_full)[0]  # (3, H, W)
-            out.append((rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy())
+            rgb = yuv_to_rgb_in_gamut(y[None, None], uv_full)[0]  # (3, H, W)
+            out.append((rgb * 255.0).round_().to(torch.uint8))
         return out
+
+    def colorize_luma(self, lumas: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Full-size luma arrays (H, W) float in [0, 1] -> uint8 RGB arrays (H, W, 3), one batch."""
+        planes = self.colorize_planes([torch.from_numpy(y) for y in lumas])
+        return [rgb.permute(1, 2, 0).numpy() for rgb in planes]
 
     def colorize(self, images: Sequence[Image.Image]) -> list[Image.Image]:
         """Colorize decoded images (any mode; alpha kept) at their own resolution."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.ndimage import correlate1d
 
 
@@ -65,6 +66,15 @@ def colourfulness(img: np.ndarray) -> float:
     rg = f[..., 0] - f[..., 1]
     yb = 0.5 * (f[..., 0] + f[..., 1]) - f[..., 2]
     return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
+
+
+def colourfulness_tensor(rgb: torch.Tensor) -> float:
+    """`colourfulness` of a uint8 RGB (3, H, W) tensor, on its own device (no copy to the host)."""
+    f = rgb.double()  # float64 like the numpy version: the same figure on a 100 MP scan
+    rg = f[0] - f[1]
+    yb = 0.5 * (f[0] + f[1]) - f[2]
+    stats = torch.stack([rg.std(correction=0), yb.std(correction=0), rg.mean(), yb.mean()]).tolist()  # one sync
+    return float(math.hypot(stats[0], stats[1]) + 0.3 * math.hypot(stats[2], stats[3]))
 
 
 def colourfulness_gap(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -49,7 +49,12 @@ def colour_stats(img: Image.Image) -> ColourStats:
     """Measure an RGB image's colour on a <= 96 px thumbnail."""
     thumb = img.convert("RGB")
     thumb.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
-    rgb = torch.from_numpy(np.asarray(thumb, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
+    return colour_stats_array(np.asarray(thumb))
+
+
+def colour_stats_array(thumb: np.ndarray) -> ColourStats:
+    """Measure the colour of a uint8 RGB thumbnail (h, w, 3), <= 96 px for the usual figures."""
+    rgb = torch.from_numpy(thumb.astype(np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
     y, u, v = rgb_to_yuv(rgb).numpy()
     chroma = np.hypot(u, v)
     mean_chroma = float(chroma.mean())
@@ -59,7 +64,7 @@ def colour_stats(img: Image.Image) -> ColourStats:
     mu = np.bincount(bins, u.ravel(), 16) / counts
     mv = np.bincount(bins, v.ravel(), 16) / counts
     residual = float(np.hypot(u.ravel() - mu[bins], v.ravel() - mv[bins]).mean())
-    return ColourStats(colourfulness(np.asarray(thumb)), mean_chroma, concentration, residual)
+    return ColourStats(colourfulness(thumb), mean_chroma, concentration, residual)
 
 
 def skip_reason(stats: ColourStats, limits: ColourThresholds = ColourThresholds()) -> str | None:

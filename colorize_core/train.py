@@ -56,6 +56,8 @@ class TrainConfig:
     num_workers: int = 0
     max_seconds: float | None = None  # stop early (with a checkpoint) after this much wall time
     resume: bool = False
+    channels_last: bool = True  # NHWC activations: what cuDNN and oneDNN convolutions prefer
+    compile: bool = False  # torch.compile the model: pays on long CUDA runs, costs a minute to start
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -130,7 +132,9 @@ def _resume_state(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any] | None, d
 
 
 def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None, log_every: int = 10) -> TrainResult:
-    """Train (or resume) until `cfg.steps`; returns where the checkpoint is and what happened."""
+    """Train (or resume) until `cfg.steps`; returns where the checkpoint is and what happened.
+
+    `on_step` and the loss curve see every `log_every`-th step and the last one."""
     started = time.perf_counter()
     dist, device = distributed.setup(cfg.device)
     try:
@@ -149,8 +153,12 @@ def _train(
 ) -> TrainResult:
     core, optim_state, meta = _resume_state(cfg)  # every rank reads the same checkpoint
     core.to(device).train()
+    if cfg.channels_last:
+        core.to(memory_format=torch.channels_last)  # checkpoints still save contiguous tensors
     # DDP averages gradients over ranks after each backward; checkpoints hold the inner model.
-    model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else core
+    model: nn.Module = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else core
+    if cfg.compile:
+        model = torch.compile(model)  # type: ignore[assignment]  # after DDP: its optimizer splits graphs at buckets
     step = int(meta.get("step", 0))
     losses: list[tuple[int, float]] = [tuple(x) for x in meta.get("losses", [])]  # type: ignore[misc]
     params = [p for p in core.parameters() if p.requires_grad]
@@ -196,29 +204,32 @@ def _train(
         persistent_workers=False,
     )
     window_start, window_images = time.perf_counter(), 0
-    last_loss: float | None = None
+    loss: torch.Tensor | None = None
     model_id = checkpoint() if step >= cfg.steps else ""
     for rgb in loader:
         gray, target = gray_and_target(rgb.to(device, non_blocking=True))
+        if cfg.channels_last:
+            gray = gray.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             pred = model(gray)
         loss = loss_fn(pred, target)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         step += 1
         window_images += rgb.shape[0] * dist.world
-        global_loss = last_loss = distributed.mean_across(dist, loss)
-        if step % log_every == 0:
+        out_of_time = False
+        # The host waits for the device only every `log_every` steps (and at the end): reading
+        # the loss, or agreeing on the time budget across ranks, every step would stall the GPU.
+        if step % log_every == 0 or step == cfg.steps:
+            global_loss = _checked(distributed.mean_across(dist, loss), step)
             losses.append((step, round(global_loss, 6)))
-        if on_step is not None and dist.is_main:
-            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-            on_step(StepInfo(step, cfg.steps, global_loss, rate))
-        out_of_time = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
-        out_of_time = distributed.any_across(dist, out_of_time, device)
+            if on_step is not None and dist.is_main:
+                rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                on_step(StepInfo(step, cfg.steps, global_loss, rate))
+            out_of_time = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
+            out_of_time = distributed.any_across(dist, out_of_time, device)
         if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
             triptych()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
@@ -226,11 +237,18 @@ def _train(
         if out_of_time:
             log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)
             break
-    if last_loss is not None and (not losses or losses[-1][0] != step):
-        losses.append((step, round(last_loss, 6)))  # the curve always ends at the last step
-        model_id = checkpoint()  # so the saved history has that point too (every rank: it syncs)
+    if loss is not None and (not losses or losses[-1][0] != step):
+        # the curve always ends at the last step, and the saved history has that point too
+        losses.append((step, round(_checked(distributed.mean_across(dist, loss), step), 6)))
+        model_id = checkpoint()  # every rank: it syncs
     triptych()
     return TrainResult(cfg.out, model_id, step, losses, triptychs, time.perf_counter() - started)
+
+
+def _checked(loss: float, step: int) -> float:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} by step {step}; try a lower --lr")
+    return loss
 
 
 def _jsonable(cfg: TrainConfig) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after this much time")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays on long GPU runs; a minute to start)")
     _device_arg(p)
 
     p = sub.add_parser("eval", help="score a model against colour photos and the gray baseline", formatter_class=fmt)
@@ -146,7 +147,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 def _train_params(args: argparse.Namespace) -> dict[str, object]:
     """The `train` flags as the train-model flow's parameters."""
     names = ("steps", "image_size", "batch_size", "model", "backbone_weights", "train_backbone", "optimizer", "lr", "momentum")
-    names += ("weight_decay", "seed", "checkpoint_every", "val_every", "val_data", "device", "workers", "max_seconds", "resume")
+    names += ("weight_decay", "seed", "checkpoint_every", "val_every", "val_data", "device", "workers", "max_seconds", "resume", "compile")
     return {name: getattr(args, name) for name in names}
 
 
@@ -171,7 +172,7 @@ def _train_under_torchrun(args: argparse.Namespace) -> int:
     cfg = make_train_config(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
     rank, world = int(os.environ.get("RANK", "0")), os.environ["WORLD_SIZE"]
     progress = Progress(args.steps, "train") if rank == 0 else None
-    result = train(cfg, on_step=(lambda info: progress.update(1, loss=info.loss)) if progress else None)
+    result = train(cfg, on_step=(lambda info: progress.update(info.step - progress.done, loss=info.loss)) if progress else None)
     if rank == 0:
         register_model(str(args.out), result.model_id, meta={"step": result.step, "data": args.data, "world_size": world})
         print(f"step {result.step}/{args.steps}; wrote {result.checkpoint} (model {result.model_id}) with {world} processes")

@@ -62,13 +62,12 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
             pass  # nothing to resume: a fresh start
     progress = create_progress_artifact(0.0, key="train-progress", description=f"{cfg.steps} steps")
 
-    def on_step(info: StepInfo) -> None:
-        if info.step % progress_every == 0 or info.step == info.total:
-            note = f"step {info.step}/{info.total}, loss {info.loss:.4f}, {info.images_per_s:.1f} images/s"
-            update_progress_artifact(progress, 100.0 * info.step / max(info.total, 1), description=note)
-            logger.info(note)
+    def on_step(info: StepInfo) -> None:  # every `progress_every` steps and at the last
+        note = f"step {info.step}/{info.total}, loss {info.loss:.4f}, {info.images_per_s:.1f} images/s"
+        update_progress_artifact(progress, 100.0 * info.step / max(info.total, 1), description=note)
+        logger.info(note)
 
-    result = train(replace(cfg, out=str(local), resume=resume), on_step=on_step)
+    result = train(replace(cfg, out=str(local), resume=resume), on_step=on_step, log_every=progress_every)
     # Done, also when a time budget ended it before cfg.steps.
     update_progress_artifact(progress, 100.0, description=f"finished at step {result.step} of {cfg.steps}")
     if not is_local:
@@ -98,6 +97,7 @@ def make_train_config(
     workers: int,
     max_seconds: float | None,
     resume: bool,
+    compile: bool = False,
 ) -> TrainConfig:
     """The flow's flat parameters (what the UI and deployments show) -> a `TrainConfig`."""
     return TrainConfig(
@@ -119,6 +119,7 @@ def make_train_config(
         num_workers=workers,
         max_seconds=max_seconds,
         resume=resume,
+        compile=compile,
         # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
         val_dir=None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val")),
     )
@@ -146,6 +147,7 @@ def train_model(
     workers: int = 0,
     max_seconds: float | None = None,
     resume: bool = True,
+    compile: bool = False,
     registry: str | None = None,
 ) -> dict[str, Any]:
     """Train on a dataset URI, write the checkpoint to `checkpoint` (a path or URI), register it."""

@@ -13,6 +13,7 @@ from colorize_core.infer import PLAIN, Colorizer, InferenceOptions
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ModelConfig, build_model
 from tests.conftest import make_photo
+from tests.test_device_jpeg import jpeg_archive  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -55,3 +56,27 @@ def test_cuda_training_steps_with_autocast_reduce_the_loss(arch: str) -> None:
         opt.step()
         losses.append(loss.item())
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_nvjpeg_shard_matches_the_cpu_device_path(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """nvJPEG decode + CUDA colorize + nvJPEG encode against the same code on CPU (libjpeg-turbo)."""
+    from colorize_core.archive import colorize_shard, read_output_rows
+    from colorize_core.sharding import list_images
+    from colorize_core.storage import open_store
+    from tests.test_device_jpeg import _luma
+
+    items = list_images(open_store(jpeg_archive))
+    cpu = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4, options=PLAIN)
+    gpu = Colorizer.from_checkpoint(tiny_checkpoint, device="cuda", batch_size=4, options=PLAIN)
+    a = colorize_shard(jpeg_archive, str(tmp_path / "cpu"), items, cpu, run_id="r", shard=0, device_jpeg=True)
+    b = colorize_shard(jpeg_archive, str(tmp_path / "gpu"), items, gpu, run_id="r", shard=0)  # auto: on for CUDA
+    assert a.counts == b.counts
+    rows_a = {r["key"]: r for r in read_output_rows(str(tmp_path / "cpu"))}
+    for r in read_output_rows(str(tmp_path / "gpu")):
+        ra = rows_a[r["key"]]
+        assert (r["status"], r["error"], r["width"], r["height"]) == (ra["status"], ra["error"], ra["width"], ra["height"]), r["key"]
+        if r["status"] == "ok":
+            src = _luma(open_store(jpeg_archive).read(r["key"]))
+            out = _luma((tmp_path / "gpu" / r["output_key"]).read_bytes())
+            assert out.shape == src.shape and np.abs(out - src).mean() < 2.0, r["key"]
+            assert abs(r["colourfulness"] - ra["colourfulness"]) < 3.0, r["key"]

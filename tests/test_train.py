@@ -125,3 +125,42 @@ def test_triptych_leaves_the_training_model_as_it_was(photo_dir: Path, tmp_path:
     write_triptych(tmp_path / "t.png", model, truth, torch.device("cpu"))
     assert model.training
     assert all(p.is_contiguous() for p in model.parameters())  # not converted to channels_last
+
+
+def test_channels_last_training_matches_contiguous(photo_dir: Path, tmp_path: Path) -> None:
+    kw = {"optimizer": "adam", "lr": 1e-3, "steps": 3, "checkpoint_every": 100}
+    nchw = train(_cfg(photo_dir, tmp_path / "nchw.safetensors", channels_last=False, **kw), log_every=1)
+    nhwc = train(_cfg(photo_dir, tmp_path / "nhwc.safetensors", channels_last=True, **kw), log_every=1)
+    # Same math in another memory layout: equal up to the order of float sums (bf16 autocast on
+    # CPUs that have it, so the tolerance is bf16's).
+    for (s1, a), (s2, b) in zip(nchw.losses, nhwc.losses):
+        assert s1 == s2 and b == pytest.approx(a, rel=0.02)
+    a_state, b_state = load_checkpoint(nchw.checkpoint).model_state, load_checkpoint(nhwc.checkpoint).model_state
+    for name, t in a_state.items():
+        assert b_state[name].is_contiguous()
+        assert torch.allclose(t, b_state[name], atol=2e-2, rtol=0.05), name
+
+
+def test_the_loss_is_read_every_log_every_steps_and_at_the_end(photo_dir: Path, tmp_path: Path) -> None:
+    seen: list[int] = []
+    result = train(_cfg(photo_dir, tmp_path / "m.safetensors", steps=7), on_step=lambda info: seen.append(info.step), log_every=3)
+    assert seen == [3, 6, 7] and [s for s, _ in result.losses] == [3, 6, 7]
+
+
+def test_a_diverging_run_stops_with_a_clear_error(photo_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(FloatingPointError, match="lower --lr"):
+        train(_cfg(photo_dir, tmp_path / "m.safetensors", optimizer="sgd", lr=1e30, steps=4), log_every=2)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(photo_dir: Path, tmp_path: Path) -> None:
+    kw = {"optimizer": "adam", "lr": 1e-3, "steps": 2, "checkpoint_every": 100, "channels_last": False}
+    eager = train(_cfg(photo_dir, tmp_path / "eager.safetensors", **kw), log_every=1)
+    compiled = train(_cfg(photo_dir, tmp_path / "compiled.safetensors", compile=True, **kw), log_every=1)
+    assert [s for s, _ in compiled.losses] == [1, 2]
+    for (_, a), (_, b) in zip(eager.losses, compiled.losses):
+        assert b == pytest.approx(a, rel=0.02)
+    a_state, b_state = load_checkpoint(eager.checkpoint).model_state, load_checkpoint(compiled.checkpoint).model_state
+    assert a_state.keys() == b_state.keys()  # the checkpoint holds the plain model, not the compiled wrapper
+    for name, t in a_state.items():
+        assert torch.allclose(t, b_state[name], atol=2e-2, rtol=0.05), name

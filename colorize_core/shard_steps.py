@@ -1,0 +1,188 @@
+"""The steps one source takes through an archive shard: load, (decode on the device,) colorize,
+store, each ending in exactly one metadata row (records.OUTPUT_SCHEMA).
+
+Two ways through, with the same rows:
+- Pillow: an I/O thread reads and decodes; the model thread colorizes; an I/O thread encodes
+  and writes. Any format, alpha kept. The only way on CPU by default.
+- Device JPEG (`device_jpeg`): an I/O thread reads and probes the header; the model thread
+  decodes the batch with nvJPEG, colorizes and encodes on the GPU; an I/O thread writes. Plain
+  JPEGs only; whatever the probe or the device decoder refuses falls back to Pillow, so a bad
+  file still gets Pillow's reason and a good but unusual one still gets colorized.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from colorize_core.color import rgb_to_y
+from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.infer import Colorizer
+from colorize_core.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.metrics import colourfulness, colourfulness_tensor
+from colorize_core.records import OUTPUT_SCHEMA
+from colorize_core.samples import THUMB, colour_stats, colour_stats_array, skip_reason
+from colorize_core.storage import ObjectInfo, ObjectNotFound, ObjectStore
+
+ALREADY_COLOUR = "already a colour photo"
+# Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):
+# a batch of 100 MP scans is split rather than run out of GPU memory.
+DEVICE_BATCH_PIXELS = 400_000_000
+
+
+def make_row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str, Any]:
+    base = {name: None for name in OUTPUT_SCHEMA.names}
+    base.update(key=obj.key, source_etag=obj.etag, model_id=model_id, run_id=run_id, error="", processed_at=datetime.now(timezone.utc))
+    base.update(values)
+    return base
+
+
+@dataclass
+class Source:
+    """One source on its way through a shard; exactly one of row / image / jpeg / luma is next."""
+
+    obj: ObjectInfo
+    row: dict[str, Any] | None = None  # set when the source ends (failed or skipped)
+    image: Image.Image | None = None  # decoded by Pillow
+    jpeg: bytes | None = None  # waiting for the device decoder
+    header: JpegHeader | None = None
+    luma: torch.Tensor | None = None  # (H, W) float in [0, 1], on the device
+    read_s: float = 0.0
+    decode_s: float = 0.0
+
+
+def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
+    """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
+    decoder (in an I/O thread). StorageError propagates: the shard is retried."""
+    t0 = time.perf_counter()
+    try:
+        data = src.read(obj.key)
+    except ObjectNotFound:
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
+    read_s = time.perf_counter() - t0
+    header = probe_jpeg(data) if device_jpeg else None
+    if header is not None:
+        return Source(obj, jpeg=data, header=header, read_s=read_s)
+    return _decode_with_pillow(Source(obj, read_s=read_s), data, model_id, run_id, skip_colour)
+
+
+def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, skip_colour: bool) -> Source:
+    t0 = time.perf_counter()
+    try:
+        img = decode(data, name=item.obj.key)
+    except ImageDecodeError as exc:
+        item.row = make_row(item.obj, model_id, run_id, status="failed", error=exc.reason, read_s=item.read_s)
+        return item
+    if skip_colour and skip_reason(colour_stats(img)) is None:
+        # A real colour photo in the archive: colorizing it would replace true colour.
+        item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
+        return item
+    item.image, item.decode_s = img, time.perf_counter() - t0
+    return item
+
+
+def pixel_groups(items: list[Source], budget: int = DEVICE_BATCH_PIXELS) -> list[list[Source]]:
+    """Consecutive groups of device-JPEG sources holding at most `budget` pixels (at least one each)."""
+    groups: list[list[Source]] = []
+    total = budget + 1
+    for item in items:
+        assert item.header is not None
+        px = item.header.width * item.header.height
+        if total + px > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(item)
+        total += px
+    return groups
+
+
+def _thumbnail(rgb: torch.Tensor) -> np.ndarray:
+    """(3, H, W) uint8 on any device -> a <= 96 px uint8 (h, w, 3) array, as colour_stats makes."""
+    h, w = rgb.shape[-2:]
+    scale = min(THUMB / w, THUMB / h, 1.0)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(rgb[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    return small.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def decode_on_device(items: list[Source], device: torch.device, model_id: str, run_id: str, *, skip_colour: bool) -> None:
+    """Decode the batch's JPEGs on `device` into luma planes; check colour photos' colour on a
+    thumbnail; hand files the device decoder refuses to Pillow."""
+    t0 = time.perf_counter()
+    for gray in (True, False):
+        group = [item for item in items if item.header is not None and item.header.gray == gray]
+        if not group:
+            continue
+        decoded = decode_jpegs([item.jpeg for item in group], gray=gray, device=device)  # type: ignore[misc]
+        for item, pixels in zip(group, decoded):
+            data, header = item.jpeg, item.header
+            item.jpeg = None
+            if pixels is None:
+                _decode_with_pillow(item, data, model_id, run_id, skip_colour)  # type: ignore[arg-type]
+                continue
+            pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
+            if gray:
+                item.luma = pixels[0].float() / 255.0
+            elif skip_colour and skip_reason(colour_stats_array(_thumbnail(pixels))) is None:
+                item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
+            else:
+                item.luma = rgb_to_y(pixels.float() / 255.0)[0]
+    each = (time.perf_counter() - t0) / max(1, len(items))
+    for item in items:
+        item.decode_s = item.decode_s or each
+
+
+def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[Source, str, bytes | Image.Image, dict[str, Any]]]:
+    """Colorize luma planes on the device and encode JPEG outputs there too.
+
+    Returns (source, output key, encoded bytes or a PIL image for Pillow to encode, row values)."""
+    t0 = time.perf_counter()
+    rgbs = colorizer.colorize_planes([item.luma for item in items])  # type: ignore[misc]
+    if rgbs and rgbs[0].is_cuda:
+        torch.cuda.synchronize()  # honest per-stage timings; the encode below waits anyway
+    infer_each = (time.perf_counter() - t0) / len(items)
+    t1 = time.perf_counter()
+    keys = [output_name_for(item.obj.key) for item in items]
+    as_jpeg = [i for i, key in enumerate(keys) if output_format_for(key).pil_format == "JPEG"]
+    encoded: dict[int, bytes] = {}
+    if as_jpeg:
+        try:
+            encoded = dict(zip(as_jpeg, encode_jpegs([rgbs[i] for i in as_jpeg])))
+        except RuntimeError:
+            encoded = {}  # the device encoder refused: Pillow encodes these below, in I/O threads
+    encode_each = (time.perf_counter() - t1) / len(items)
+    results: list[tuple[Source, str, bytes | Image.Image, dict[str, Any]]] = []
+    for i, (item, key, rgb) in enumerate(zip(items, keys, rgbs)):
+        item.luma = None  # free device memory early
+        values = {"width": rgb.shape[2], "height": rgb.shape[1], "infer_s": infer_each, "colourfulness": colourfulness_tensor(rgb)}
+        if i in encoded:
+            results.append((item, key, encoded[i], {**values, "encode_s": encode_each}))
+        else:
+            results.append((item, key, Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy(), "RGB"), values))
+    return results
+
+
+def store(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str) -> dict[str, Any]:
+    """Encode (when given an image) and write one output (in an I/O thread); returns its ok row."""
+    t0 = time.perf_counter()
+    if isinstance(result, Image.Image):
+        values = {
+            "width": result.width,
+            "height": result.height,
+            "colourfulness": colourfulness(np.asarray(result.convert("RGB"))),
+            **values,
+        }
+        result = encode(result, output_format_for(out_key))
+    out.write(out_key, result)
+    # encode and write: the device's share of the batch encode (if any) plus this thread's work
+    values = {**values, "encode_s": values.get("encode_s", 0.0) + time.perf_counter() - t0}
+    return make_row(
+        item.obj, model_id, run_id, status="ok", output_key=out_key, read_s=item.read_s, decode_s=item.decode_s, **values
+    )
