@@ -37,7 +37,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_archive(root: Path, n: int, data: Path) -> Path:
-    """n gray JPEGs: ImageNet photos from ../shared/data when present, else synthetic 500x375."""
+    """n gray JPEGs: ImageNet photos from ../shared/data when present, else synthetic 500x375
+    ones with a photo's smoothness (upsampled noise: pure noise would make decoding look slow)."""
     root.mkdir(parents=True, exist_ok=True)
     photos = sorted((data / "photos-train").glob("*"))[:n]
     rng = np.random.default_rng(0)
@@ -45,7 +46,8 @@ def make_archive(root: Path, n: int, data: Path) -> Path:
         if i < len(photos):
             img = Image.open(photos[i]).convert("L")
         else:
-            img = Image.fromarray(rng.integers(0, 256, (375, 500), dtype=np.uint8))
+            coarse = Image.fromarray(rng.integers(0, 256, (47, 63), dtype=np.uint8))
+            img = coarse.resize((500, 375), Image.Resampling.BICUBIC)
         img.save(root / f"img_{i:05d}.jpg", quality=90)
     return root
 

@@ -2,7 +2,7 @@
 
 For each source image: read, decode, colorize (in batches), write the colour image under the
 destination at the same relative key, and record one row (records.OUTPUT_SCHEMA) in the shard's
-metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet`. A bad image is a failed row;
+metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet` (history.py reads and compacts them). A bad image is a failed row;
 a storage error propagates so the caller can retry the shard. A photo that is already in real
 colour is a skipped row: colorizing it would only lose its true colours. Planning skips every source whose
 (key, etag) already has an `ok` row for the same model, so a re-run after a crash, or a nightly
@@ -22,28 +22,13 @@ from typing import Any
 
 from PIL import Image
 
+from colorize_core.history import META_PREFIX, metadata_key, read_output_rows
 from colorize_core.imageio import output_name_for
 from colorize_core.infer import Colorizer, batched
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.shard_steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, store
 from colorize_core.sharding import list_images
 from colorize_core.storage import ObjectInfo, open_store
-
-META_PREFIX = "_colorize/metadata/"
-
-
-def metadata_key(run_id: str, shard: int) -> str:
-    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
-
-
-def read_output_rows(dest: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every metadata row written under `dest`, oldest file first."""
-    store = open_store(dest)
-    rows: list[dict[str, Any]] = []
-    for obj in store.list(META_PREFIX):
-        if obj.key.endswith(".parquet"):
-            rows.extend(table_from_bytes(store.read(obj.key), columns=columns).to_pylist())
-    return rows
 
 
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:

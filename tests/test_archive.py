@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from colorize_core.archive import colorize_shard, read_output_rows
+from colorize_core.archive import colorize_shard
+from colorize_core.history import read_output_rows
 from colorize_core.infer import Colorizer
 from colorize_core.sharding import list_images
 from colorize_core.storage import LocalStore, StorageError, open_store

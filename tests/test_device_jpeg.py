@@ -12,7 +12,8 @@ import torch
 from PIL import Image, JpegImagePlugin
 
 from colorize_core import jpeg_codec, shard_steps
-from colorize_core.archive import colorize_shard, read_output_rows
+from colorize_core.archive import colorize_shard
+from colorize_core.history import read_output_rows
 from colorize_core.imageio import decode, luma_and_alpha
 from colorize_core.infer import Colorizer
 from colorize_core.jpeg_codec import decode_jpegs, encode_jpegs, orient, probe_jpeg

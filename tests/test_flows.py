@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from colorize_core.archive import read_output_rows
+from colorize_core.history import read_output_rows
 from colorize_core.imageio import decode, luma_and_alpha
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.storage import StorageError, open_store
@@ -144,3 +144,25 @@ def test_gpu_concurrency_limit_is_created_once() -> None:
     assert ensure_gpu_limit(slots=5) == 2  # an existing limit is left as the operator set it
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(GPU_LIMIT).limit == 2
+
+
+def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from colorize_core.history import META_PREFIX, metadata_key
+
+    gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
+    keys = _gray_archive(gray, 3)
+    colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
+    store = open_store(out)
+    # Age that run's metadata file by a year, and give it 63 old neighbours (other archives' rows).
+    (real,) = [o.key for o in store.list(META_PREFIX)]
+    store.write(metadata_key("20251101T020000-00000000", 0), store.read(real))
+    store.delete(real)
+    filler = store.read(metadata_key("20251101T020000-00000000", 0))
+    for night in range(63):
+        store.write(metadata_key(f"202512{1 + night % 28:02d}T02{night % 60:02d}00-ffffffff", 0), filler)
+    new = _gray_archive(gray, 1, start=50)
+    summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
+    assert (summary["ok"], summary["already_done"]) == (1, 3)  # the folded history still counts
+    files = [o.key for o in store.list(META_PREFIX)]
+    assert len(files) == 2 and sum("compacted-" in k for k in files) == 1
+    assert sorted(r["key"] for r in read_output_rows(out)) == sorted(keys + new)  # filler rows share run ids: once each

@@ -1,0 +1,117 @@
+"""The metadata history of a destination: every colorization run's rows, under
+`DEST/_colorize/metadata/`, and its compaction.
+
+Each shard of each run commits one small Parquet file (`<run_id>-shard-NNNNN.parquet`). A nightly
+schedule over years makes tens of thousands of them, and planning reads the whole history every
+night, so `compact_history` folds the files of finished runs into one `compacted-*.parquet`
+file. It is safe to crash at any point and to run twice at once:
+- the compacted file lists the files it absorbed (in its Parquet metadata); readers skip those
+  files even if the crash came before they were deleted;
+- readers keep one row per (run_id, key), so two compactions holding the same rows count once.
+Only runs older than `min_age` are folded: a run still in progress, or whose parent flow has yet
+to read its shard files, is left alone (a scale-out run waits at most 24 h for its shards).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
+from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
+
+META_PREFIX = "_colorize/metadata/"
+COMPACTED = "compacted-"
+RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"  # run ids start with their UTC start time (flows/colorize_archive.py)
+MIN_AGE = timedelta(hours=48)
+
+
+def metadata_key(run_id: str, shard: int) -> str:
+    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
+
+
+def _files(store: ObjectStore) -> list[str]:
+    return [o.key for o in store.list(META_PREFIX) if o.key.endswith(".parquet")]
+
+
+def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Rows of the live files among `keys`: compacted files first (they say which files they
+    absorbed), then the rest; one row per (run_id, key)."""
+    compacted = [k for k in keys if k[len(META_PREFIX) :].startswith(COMPACTED)]
+    want = None if columns is None else sorted(set(columns) | {"run_id", "key"})
+    tables: list[tuple[str, Any]] = []
+    absorbed: set[str] = set()
+    for key in compacted:
+        table = table_from_bytes(store.read(key), columns=want)
+        absorbed.update(table_metadata(table).get("absorbed", []))
+        tables.append((key, table))
+    tables = [(k, t) for k, t in tables if k not in absorbed]  # a newer compaction folded it in
+    for key in keys:
+        if key not in absorbed and key not in compacted:
+            tables.append((key, table_from_bytes(store.read(key), columns=want)))
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for _, table in tables:
+        for row in table.to_pylist():
+            ident = (row["run_id"], row["key"])
+            if ident not in seen:
+                seen.add(ident)
+                rows.append(row if columns is None else {c: row[c] for c in columns})
+    return rows
+
+
+def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int = 3) -> list[dict[str, Any]]:
+    """Every metadata row written under `dest`, once each."""
+    store = open_store(dest)
+    for attempt in range(attempts):
+        try:
+            return _read(store, sorted(_files(store)), columns)
+        except ObjectNotFound:
+            # A compaction elsewhere deleted a file after our listing: its rows are now in a
+            # compacted file this listing missed. List again.
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run_started(key: str) -> datetime | None:
+    """The start time in a run's metadata file name, or None (compacted files, other run ids)."""
+    name = key[len(META_PREFIX) :]
+    try:
+        return datetime.strptime(name[: len("20260101T000000")], RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Compaction:
+    key: str | None  # the compacted file written, or None when there was too little to fold
+    files: int  # files folded into it
+    rows: int
+
+
+def compact_history(dest: str, *, min_files: int = 64, min_age: timedelta = MIN_AGE, now: datetime | None = None) -> Compaction:
+    """Fold finished runs' metadata files (and earlier compacted files) into one file, when at
+    least `min_files` such files exist; then delete what was folded."""
+    store = open_store(dest)
+    cutoff = (now or datetime.now(timezone.utc)) - min_age
+    keys = sorted(_files(store))
+    foldable = []
+    for key in keys:
+        started = run_started(key)
+        if key[len(META_PREFIX) :].startswith(COMPACTED) or (started is not None and started < cutoff):
+            foldable.append(key)
+    if len(foldable) < min_files:
+        return Compaction(None, 0, 0)
+    rows = _read(store, foldable, columns=None)
+    stamp = (now or datetime.now(timezone.utc)).strftime(RUN_TIME_FORMAT)
+    key = f"{META_PREFIX}{COMPACTED}{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    table = rows_to_table(rows, OUTPUT_SCHEMA)
+    # Written before anything is deleted: from here on readers skip the absorbed files.
+    store.write(key, table_to_bytes(table, metadata={"absorbed": foldable}))
+    for old in foldable:
+        store.delete(old)
+    return Compaction(key, len(foldable), len(rows))
