@@ -124,6 +124,22 @@ def _read_checkpoint_bytes(uri: str) -> bytes:
         raise CheckpointError(f"checkpoint not found: {uri}") from None
 
 
+def read_model_id(path: str | os.PathLike[str]) -> str:
+    """A checkpoint's model id from its header alone (two small ranged reads, not the ~40 MB of
+    weights): what planning needs. Not verified against the weights; loading the model does that."""
+    p = os.fspath(path)
+    store, key = split_uri(p)
+    try:
+        head = store.read_range(key, 0, 8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        meta = _read_header(head + store.read_range(key, 8, n) if n > 0 else head, p)
+    except ObjectNotFound:
+        raise CheckpointError(f"checkpoint not found: {p}") from None
+    if meta.get("format") != FORMAT or not meta.get("model_id"):
+        raise CheckpointError(f"{p}: not an archive-colorizer checkpoint (a foreign file with no '{FORMAT}' header)")
+    return meta["model_id"]
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and verify a checkpoint (a path, file:// or s3:// URI); raises `CheckpointError`
     saying what is wrong."""

@@ -155,8 +155,8 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
     if as_jpeg:
         try:
             encoded = dict(zip(as_jpeg, encode_jpegs([rgbs[i] for i in as_jpeg])))
-        except RuntimeError:
-            encoded = {}  # the device encoder refused: Pillow encodes these below, in I/O threads
+        except Exception:  # noqa: BLE001 - the device encoder refused: Pillow encodes these in I/O threads
+            encoded = {}
     encode_each = (time.perf_counter() - t1) / len(items)
     results: list[tuple[Source, str, bytes | Image.Image, dict[str, Any]]] = []
     for i, (item, key, rgb) in enumerate(zip(items, keys, rgbs)):

@@ -62,6 +62,7 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def read(self, key: str) -> bytes: ...
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -122,6 +123,18 @@ class LocalStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+        except OSError as exc:
+            raise StorageError(f"{self.uri}: cannot read {key!r}: {exc.strerror or exc}") from None
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes from offset `start` (fewer at the end of the object)."""
+        path = self._path(key)
+        try:
+            with path.open("rb") as f:
+                f.seek(start)
+                return f.read(length)
         except FileNotFoundError:
             raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
         except OSError as exc:
@@ -207,6 +220,22 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "read", key) from None
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes from offset `start` (fewer at the end of the object): one ranged GET."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if length <= 0:
+            return b""
+        try:
+            rng = f"bytes={start}-{start + length - 1}"
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=rng)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # starts past the end
+            raise self._error(exc, "read", key) from None
+        except BotoCoreError as exc:
             raise self._error(exc, "read", key) from None
 
     def write(self, key: str, data: bytes) -> None:

@@ -20,7 +20,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
-from colorize_core.checkpoint import load_checkpoint
+from colorize_core.checkpoint import read_model_id
 from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.history import compact_history
@@ -49,7 +49,7 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
 def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id: str) -> dict[str, Any]:
     """List the source, drop what already has an ok row for this model, write the plan."""
-    model_id = load_checkpoint(checkpoint).model_id
+    model_id = read_model_id(checkpoint)  # the header only: shard tasks load and verify the weights
     plan = plan_archive(source, dest, model_id, shard_size)
     write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
     return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}

@@ -94,3 +94,32 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path: Path, tiny_checkpoint:
         save_checkpoint(target, model)
     assert target.read_bytes() == tiny_checkpoint.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
+
+
+def test_model_id_from_the_header_alone(store_uri: str, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core.checkpoint import read_model_id
+    from colorize_core.storage import open_store, split_uri
+
+    uri = store_uri.rstrip("/") + "/models/m.safetensors"
+    data = tiny_checkpoint.read_bytes()
+    open_store(store_uri).write("models/m.safetensors", data)
+    store_type = type(split_uri(uri)[0])
+    fetched: list[int] = []
+    original = store_type.read_range
+
+    def counting(self, key: str, start: int, length: int) -> bytes:  # type: ignore[no-untyped-def]
+        out = original(self, key, start, length)
+        fetched.append(len(out))
+        return out
+
+    monkeypatch.setattr(store_type, "read_range", counting)
+    assert read_model_id(uri) == load_checkpoint(tiny_checkpoint).model_id
+    assert len(fetched) == 2 and sum(fetched) < len(data) // 10  # the header, not the weights
+    with pytest.raises(CheckpointError, match="not found"):
+        read_model_id(store_uri.rstrip("/") + "/models/missing.safetensors")
+    open_store(store_uri).write("models/foreign.safetensors", b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(CheckpointError, match="not an archive-colorizer checkpoint"):
+        read_model_id(store_uri.rstrip("/") + "/models/foreign.safetensors")
+    open_store(store_uri).write("models/short.safetensors", b"\x01")
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_model_id(store_uri.rstrip("/") + "/models/short.safetensors")

@@ -93,3 +93,13 @@ def test_s3_honours_the_endpoint_variable(s3_bucket: str, s3_endpoint: str) -> N
     open_store(f"s3://{s3_bucket}").write("hello.txt", b"hi")
     raw = boto3.client("s3", endpoint_url=s3_endpoint).get_object(Bucket=s3_bucket, Key="hello.txt")
     assert raw["Body"].read() == b"hi"
+
+
+def test_ranged_reads(store_uri: str) -> None:
+    store = open_store(store_uri)
+    store.write("blob.bin", bytes(range(100)))
+    assert store.read_range("blob.bin", 0, 8) == bytes(range(8))
+    assert store.read_range("blob.bin", 95, 20) == bytes(range(95, 100))  # fewer at the end
+    assert store.read_range("blob.bin", 100, 5) == b"" and store.read_range("blob.bin", 10, 0) == b""
+    with pytest.raises(ObjectNotFound):
+        store.read_range("missing.bin", 0, 8)
