@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_models
 	$(BIN)/python -m bench.bench_dataset
 	$(BIN)/python -m bench.bench_infer --prefect
+	$(BIN)/python -m bench.bench_history
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
