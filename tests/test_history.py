@@ -4,6 +4,7 @@ nothing, survives a crash half way and two compactions at once."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_too_few_files_are_left_as_they_are(store_uri: str) -> None:
     assert len(_files(store)) == 2
 
 
-def test_a_compacted_file_is_folded_again_with_newer_runs(tmp_path) -> None:
+def test_a_compacted_file_is_folded_again_with_newer_runs(tmp_path: Path) -> None:
     uri = str(tmp_path / "dest")
     store = open_store(uri)
     _write_run(store, 40, shards=3)
@@ -70,12 +71,16 @@ def test_a_compacted_file_is_folded_again_with_newer_runs(tmp_path) -> None:
     assert len(read_output_rows(uri)) == 15
 
 
-def test_a_crash_between_writing_and_deleting_duplicates_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _three_old_runs(tmp_path: Path) -> tuple[str, ObjectStore, list[tuple]]:
     uri = str(tmp_path / "dest")
     store = open_store(uri)
     for days in (9, 8, 7):
         _write_run(store, days, shards=1)
-    before = _ident(read_output_rows(uri))
+    return uri, store, _ident(read_output_rows(uri))
+
+
+def test_a_crash_between_writing_and_deleting_duplicates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, store, before = _three_old_runs(tmp_path)
     store_cls = type(store)
     original = store_cls.delete
     calls = {"n": 0}
@@ -98,14 +103,9 @@ def test_a_crash_between_writing_and_deleting_duplicates_nothing(tmp_path, monke
     assert _ident(read_output_rows(uri)) == before
 
 
-def test_two_compactions_at_once_count_each_row_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    uri = str(tmp_path / "dest")
-    store = open_store(uri)
-    for days in (9, 8, 7):
-        _write_run(store, days, shards=1)
-    before = _ident(read_output_rows(uri))
-    store_cls = type(store)
-    monkeypatch.setattr(store_cls, "delete", lambda self, key: None)  # both "still deleting"
+def test_two_compactions_at_once_count_each_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, store, before = _three_old_runs(tmp_path)
+    monkeypatch.setattr(type(store), "delete", lambda self, key: None)  # both "still deleting"
     compact_history(uri, min_files=3, now=NOW)
     # The second one listed before the first wrote: it folds the same three run files.
     monkeypatch.setattr("colorize_core.history._files", lambda s: [k for k in sorted(o.key for o in s.list(META_PREFIX)) if "compacted" not in k])
