@@ -233,6 +233,7 @@ def _train(
         if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
             triptych()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+            _checked(distributed.mean_across(dist, loss), step)  # never save weights a NaN has reached
             model_id = checkpoint()
         if out_of_time:
             log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)

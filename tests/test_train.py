@@ -164,3 +164,11 @@ def test_compiled_training_matches_eager(photo_dir: Path, tmp_path: Path) -> Non
     assert a_state.keys() == b_state.keys()  # the checkpoint holds the plain model, not the compiled wrapper
     for name, t in a_state.items():
         assert torch.allclose(t, b_state[name], atol=2e-2, rtol=0.05), name
+
+
+def test_a_diverged_model_is_never_checkpointed(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(FloatingPointError):
+        # checkpoints every 2 steps, the loss read only every 50: the check before saving catches it
+        train(_cfg(photo_dir, out, optimizer="sgd", lr=1e30, steps=6, checkpoint_every=2), log_every=50)
+    assert not out.exists()
