@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_dataset
 	$(BIN)/python -m bench.bench_infer --prefect
 	$(BIN)/python -m bench.bench_history
+	$(BIN)/python -m bench.bench_loader
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from colorize_core import distributed
 from colorize_core.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.color import rgb_to_yuv, uv_to_unit
-from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, open_training_data
+from colorize_core.dataset import FolderImages, ShardImages, StepBatchSampler, as_float, open_training_data
 from colorize_core.device import amp_dtype
 from colorize_core.infer import Colorizer, InferenceOptions
 from colorize_core.loss import BlurredUVLoss
@@ -207,7 +207,7 @@ def _train(
     loss: torch.Tensor | None = None
     model_id = checkpoint() if step >= cfg.steps else ""
     for rgb in loader:
-        gray, target = gray_and_target(rgb.to(device, non_blocking=True))
+        gray, target = gray_and_target(as_float(rgb.to(device, non_blocking=True)))
         if cfg.channels_last:
             gray = gray.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
