@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--val-every", type=int, default=0, help="steps between validation triptychs (0: at the end)")
     p.add_argument("--val-data", default=None, help="folder of validation photos (default: the first training photos)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
     p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after this much time")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays on long GPU runs; a minute to start)")

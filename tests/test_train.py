@@ -172,3 +172,11 @@ def test_a_diverged_model_is_never_checkpointed(photo_dir: Path, tmp_path: Path)
         # checkpoints every 2 steps, the loss read only every 50: the check before saving catches it
         train(_cfg(photo_dir, out, optimizer="sgd", lr=1e30, steps=6, checkpoint_every=2), log_every=50)
     assert not out.exists()
+
+
+def test_loader_workers_default_to_none_on_cpu_and_some_on_cuda() -> None:
+    from colorize_core.train import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0  # the model needs the cores
+    assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
+    assert loader_workers(3, torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0
