@@ -8,6 +8,7 @@
 # pyarrow, safetensors, scipy, scikit-image, pytest): no downloads, no Prefect, no S3.
 #
 #   bash bench/gpu_check.sh "$OUT"
+#   SMOKE=1 bash bench/gpu_check.sh /tmp/smoke    # the script itself, on CPU, in about a minute
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUTDIR}
 mkdir -p "$out"
@@ -22,11 +23,18 @@ step() {  # name, seconds, command...
   timeout "$limit" "$@" || { echo "!! $name failed ($?)"; status=1; }
   echo "== $name took $((SECONDS - t0))s"
 }
+# SMOKE=1: the same steps on CPU at toy sizes, to check the script itself on a machine with no GPU.
+if [[ "${SMOKE:-0}" == 1 ]]; then
+  dev=cpu size=64 images=24 batch=4 iters=1 mem="1 2" decode=32 samples=200
+else
+  dev=cuda size=224 images=2000 batch=128 iters=20 mem="8 32" decode=1024 samples=2000
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>&1
 step "gpu tests" 120 "$py" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -o addopts="" -rA
-step "models: inference and memory per image" 80 "$py" -m bench.bench_models --device cuda --batch-size 64 --iters 20 --mem-batches 8 32 > "$out/models.jsonl"
-step "inference, end to end, training" 200 "$py" -m bench.bench_infer --device cuda --images 2000 --batch-size 128 > "$out/infer.jsonl"
-step "jpeg decode" 40 "$py" -m bench.bench_gpu_decode --images 1024 > "$out/decode.jsonl"
-step "training input, all cores" 60 "$py" -m bench.bench_loader --samples 2000 > "$out/loader.jsonl"
+# shellcheck disable=SC2086  # $mem is two numbers
+step "models: inference and memory per image" 80 "$py" -m bench.bench_models --device $dev --size $size --batch-size 64 --iters $iters --mem-batches $mem > "$out/models.jsonl"
+step "inference, end to end, training" 200 "$py" -m bench.bench_infer --device $dev --size $size --images $images --batch-size $batch > "$out/infer.jsonl"
+step "jpeg decode" 40 "$py" -m bench.bench_gpu_decode --images $decode > "$out/decode.jsonl"
+step "training input, all cores" 60 "$py" -m bench.bench_loader --samples $samples > "$out/loader.jsonl"
 cat "$out"/*.jsonl
 exit $status
