@@ -1,5 +1,5 @@
 """The metadata history of a destination: every colorization run's rows, under
-`DEST/_colorize/metadata/`, and its compaction.
+`DEST/_colorize/metadata/`, and its compaction; and the pruning of finished runs' plans.
 
 Each shard of each run commits one small Parquet file (`<run_id>-shard-NNNNN.parquet`). A nightly
 schedule over years makes tens of thousands of them, and planning reads the whole history every
@@ -24,6 +24,7 @@ from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes
 from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
 
 META_PREFIX = "_colorize/metadata/"
+PLANS_PREFIX = "_colorize/plans/"  # one manifest per run: what its shard tasks read
 COMPACTED = "compacted-"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"  # run ids start with their UTC start time (flows/colorize_archive.py)
 MIN_AGE = timedelta(hours=48)
@@ -77,9 +78,13 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
     raise AssertionError("unreachable")
 
 
+def plan_key(run_id: str) -> str:
+    return f"{PLANS_PREFIX}{run_id}.parquet"
+
+
 def run_started(key: str) -> datetime | None:
-    """The start time in a run's metadata file name, or None (compacted files, other run ids)."""
-    name = key[len(META_PREFIX) :]
+    """The start time in a run's metadata or plan file name, or None (compacted files, other run ids)."""
+    name = key.rsplit("/", 1)[-1]
     try:
         return datetime.strptime(name[: len("20260101T000000")], RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
@@ -115,3 +120,14 @@ def compact_history(dest: str, *, min_files: int = 64, min_age: timedelta = MIN_
     for old in foldable:
         store.delete(old)
     return Compaction(key, len(foldable), len(rows))
+
+
+def prune_plans(dest: str, *, min_age: timedelta = MIN_AGE, now: datetime | None = None) -> int:
+    """Delete the plan manifests of runs older than `min_age` (only a running run's shard tasks
+    read its plan); returns how many went."""
+    store = open_store(dest)
+    cutoff = (now or datetime.now(timezone.utc)) - min_age
+    old = [o.key for o in store.list(PLANS_PREFIX) if (started := run_started(o.key)) is not None and started < cutoff]
+    for key in old:
+        store.delete(key)
+    return len(old)

@@ -23,7 +23,7 @@ from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, ru
 from colorize_core.checkpoint import read_model_id
 from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
-from colorize_core.history import compact_history
+from colorize_core.history import compact_history, plan_key, prune_plans
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
 from colorize_core.storage import child_uri, open_store
@@ -33,17 +33,19 @@ GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 
 
 def plan_uri(dest: str, run_id: str) -> str:
-    return child_uri(dest, f"_colorize/plans/{run_id}.parquet")
+    return child_uri(dest, plan_key(run_id))
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
 def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
-    """Fold finished runs' metadata files into one, once there are `min_files` of them: planning
-    reads the whole history every run, and a nightly schedule makes thousands of small files."""
+    """Fold finished runs' metadata files into one, once there are `min_files` of them (planning
+    reads the whole history every run, and a nightly schedule makes thousands of small files),
+    and delete finished runs' plans."""
     result = compact_history(dest, min_files=min_files)
     if result.key:
         get_run_logger().info("folded %d metadata files (%d rows) into %s", result.files, result.rows, result.key)
-    return {"compacted": result.key, "files": result.files, "rows": result.rows}
+    pruned = prune_plans(dest)
+    return {"compacted": result.key, "files": result.files, "rows": result.rows, "plans_pruned": pruned}
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)

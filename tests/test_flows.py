@@ -160,8 +160,11 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
     filler = store.read(metadata_key("20251101T020000-00000000", 0))
     for night in range(63):
         store.write(metadata_key(f"202512{1 + night % 28:02d}T02{night % 60:02d}00-ffffffff", 0), filler)
+    store.write("_colorize/plans/20251101T020000-00000000.parquet", b"a year-old run's plan")
     new = _gray_archive(gray, 1, start=50)
     summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
+    assert not store.exists("_colorize/plans/20251101T020000-00000000.parquet")  # finished runs' plans pruned
+    assert len(list(store.list("_colorize/plans/"))) == 2  # the two recent runs' plans stay
     assert (summary["ok"], summary["already_done"]) == (1, 3)  # the folded history still counts
     files = [o.key for o in store.list(META_PREFIX)]
     assert len(files) == 2 and sum("compacted-" in k for k in files) == 1

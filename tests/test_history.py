@@ -113,3 +113,15 @@ def test_two_compactions_at_once_count_each_row_once(tmp_path: Path, monkeypatch
     monkeypatch.undo()
     assert sum("compacted" in k for k in _files(store)) == 2
     assert _ident(read_output_rows(uri)) == before
+
+
+def test_plans_of_finished_runs_are_pruned(store_uri: str) -> None:
+    from colorize_core.history import plan_key, prune_plans
+
+    store = open_store(store_uri)
+    old = [(NOW - timedelta(days=d)).strftime(RUN_TIME_FORMAT) + "-00000000" for d in (30, 3)]
+    recent = (NOW - timedelta(hours=5)).strftime(RUN_TIME_FORMAT) + "-11111111"
+    for run in [*old, recent, "custom-run-id"]:
+        store.write(plan_key(run), b"plan")
+    assert prune_plans(store_uri, now=NOW) == 2
+    assert sorted(o.key for o in store.list("_colorize/plans/")) == sorted([plan_key(recent), plan_key("custom-run-id")])
