@@ -95,11 +95,11 @@ class ShardOutcome:
     metadata_key: str = ""
 
 
-_colorizers: dict[tuple[str, str, int], Colorizer] = {}
+_colorizers: dict[tuple[str, str, int | None], Colorizer] = {}
 _colorizers_lock = threading.Lock()
 
 
-def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int = 8) -> Colorizer:
+def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int | None = None) -> Colorizer:
     """One model per process and checkpoint: shard tasks in threads share it (inference only)."""
     key = (checkpoint, device, batch_size)
     with _colorizers_lock:

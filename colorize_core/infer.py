@@ -20,7 +20,7 @@ from torch import nn
 
 from colorize_core.checkpoint import load_model
 from colorize_core.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.device import amp_dtype, resolve_device
+from colorize_core.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.imageio import luma_and_alpha
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ class Colorizer:
         model: nn.Module,
         *,
         device: str | torch.device = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
         image_size: int | None = None,
         options: InferenceOptions = InferenceOptions(),
     ) -> None:
@@ -71,7 +71,7 @@ class Colorizer:
             torch.backends.cudnn.benchmark = True  # one input shape: autotune once, reuse
         self.amp_dtype = amp_dtype(self.device) if options.mixed_precision else None
         self._forward = torch.compile(self.model) if options.compile else self.model
-        self.batch_size = batch_size
+        self.batch_size = inference_batch_size(self.device, batch_size)
         self.image_size = image_size or model.config.image_size  # type: ignore[union-attr]
         if self.image_size % 8:
             raise ValueError(f"working size must be a multiple of 8, got {self.image_size}")

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     _checkpoint_arg(p, required=True)
     _device_arg(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
 
     p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
     p.add_argument("--data", required=True, help="dataset from build-dataset (local or s3://), or a folder of colour photos")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
     p.add_argument("--checkpoint", default="latest", help="model file/URI, or 'latest' from the registry")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard task")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
     _device_arg(p)

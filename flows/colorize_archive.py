@@ -58,7 +58,7 @@ def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
-def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int = 8) -> dict[str, Any]:
+def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
     """Colorize one shard of a plan; a storage error fails the task (and is retried)."""
     manifest = read_manifest(plan)
     colorizer = shared_colorizer(checkpoint, device, batch_size)
@@ -79,7 +79,7 @@ def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
 
 
 @flow(name="colorize-shard", log_prints=True)
-def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int = 8) -> dict[str, Any]:
+def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
     """One shard as its own flow run: what a work-pool worker (one GPU per pod) runs."""
     return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size)
 
@@ -103,7 +103,7 @@ def ensure_gpu_limit(slots: int | None = None) -> int:
 
 
 def _run_shards_on_pool(
-    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int, on_done: Callable[[int], None]
+    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, on_done: Callable[[int], None]
 ) -> list[dict[str, Any]]:
     """One flow run per shard on the deployment's work pool; outcomes come back through the
     shards' metadata files in object storage, not through Prefect results (which live on the
@@ -157,7 +157,7 @@ def colorize_archive(
     checkpoint: str = "latest",
     shard_size: int = DEFAULT_SHARD_SIZE,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
     deployment: str | None = None,
     registry: str | None = None,
 ) -> dict[str, Any]:
