@@ -24,7 +24,7 @@ from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes
 from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
 
 META_PREFIX = "_colorize/metadata/"
-PLANS_PREFIX = "_colorize/plans/"  # one manifest per run: what its shard tasks read
+PLANS_PREFIX = "_colorize/plans/"  # per run, one small manifest per shard: what each shard task reads
 COMPACTED = "compacted-"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"  # run ids start with their UTC start time (flows/colorize_archive.py)
 MIN_AGE = timedelta(hours=48)
@@ -78,13 +78,14 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
     raise AssertionError("unreachable")
 
 
-def plan_key(run_id: str) -> str:
-    return f"{PLANS_PREFIX}{run_id}.parquet"
+def plan_key(run_id: str, shard: int) -> str:
+    return f"{PLANS_PREFIX}{run_id}/shard-{shard:05d}.parquet"
 
 
 def run_started(key: str) -> datetime | None:
-    """The start time in a run's metadata or plan file name, or None (compacted files, other run ids)."""
-    name = key.rsplit("/", 1)[-1]
+    """The start time in the run id that begins a metadata or plan key's name (after
+    `_colorize/<kind>/`), or None (compacted files, other run ids)."""
+    name = key.split("/", 2)[-1]
     try:
         return datetime.strptime(name[: len("20260101T000000")], RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
