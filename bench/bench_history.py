@@ -1,10 +1,12 @@
-"""Planning's read of the metadata history: N small per-shard files vs the same rows compacted.
+"""Planning's read of the metadata history: N small per-shard files vs the same rows compacted;
+and what one shard task reads of a big first run's plan: the whole plan vs its own shard's.
 
 A year of nightly runs: `--runs` runs of `--shards` shard files of `--rows` rows each, in a local
 folder; times `read_output_rows` (what planning calls) before and after `compact_history`, and
 reports the object reads each needs (on S3 each is a GET: ~10-30 ms of latency apiece).
 
-Run: `.venv/bin/python -m bench.bench_history [--runs 365 --shards 4 --rows 50]`. JSON lines.
+Run: `.venv/bin/python -m bench.bench_history [--runs 365 --shards 4 --rows 50 --plan-rows 1000000]`.
+JSON lines.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from bench.bench_models import machine
 from colorize_core.history import META_PREFIX, RUN_TIME_FORMAT, compact_history, metadata_key, read_output_rows
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.storage import open_store
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
+from colorize_core.storage import ObjectInfo, open_store
 
 
 def make_history(uri: str, runs: int, shards: int, rows: int, now: datetime) -> None:
@@ -46,11 +50,33 @@ def timed_read(uri: str, repeats: int = 3) -> tuple[float, int]:
     return best, n
 
 
+def plan_reads(tmp: str, rows: int) -> dict[str, object]:
+    """One shard task's read: the first version's whole-run plan vs this version's per-shard plan."""
+    objects = [ObjectInfo(f"scans/box {i // 1000:04d}/photo_{i:07d}.tif", 4_000_000 + i, f"{i:032x}") for i in range(rows)]
+    whole, own = f"{tmp}/plan-whole.parquet", f"{tmp}/plan-shard.parquet"
+    write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects), whole)
+    write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects[:DEFAULT_SHARD_SIZE]), own)
+    start = time.perf_counter()
+    assert len(read_manifest(whole).shard(0)) == DEFAULT_SHARD_SIZE
+    timings = {"whole": time.perf_counter() - start}
+    start = time.perf_counter()
+    assert len(read_manifest(own).objects) == DEFAULT_SHARD_SIZE
+    timings["own"] = time.perf_counter() - start
+    sizes = {"whole": Path(whole).stat().st_size, "own": Path(own).stat().st_size}
+    return {
+        "bench": "shard_plan_read", "plan_rows": rows, "shard_rows": DEFAULT_SHARD_SIZE,
+        "whole_plan_bytes": sizes["whole"], "shard_plan_bytes": sizes["own"],
+        "whole_plan_read_s": round(timings["whole"], 3), "shard_plan_read_s": round(timings["own"], 4),
+        "ratio": round(timings["whole"] / timings["own"], 1),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=365)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--rows", type=int, default=50)
+    p.add_argument("--plan-rows", type=int, default=1_000_000)
     args = p.parse_args()
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,12 +88,14 @@ def main() -> None:
         compact_s = time.perf_counter() - start
         files_after = sum(1 for _ in open_store(tmp).list(META_PREFIX))
         after, rows_after = timed_read(tmp)
+        plans = plan_reads(tmp, args.plan_rows)
     assert rows == rows_after == args.runs * args.shards * args.rows
     print(json.dumps({
         "bench": "history_read", "rows": rows, "files_before": files_before, "files_after": files_after,
         "read_s_before": round(before, 3), "read_s_after": round(after, 3), "ratio": round(before / after, 1),
         "compact_s": round(compact_s, 2), "folded": result.files, "machine": machine(), "store": "local folder",
     }), flush=True)
+    print(json.dumps({**plans, "machine": machine(), "store": "local folder"}), flush=True)
 
 
 if __name__ == "__main__":
