@@ -74,8 +74,11 @@ def decode_jpegs(blobs: list[bytes], *, gray: bool, device: torch.device) -> lis
     One call for the batch (what makes nvJPEG fast); if it fails, each file is decoded alone and
     the ones that still fail come back as None for the caller to hand to Pillow. Any failure
     (a bad file, a torchvision built without nvJPEG) ends in Pillow: slower, never wrong."""
-    tvio = _torchvision_io()
-    mode = tvio.ImageReadMode.GRAY if gray else tvio.ImageReadMode.RGB
+    try:
+        tvio = _torchvision_io()
+        mode = tvio.ImageReadMode.GRAY if gray else tvio.ImageReadMode.RGB
+    except Exception:  # noqa: BLE001 - a torchvision without its image codecs (deprecated in 0.29)
+        return [None] * len(blobs)
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -176,3 +176,15 @@ def test_device_encoder_failure_falls_back_to_pillow(jpeg_archive: str, tmp_path
     for r in read_output_rows(str(tmp_path / "out")):
         if r["status"] == "ok":
             assert _luma((tmp_path / "out" / r["output_key"]).read_bytes()).shape == (r["height"], r["width"])
+
+
+def test_without_torchvision_codecs_everything_goes_through_pillow(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def gone() -> None:
+        raise AttributeError("module 'torchvision.io' has no attribute 'decode_jpeg'")  # a future torchvision
+
+    monkeypatch.setattr(jpeg_codec, "_torchvision_io", gone)
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    items = [o for o in list_images(open_store(jpeg_archive)) if o.key.startswith(("gray/", "colour/"))]
+    outcome = colorize_shard(jpeg_archive, str(tmp_path / "out"), items, colorizer, run_id="r", shard=0, device_jpeg=True)
+    assert outcome.counts == {"ok": 5, "failed": 1, "skipped": 1}
+    assert JpegImagePlugin.get_sampling(Image.open(tmp_path / "out" / "gray/a.jpg")) == 0  # Pillow's 4:4:4 encoder wrote it
