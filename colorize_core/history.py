@@ -1,5 +1,6 @@
 """The metadata history of a destination: every colorization run's rows, under
-`DEST/_colorize/metadata/`, and its compaction; and the pruning of finished runs' plans.
+`DEST/_colorize/metadata/`, its summary (`colorize status`) and compaction; and the pruning of
+finished runs' plans.
 
 Each shard of each run commits one small Parquet file (`<run_id>-shard-NNNNN.parquet`). A nightly
 schedule over years makes tens of thousands of them, and planning reads the whole history every
@@ -15,8 +16,9 @@ to read its shard files, is left alone (a scale-out run waits at most 24 h for i
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -80,6 +82,57 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
 
 def plan_key(run_id: str, shard: int) -> str:
     return f"{PLANS_PREFIX}{run_id}/shard-{shard:05d}.parquet"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    counts: dict[str, int]
+    started: str  # ISO time of the run's first row
+    models: list[str]
+
+
+@dataclass
+class HistorySummary:
+    """Where a destination stands: each source's latest outcome, its models, its recent runs."""
+
+    sources: int
+    latest: dict[str, int]  # status -> sources whose latest row has it
+    ok_by_model: dict[str, int]  # model id -> sources whose latest row is ok with it
+    runs: list[RunSummary]  # newest first
+    failing: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of sources still failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(dest: str) -> HistorySummary:
+    """Summarize every row under `dest` (the latest row of each source decides its state)."""
+    rows = read_output_rows(dest, columns=["key", "model_id", "status", "error", "run_id", "processed_at"])
+    latest: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        runs.setdefault(row["run_id"], []).append(row)
+        held = latest.get(row["key"])
+        if held is None or (row["processed_at"], row["run_id"]) >= (held["processed_at"], held["run_id"]):
+            latest[row["key"]] = row
+    run_list = [
+        RunSummary(
+            run_id,
+            dict(Counter(r["status"] for r in rs)),
+            min(r["processed_at"] for r in rs).isoformat(),
+            sorted({r["model_id"] for r in rs}),
+        )
+        for run_id, rs in runs.items()
+    ]
+    run_list.sort(key=lambda r: r.started, reverse=True)
+    return HistorySummary(
+        sources=len(latest),
+        latest=dict(Counter(r["status"] for r in latest.values())),
+        ok_by_model=dict(Counter(r["model_id"] for r in latest.values() if r["status"] == "ok")),
+        runs=run_list,
+        failing=sorted((r["key"], r["error"]) for r in latest.values() if r["status"] == "failed"),
+    )
 
 
 def run_started(key: str) -> datetime | None:

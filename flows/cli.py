@@ -1,4 +1,4 @@
-"""The `colorize` command line: images, train, eval, shard, build-dataset, archive, serve, demo.
+"""The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, serve, demo.
 
 Exit status: 0 when everything succeeded, 2 when some inputs failed (each on stderr with its
 reason, every other output still written), 1 on a usage, data or checkpoint error.
@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
     _device_arg(p)
+
+    p = sub.add_parser(
+        "status", help="where a destination stands: each source's latest outcome, recent runs, what still fails (exit 2 if any)",
+        formatter_class=fmt,
+    )
+    p.add_argument("dest", metavar="DEST", help="a colorize-archive destination: folder, file:// or s3://")
+    p.add_argument("--runs", type=int, default=10, help="recent runs to list")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
 
     p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
     p.add_argument("--source", default=os.environ.get("COLORIZE_SOURCE", "archive"), help="archive to colorize nightly")
@@ -284,6 +292,31 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if summary["failed"] else EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from colorize_core.history import summarize
+
+    summary = summarize(args.dest)
+    if summary.sources == 0:
+        print(f"{args.dest}: no colorization metadata yet (nothing under _colorize/metadata/)", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(summary.latest.items()))
+        print(f"{args.dest}: {summary.sources} sources; latest outcome: {counts}")
+        for model, n in sorted(summary.ok_by_model.items()):
+            print(f"  colorized with {model}: {n}")
+        print(f"runs, newest first ({min(args.runs, len(summary.runs))} of {len(summary.runs)}):")
+        for run in summary.runs[: args.runs]:
+            run_counts = " ".join(f"{status} {n}" for status, n in sorted(run.counts.items()))
+            print(f"  {run.run_id}  {run.started}  {run_counts}")
+        if summary.failing:
+            print(f"still failing ({len(summary.failing)}):")
+            for key, error in summary.failing:
+                print(f"  {key}: {error}")
+    return EXIT_PARTIAL if summary.failing else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve_deployments
 
@@ -298,6 +331,7 @@ COMMANDS = {
     "shard": cmd_shard,
     "build-dataset": cmd_build_dataset,
     "archive": cmd_archive,
+    "status": cmd_status,
     "serve": cmd_serve,
     "demo": cmd_demo,
 }

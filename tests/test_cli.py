@@ -130,3 +130,28 @@ def test_archive_command_is_incremental(tmp_path: Path, photo_dir: Path, tiny_ch
     (src / "new.png").write_bytes((src / "photo_0.png").read_bytes())
     assert main(args) == 0
     assert "1 colorized, 0 failed, 0 skipped (already colour), 3 already done" in capsys.readouterr().out
+
+
+def test_status_reports_latest_outcomes_runs_and_what_still_fails(tmp_path: Path, photo_dir: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, out = tmp_path / "bw", tmp_path / "out"
+    src.mkdir()
+    for p in sorted(photo_dir.iterdir())[:2]:
+        Image.open(p).convert("L").save(src / p.name)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    assert main(["status", str(out)]) == 1  # nothing yet
+    capsys.readouterr()
+    args = ["archive", str(src), "--dest", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--workers", "1"]
+    assert main(args) == 2
+    (src / "broken.jpg").write_bytes((src / sorted(p.name for p in src.iterdir() if p.suffix == ".png")[0]).read_bytes())
+    assert main(args) == 0  # the repaired file is colorized by the second run
+    capsys.readouterr()
+    assert main(["status", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sources"] == 3 and summary["latest"] == {"ok": 3} and summary["failing"] == []
+    assert [r["counts"] for r in summary["runs"]] == [{"ok": 1}, {"ok": 2, "failed": 1}]  # newest first
+    (src / "gone.png").write_bytes(b"")
+    assert main(args) == 2
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 2  # a source still fails
+    text = capsys.readouterr().out
+    assert "4 sources; latest outcome: failed 1, ok 3" in text and "gone.png: empty file" in text
