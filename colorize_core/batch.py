@@ -41,15 +41,16 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
 
 
 def colorize_files(
-    inputs: Sequence[str | os.PathLike[str]],
+    pairs: list[tuple[Path, Path]],
     out_dir: str | os.PathLike[str],
     colorizer: Colorizer,
     *,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Colorize every input into `out_dir`; returns one result per input, in input order."""
+    """Colorize every (source, relative output) pair from `expand_inputs` into `out_dir`;
+    returns one result per input, in input order."""
     results: list[FileResult] = []
-    for result in _iter_results(expand_inputs(inputs), Path(out_dir), colorizer):
+    for result in _iter_results(pairs, Path(out_dir), colorizer):
         results.append(result)
         if on_result is not None:
             on_result(result)

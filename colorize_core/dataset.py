@@ -60,12 +60,6 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> (3, H, W) float in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) uint8: a quarter of float's bytes through worker queues, pinned
     memory and the copy to the GPU; `as_float` there."""
@@ -75,6 +69,11 @@ def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
 def as_float(batch: torch.Tensor) -> torch.Tensor:
     """A uint8 batch from the loader -> float in [0, 1] (on whatever device it now is)."""
     return batch.float().div_(255.0)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) float in [0, 1]."""
+    return as_float(to_uint8_tensor(img))
 
 
 def random_crop_flip(img: Image.Image, size: int, seed: int) -> torch.Tensor:
@@ -112,7 +111,7 @@ class FolderImages(Dataset[torch.Tensor]):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         # A little room above the crop size lets random crops move across the photo.
-        short = round(self.image_size * 1.15)
+        short = round(self.image_size * CONTEXT)
         img = read_image(self.files[index], draft_size=(short, short))
         img = resize_short_side(img.convert("RGB"), short)
         if self._cache is not None:

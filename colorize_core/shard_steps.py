@@ -173,12 +173,8 @@ def store(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Im
     """Encode (when given an image) and write one output (in an I/O thread); returns its ok row."""
     t0 = time.perf_counter()
     if isinstance(result, Image.Image):
-        values = {
-            "width": result.width,
-            "height": result.height,
-            "colourfulness": colourfulness(np.asarray(result.convert("RGB"))),
-            **values,
-        }
+        if "colourfulness" not in values:  # the device path measured it already
+            values = {**values, "width": result.width, "height": result.height, "colourfulness": colourfulness(np.asarray(result.convert("RGB")))}
         result = encode(result, output_format_for(out_key))
     out.write(out_key, result)
     # encode and write: the device's share of the batch encode (if any) plus this thread's work

@@ -104,10 +104,14 @@ class LocalStore:
         return path
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        if not self.root.is_dir():
+        # Walk only the folder the prefix names: listing `_colorize/metadata/` must not visit
+        # every colorized image beside it.
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self.root
+        if not start.is_dir():
             return
         found: list[tuple[bytes, str, os.stat_result]] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
@@ -120,16 +124,10 @@ class LocalStore:
             yield ObjectInfo(key, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
 
     def read(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
-        except OSError as exc:
-            raise StorageError(f"{self.uri}: cannot read {key!r}: {exc.strerror or exc}") from None
+        return self.read_range(key, 0, -1)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        """Up to `length` bytes from offset `start` (fewer at the end of the object)."""
+        """Up to `length` bytes from offset `start` (fewer at the end of the object; -1: to the end)."""
         path = self._path(key)
         try:
             with path.open("rb") as f:

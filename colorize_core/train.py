@@ -213,7 +213,6 @@ def _train(
         persistent_workers=False,
     )
     window_start, window_images = time.perf_counter(), 0
-    loss: torch.Tensor | None = None
     model_id = checkpoint() if step >= cfg.steps else ""
     for rgb in loader:
         gray, target = gray_and_target(as_float(rgb.to(device, non_blocking=True)))
@@ -228,11 +227,15 @@ def _train(
         scaler.update()
         step += 1
         window_images += rgb.shape[0] * dist.world
+        # The host waits for the device only on log steps (every `log_every`, and the last) and
+        # before a checkpoint (never save weights a NaN has reached): reading the loss, or agreeing
+        # on the time budget across ranks, every step would stall the GPU.
+        logged = step % log_every == 0 or step == cfg.steps
+        saving = step % cfg.checkpoint_every == 0 or step == cfg.steps
         out_of_time = False
-        # The host waits for the device only every `log_every` steps (and at the end): reading
-        # the loss, or agreeing on the time budget across ranks, every step would stall the GPU.
-        if step % log_every == 0 or step == cfg.steps:
+        if logged or saving:
             global_loss = _checked(distributed.mean_across(dist, loss), step)
+        if logged:
             losses.append((step, round(global_loss, 6)))
             if on_step is not None and dist.is_main:
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
@@ -241,16 +244,11 @@ def _train(
             out_of_time = distributed.any_across(dist, out_of_time, device)
         if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
             triptych()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-            _checked(distributed.mean_across(dist, loss), step)  # never save weights a NaN has reached
+        if saving or out_of_time:  # a time stop is a log step: its loss was checked above
             model_id = checkpoint()
         if out_of_time:
             log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)
             break
-    if loss is not None and (not losses or losses[-1][0] != step):
-        # the curve always ends at the last step, and the saved history has that point too
-        losses.append((step, round(_checked(distributed.mean_across(dist, loss), step), 6)))
-        model_id = checkpoint()  # every rank: it syncs
     triptych()
     return TrainResult(cfg.out, model_id, step, losses, triptychs, time.perf_counter() - started)
 

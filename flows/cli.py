@@ -138,15 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_images(args: argparse.Namespace) -> int:
     colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
-    total = len(expand_inputs(args.inputs))
-    with Progress(total, "colorize") as progress:
+    pairs = expand_inputs(args.inputs)
+    with Progress(len(pairs), "colorize") as progress:
 
         def report(r: FileResult) -> None:
             progress.update(1)
             if not r.ok:
                 print(f"failed: {r.source}: {r.error}", file=sys.stderr)
 
-        results = colorize_files(args.inputs, args.out, colorizer, on_result=report)
+        results = colorize_files(pairs, args.out, colorizer, on_result=report)
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} colorized, {failed} failed -> {args.out} (model {colorizer.model_id})")
     return EXIT_PARTIAL if failed else EXIT_OK

@@ -103,3 +103,23 @@ def test_ranged_reads(store_uri: str) -> None:
     assert store.read_range("blob.bin", 100, 5) == b"" and store.read_range("blob.bin", 10, 0) == b""
     with pytest.raises(ObjectNotFound):
         store.read_range("missing.bin", 0, 8)
+
+
+def test_local_listing_walks_only_the_prefix_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core import storage
+
+    store = open_store(str(tmp_path / "s"))
+    for key in ("photos/a.jpg", "photos/b/c.jpg", "_colorize/metadata/r-shard-00000.parquet", "_colorize/metadata/x.parquet"):
+        store.write(key, b"x")
+    walked: list[str] = []
+    real_walk = storage.os.walk
+
+    def recording_walk(top, *args, **kwargs):  # type: ignore[no-untyped-def]
+        walked.append(Path(top).relative_to(tmp_path / "s").as_posix())
+        return real_walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(storage.os, "walk", recording_walk)
+    assert [o.key for o in store.list("_colorize/metadata/r-")] == ["_colorize/metadata/r-shard-00000.parquet"]
+    assert walked == ["_colorize/metadata"]  # the photos were never visited
+    assert [o.key for o in store.list("photos/")] == ["photos/a.jpg", "photos/b/c.jpg"]
+    assert list(store.list("missing/")) == [] and len(list(store.list())) == 4
