@@ -19,12 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.bench_models import machine
+from bench.common import SHARED, machine
 from colorize_core.build import build_dataset
 from colorize_core.samples import prepare_sample
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def make_large_scans(src: Path, out: Path, min_pixels: int = 3_000_000) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)

@@ -16,19 +16,12 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from bench.bench_models import machine
+from bench.common import jpeg_bytes, machine, smooth_photo
 
 
-def make_jpegs(n: int, w: int = 500, h: int = 375) -> list[bytes]:
+def make_jpegs(n: int) -> list[bytes]:
     rng = np.random.default_rng(0)
-    base = (rng.random((h // 8, w // 8)) * 255).astype(np.uint8)
-    blobs = []
-    for i in range(n):
-        img = Image.fromarray(np.roll(base, i, axis=1)).resize((w, h), Image.Resampling.BICUBIC)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        blobs.append(buf.getvalue())
-    return blobs
+    return [jpeg_bytes(smooth_photo(rng)) for _ in range(n)]
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Planning's read of the metadata history: N small per-shard files vs the same rows compacted;
-and what one shard task reads of a big first run's plan: the whole plan vs its own shard's.
+and what one shard task reads of a big first run's plan: the whole plan vs its own row group.
 
 A year of nightly runs: `--runs` runs of `--shards` shard files of `--rows` rows each, in a local
 folder; times `read_output_rows` (what planning calls) before and after `compact_history`, and
@@ -18,11 +18,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.bench_models import machine
+from bench.common import machine
 from colorize_core.history import META_PREFIX, RUN_TIME_FORMAT, compact_history, metadata_key, read_output_rows
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
-from colorize_core.storage import ObjectInfo, open_store
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, read_manifest_shard, write_manifest
+from colorize_core.storage import LocalStore, ObjectInfo, open_store
 
 
 def make_history(uri: str, runs: int, shards: int, rows: int, now: datetime) -> None:
@@ -51,23 +51,34 @@ def timed_read(uri: str, repeats: int = 3) -> tuple[float, int]:
 
 
 def plan_reads(tmp: str, rows: int) -> dict[str, object]:
-    """One shard task's read: the first version's whole-run plan vs this version's per-shard plan."""
+    """One shard task's read of a first run's plan: the whole manifest (the first version) vs its
+    own row group through ranged reads (`read_manifest_shard`)."""
     objects = [ObjectInfo(f"scans/box {i // 1000:04d}/photo_{i:07d}.tif", 4_000_000 + i, f"{i:032x}") for i in range(rows)]
-    whole, own = f"{tmp}/plan-whole.parquet", f"{tmp}/plan-shard.parquet"
-    write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects), whole)
-    write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects[:DEFAULT_SHARD_SIZE]), own)
+    plan = f"{tmp}/plan.parquet"
+    write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects), plan)
     start = time.perf_counter()
-    assert len(read_manifest(whole).shard(0)) == DEFAULT_SHARD_SIZE
-    timings = {"whole": time.perf_counter() - start}
-    start = time.perf_counter()
-    assert len(read_manifest(own).objects) == DEFAULT_SHARD_SIZE
-    timings["own"] = time.perf_counter() - start
-    sizes = {"whole": Path(whole).stat().st_size, "own": Path(own).stat().st_size}
+    assert read_manifest(plan).shard(7) == objects[7 * DEFAULT_SHARD_SIZE : 8 * DEFAULT_SHARD_SIZE]
+    whole = time.perf_counter() - start
+    fetched: list[int] = []
+    ranged = LocalStore.read_range
+
+    def counting(store: LocalStore, key: str, start: int, length: int) -> bytes:
+        data = ranged(store, key, start, length)
+        fetched.append(len(data))
+        return data
+
+    LocalStore.read_range = counting  # type: ignore[method-assign]  # what S3 would transfer
+    try:
+        start = time.perf_counter()
+        _, items = read_manifest_shard(plan, 7)
+        own = time.perf_counter() - start
+    finally:
+        LocalStore.read_range = ranged  # type: ignore[method-assign]
+    assert items == objects[7 * DEFAULT_SHARD_SIZE : 8 * DEFAULT_SHARD_SIZE]
     return {
-        "bench": "shard_plan_read", "plan_rows": rows, "shard_rows": DEFAULT_SHARD_SIZE,
-        "whole_plan_bytes": sizes["whole"], "shard_plan_bytes": sizes["own"],
-        "whole_plan_read_s": round(timings["whole"], 3), "shard_plan_read_s": round(timings["own"], 4),
-        "ratio": round(timings["whole"] / timings["own"], 1),
+        "bench": "shard_plan_read", "plan_rows": rows, "shard_rows": DEFAULT_SHARD_SIZE, "plan_bytes": Path(plan).stat().st_size,
+        "whole_plan_read_s": round(whole, 3), "own_shard_read_s": round(own, 4), "ratio": round(whole / own, 1),
+        "own_shard_bytes_read": sum(fetched), "own_shard_reads": len(fetched),
     }
 
 

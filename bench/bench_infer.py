@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.bench_models import machine
+from bench.common import SHARED, machine, smooth_photo
 from colorize_core.archive import colorize_shard
 from colorize_core.checkpoint import save_checkpoint
 from colorize_core.device import amp_dtype, resolve_device
@@ -33,12 +33,8 @@ from colorize_core.models import ModelConfig, build_model
 from colorize_core.sharding import list_images
 from colorize_core.storage import open_store
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 def make_archive(root: Path, n: int, data: Path) -> Path:
-    """n gray JPEGs: ImageNet photos from ../shared/data when present, else synthetic 500x375
-    ones with a photo's smoothness (upsampled noise: pure noise would make decoding look slow)."""
+    """n gray JPEGs: ImageNet photos from ../shared/data when present, else synthetic 500x375 ones."""
     root.mkdir(parents=True, exist_ok=True)
     photos = sorted((data / "photos-train").glob("*"))[:n]
     rng = np.random.default_rng(0)
@@ -46,8 +42,7 @@ def make_archive(root: Path, n: int, data: Path) -> Path:
         if i < len(photos):
             img = Image.open(photos[i]).convert("L")
         else:
-            coarse = Image.fromarray(rng.integers(0, 256, (47, 63), dtype=np.uint8))
-            img = coarse.resize((500, 375), Image.Resampling.BICUBIC)
+            img = smooth_photo(rng)
         img.save(root / f"img_{i:05d}.jpg", quality=90)
     return root
 

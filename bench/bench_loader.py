@@ -18,10 +18,9 @@ import tempfile
 import time
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from bench.bench_models import machine
+from bench.common import jpeg_bytes, machine, smooth_photo
 from colorize_core.build import build_dataset
 from colorize_core.dataset import CONTEXT, Item, ShardImages, StepBatchSampler, random_crop_flip, resize_short_side
 from colorize_core.storage import open_store
@@ -32,11 +31,7 @@ def make_colour_photos(uri: str, n: int) -> None:
     store = open_store(uri)
     rng = np.random.default_rng(0)
     for i in range(n):
-        coarse = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-        img = Image.fromarray(coarse, "RGB").resize((500, 375), Image.Resampling.BICUBIC)
-        buf = __import__("io").BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        store.write(f"photo_{i:05d}.jpg", buf.getvalue())
+        store.write(f"photo_{i:05d}.jpg", jpeg_bytes(smooth_photo(rng, colour=True)))
 
 
 class BaselineShardImages(ShardImages):

@@ -13,28 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 
 import torch
 
+from bench.common import machine
 from colorize_core.device import autocast_dtype, resolve_device
 from colorize_core.loss import BlurredUVLoss
 from colorize_core.models import ARCHS, ModelConfig, build_model
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    name = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def inference_rate(arch: str, device: torch.device, size: int, batch: int, iters: int) -> float:

@@ -26,7 +26,7 @@ from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes
 from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
 
 META_PREFIX = "_colorize/metadata/"
-PLANS_PREFIX = "_colorize/plans/"  # per run, one small manifest per shard: what each shard task reads
+PLANS_PREFIX = "_colorize/plans/"  # one manifest per run, a row group per shard: what its shard tasks read
 COMPACTED = "compacted-"
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"  # run ids start with their UTC start time (flows/colorize_archive.py)
 MIN_AGE = timedelta(hours=48)
@@ -80,8 +80,8 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
     raise AssertionError("unreachable")
 
 
-def plan_key(run_id: str, shard: int) -> str:
-    return f"{PLANS_PREFIX}{run_id}/shard-{shard:05d}.parquet"
+def plan_key(run_id: str) -> str:
+    return f"{PLANS_PREFIX}{run_id}.parquet"
 
 
 @dataclass

@@ -61,14 +61,14 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 
-def table_to_bytes(table: pa.Table, metadata: dict[str, Any] | None = None) -> bytes:
+def table_to_bytes(table: pa.Table, metadata: dict[str, Any] | None = None, **parquet_options: Any) -> bytes:
     if metadata:
         existing = table.schema.metadata or {}
         table = table.replace_schema_metadata({**existing, b"colorize": json.dumps(metadata).encode()})
     buf = io.BytesIO()
     # Encoded images are already compressed: zstd on them would burn CPU and save nothing.
     compression = {f.name: "NONE" if pa.types.is_binary(f.type) else "ZSTD" for f in table.schema}
-    pq.write_table(table, buf, compression=compression)
+    pq.write_table(table, buf, compression=compression, **parquet_options)
     return buf.getvalue()
 
 

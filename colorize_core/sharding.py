@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from colorize_core.imageio import IMAGE_SUFFIXES
 from colorize_core.records import MANIFEST_SCHEMA, table_from_bytes, table_metadata, table_to_bytes
-from colorize_core.storage import ObjectInfo, ObjectStore, open_store, split_uri
+from colorize_core.storage import ObjectInfo, ObjectStore, RangeReader, open_store, split_uri
 
 DEFAULT_SHARD_SIZE = 500
 
@@ -60,20 +61,38 @@ def plan_manifest(source: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Manifest
 
 
 def write_manifest(manifest: Manifest, dest: str) -> None:
+    """One Parquet row group per shard, so `read_manifest_shard` reads one shard's rows only
+    (no column statistics: nobody filters a manifest by them, and they double its footer)."""
     store, key = split_uri(dest)
     meta = {"source": manifest.source, "shard_size": manifest.shard_size}
-    store.write(key, table_to_bytes(manifest.to_table(), metadata=meta))
+    table = manifest.to_table()
+    store.write(key, table_to_bytes(table, metadata=meta, row_group_size=manifest.shard_size, write_statistics=False))
 
 
-def read_manifest(uri: str) -> Manifest:
-    store, key = split_uri(uri)
-    table = table_from_bytes(store.read(key))
+def _manifest(uri: str, table: pa.Table) -> Manifest:
     meta = table_metadata(table)
     if "source" not in meta:
         raise ValueError(f"{uri} is not a manifest written by `colorize shard` (no source in its metadata)")
     cols = table.to_pydict()
     objects = [ObjectInfo(k, s, e) for k, s, e in zip(cols["key"], cols["size"], cols["etag"])]
     return Manifest(meta["source"], int(meta["shard_size"]), objects)
+
+
+def read_manifest(uri: str) -> Manifest:
+    store, key = split_uri(uri)
+    return _manifest(uri, table_from_bytes(store.read(key)))
+
+
+def read_manifest_shard(uri: str, index: int) -> tuple[str, list[ObjectInfo]]:
+    """(source URI, shard `index`'s objects), reading (with ranged reads on S3) the footer and
+    that shard's row group only: a shard task of a million-object plan reads its few hundred rows."""
+    store, key = split_uri(uri)
+    with pq.ParquetFile(RangeReader(store, key)) as pf:
+        header = _manifest(uri, pf.schema_arrow.empty_table())
+        groups = pf.metadata.num_row_groups
+        if groups == -(-pf.metadata.num_rows // header.shard_size) and 0 <= index < groups:
+            return header.source, _manifest(uri, pf.read_row_group(index)).objects
+    return header.source, read_manifest(uri).shard(index)  # not laid out one shard per row group
 
 
 def is_manifest_uri(uri: str) -> bool:

@@ -10,6 +10,7 @@ credential chain; botocore retries throttling and 5xx with backoff.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import threading
@@ -63,6 +64,7 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def read(self, key: str) -> bytes: ...
     def read_range(self, key: str, start: int, length: int) -> bytes: ...
+    def size(self, key: str) -> int: ...
     def write(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -137,6 +139,14 @@ class LocalStore:
             raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
         except OSError as exc:
             raise StorageError(f"{self.uri}: cannot read {key!r}: {exc.strerror or exc}") from None
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+        except OSError as exc:
+            raise StorageError(f"{self.uri}: cannot stat {key!r}: {exc.strerror or exc}") from None
 
     def write(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), data)
@@ -236,6 +246,14 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error(exc, "read", key) from None
 
+    def size(self, key: str) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "check", key) from None
+
     def write(self, key: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -263,6 +281,39 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "delete", key) from None
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only, seekable file over one object's ranged reads: a Parquet reader fetches the
+    footer and the row groups it needs, not the whole object (each read is one ranged GET)."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self._store, self._key = store, key
+        self._size = store.size(key)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._store.read_range(self._key, self._pos, want)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def open_store(uri: str | os.PathLike[str], **s3_options: Any) -> ObjectStore:

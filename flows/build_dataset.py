@@ -14,7 +14,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.build import ShardResult, build_shard, finish_build, plan_build
-from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, write_manifest
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, read_manifest_shard, write_manifest
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
 
 storage_task = task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
@@ -41,8 +41,8 @@ def plan_dataset(source: str, dest: str, shard_size: int) -> dict[str, Any]:
 
 @storage_task
 def build_shard_task(manifest: str, dest: str, shard: int, size: int) -> ShardResult:
-    plan = read_manifest(manifest)
-    return build_shard(plan.source, dest, shard, plan.shard(shard), size)
+    source, items = read_manifest_shard(manifest, shard)  # this shard's rows only
+    return build_shard(source, dest, shard, items, size)
 
 
 @storage_task

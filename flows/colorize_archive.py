@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Any
@@ -26,15 +25,15 @@ from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.history import compact_history, plan_key, prune_plans
 from colorize_core.registry import resolve_checkpoint
-from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, write_manifest
+from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
 from colorize_core.storage import child_uri, open_store
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 
 
-def plan_uri(dest: str, run_id: str, shard: int) -> str:
-    return child_uri(dest, plan_key(run_id, shard))
+def plan_uri(dest: str, run_id: str) -> str:
+    return child_uri(dest, plan_key(run_id))
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
@@ -51,24 +50,17 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
 def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id: str) -> dict[str, Any]:
-    """List the source, drop what already has an ok row for this model, write the plan: one
-    small manifest per shard, so each shard task (or pod) reads its few hundred rows, not all of
-    a million-photo first run's."""
+    """List the source, drop what already has an ok row for this model, write the plan."""
     model_id = read_model_id(checkpoint)  # the header only: shard tasks load and verify the weights
     plan = plan_archive(source, dest, model_id, shard_size)
-
-    def write(shard: int) -> None:
-        write_manifest(Manifest(plan.source, shard_size, plan.shard(shard)), plan_uri(dest, run_id, shard))
-
-    with ThreadPoolExecutor(max_workers=16) as pool:  # thousands of small PUTs on a first run
-        list(pool.map(write, range(plan.num_shards)))
+    write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
     return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
 def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
-    """Colorize one shard (`plan`: its manifest); a storage error fails the task (and is retried)."""
-    manifest = read_manifest(plan)
+    """Colorize one shard of a plan; a storage error fails the task (and is retried)."""
+    source, items = read_manifest_shard(plan, shard)  # this shard's rows only, not a million-row plan
     colorizer = shared_colorizer(checkpoint, device, batch_size)
     gpu = colorizer.device.type == "cuda"
     if gpu:
@@ -78,7 +70,7 @@ def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_i
     else:
         slot = nullcontext()
     with slot:
-        outcome = colorize_shard(manifest.source, dest, manifest.objects, colorizer, run_id=run_id, shard=shard)
+        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard)
     return _outcome_dict(outcome)
 
 
@@ -111,16 +103,16 @@ def ensure_gpu_limit(slots: int | None = None) -> int:
 
 
 def _run_shards_on_pool(
-    deployment: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, on_done: Callable[[int], None]
+    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, on_done: Callable[[int], None]
 ) -> list[dict[str, Any]]:
     """One flow run per shard on the deployment's work pool; outcomes come back through the
     shards' metadata files in object storage, not through Prefect results (which live on the
     worker's machine)."""
     from prefect.deployments import run_deployment
 
-    params = {"dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
+    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
-    runs = [run_deployment(deployment, parameters={**params, "plan": plan_uri(dest, run_id, s), "shard": s}, timeout=0) for s in range(n)]
+    runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
     failed = _wait_for_runs([r.id for r in runs], on_done)
     if failed:
         raise RuntimeError(f"{len(failed)} of {n} shard flow runs did not complete: {', '.join(failed)}; re-run to finish them")
@@ -179,6 +171,7 @@ def colorize_archive(
     compact_metadata(dest)
     plan = plan_shards(source, dest, checkpoint, shard_size, run_id)
     logger.info("model %s: %d to do, %d already done, %d shards", plan["model_id"], plan["todo"], plan["already_done"], plan["shards"])
+    plan_file = plan_uri(dest, run_id)
     n = plan["shards"]
     outcomes: list[dict[str, Any]] = []
     if n:
@@ -188,11 +181,11 @@ def colorize_archive(
             update_progress_artifact(progress, 100.0 * done / n)
 
         if deployment:
-            outcomes = _run_shards_on_pool(deployment, n, dest, checkpoint, run_id, device, batch_size, shards_done)
+            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, shards_done)
         else:
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
-            futures = [colorize_shard_task.submit(plan_uri(dest, run_id, s), s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
+            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
             for fut in as_completed(futures):
                 outcomes.append(fut.result())
                 shards_done(len(outcomes))

@@ -133,3 +133,27 @@ def test_block_shuffle_keeps_rows_of_a_window_together() -> None:
     assert sorted(order) == list(range(20))
     first_window = {i // 5 for i in order[:10]}
     assert len(first_window) == 2  # the first 10 rows come from exactly two shards
+
+
+def test_a_shard_of_a_big_manifest_is_read_alone(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core.sharding import Manifest, read_manifest, read_manifest_shard, write_manifest
+    from colorize_core.storage import ObjectInfo, split_uri
+
+    objects = [ObjectInfo(f"box {i // 100}/photo_{i:05d}.jpg", 1000 + i, f"{i:032x}") for i in range(200_000)]
+    uri = store_uri.rstrip("/") + "/plans/big.parquet"
+    write_manifest(Manifest("s3://archive", 1000, objects), uri)
+    store, key = split_uri(uri)
+    total = store.size(key)
+    fetched: list[int] = []
+    original = type(store).read_range
+
+    def counting(self, k: str, start: int, length: int) -> bytes:  # type: ignore[no-untyped-def]
+        data = original(self, k, start, length)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(type(store), "read_range", counting)
+    assert read_manifest_shard(uri, 37) == ("s3://archive", objects[37_000:38_000])
+    assert sum(fetched) < total / 5  # the footer and one row group of 200, not the file
+    assert read_manifest_shard(uri, 199)[1] == objects[199_000:] and read_manifest_shard(uri, 200)[1] == []
+    assert read_manifest(uri).objects == objects  # the whole file still reads as one manifest

@@ -112,8 +112,9 @@ def test_model_id_from_the_header_alone(store_uri: str, tiny_checkpoint: Path, m
         fetched.append(len(out))
         return out
 
+    expected = load_checkpoint(tiny_checkpoint).model_id
     monkeypatch.setattr(store_type, "read_range", counting)
-    assert read_model_id(uri) == load_checkpoint(tiny_checkpoint).model_id
+    assert read_model_id(uri) == expected
     assert len(fetched) == 2 and sum(fetched) < len(data) // 10  # the header, not the weights
     with pytest.raises(CheckpointError, match="not found"):
         read_model_id(store_uri.rstrip("/") + "/models/missing.safetensors")

@@ -171,14 +171,21 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
     assert sorted(r["key"] for r in read_output_rows(out)) == sorted(keys + new)  # filler rows share run ids: once each
 
 
-def test_each_shard_has_its_own_small_plan(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.sharding import read_manifest
+def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core import sharding
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
     keys = _gray_archive(gray, 5)
-    colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), shard_size=2, device="cpu")
-    plans = sorted(o.key for o in open_store(out).list("_colorize/plans/"))
-    assert [p.rsplit("/", 1)[-1] for p in plans] == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
-    manifests = [read_manifest(f"{out}/{p}") for p in plans]
-    assert [len(m.objects) for m in manifests] == [2, 2, 1]  # a shard task reads its rows only
-    assert sorted(o.key for m in manifests for o in m.objects) == sorted(keys)
+    read: list[tuple[int, int]] = []
+    real = sharding.read_manifest_shard
+
+    def recording(uri: str, index: int):  # type: ignore[no-untyped-def]
+        source, items = real(uri, index)
+        read.append((index, len(items)))
+        return source, items
+
+    monkeypatch.setattr("flows.colorize_archive.read_manifest_shard", recording)
+    summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), shard_size=2, device="cpu")
+    assert summary["ok"] == 5 and sorted(read) == [(0, 2), (1, 2), (2, 1)]
+    (plan,) = [o.key for o in open_store(out).list("_colorize/plans/")]  # one plan file for the run
+    assert sorted(o.key for o in sharding.read_manifest(f"{out}/{plan}").objects) == sorted(keys)

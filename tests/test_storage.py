@@ -123,3 +123,11 @@ def test_local_listing_walks_only_the_prefix_folder(tmp_path: Path, monkeypatch:
     assert walked == ["_colorize/metadata"]  # the photos were never visited
     assert [o.key for o in store.list("photos/")] == ["photos/a.jpg", "photos/b/c.jpg"]
     assert list(store.list("missing/")) == [] and len(list(store.list())) == 4
+
+
+def test_object_size(store_uri: str) -> None:
+    store = open_store(store_uri)
+    store.write("sized.bin", b"x" * 1234)
+    assert store.size("sized.bin") == 1234
+    with pytest.raises(ObjectNotFound):
+        store.size("missing.bin")

@@ -1,0 +1,40 @@
+"""What the benchmarks share: the machine's name that goes with every figure, where
+../shared/data is, and synthetic photos with a photo's smoothness (pure noise would make JPEG
+decoding look slow)."""
+
+from __future__ import annotations
+
+import io
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    name = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def smooth_photo(rng: np.random.Generator, width: int = 500, height: int = 375, *, colour: bool = False) -> Image.Image:
+    """Noise at 1/8 scale, upsampled: about a photo's detail and JPEG size."""
+    shape = (max(1, height // 8), max(1, width // 8)) + ((3,) if colour else ())
+    coarse = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), "RGB" if colour else "L")
+    return coarse.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
