@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from colorize_core.errors import check_stop
 from colorize_core.history import META_PREFIX, metadata_key, read_output_rows
 from colorize_core.imageio import output_name_for
 from colorize_core.infer import Colorizer, batched
@@ -79,7 +80,7 @@ def plan_archive(source: str, dest: str, model_id: str, shard_size: int) -> Arch
     src, out = open_store(source), open_store(dest)
     if src.uri.rstrip("/") == out.uri.rstrip("/"):
         raise ValueError("the destination must differ from the source: outputs keep the sources' keys")
-    objects = list_images(src)
+    objects = list_images(src, out)
     done = done_sources(dest, model_id)
     todo = [o for o in objects if (o.key, o.etag) not in done]
     return ArchivePlan(src.uri, out.uri, model_id, todo, len(objects) - len(todo), shard_size)
@@ -163,6 +164,7 @@ def colorize_shard(
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
         loaded: Iterable[Source] = _prefetch(pool, items, load_one, 2 * colorizer.batch_size) if pool else map(load_one, items)
         for chunk in batched(loaded, colorizer.batch_size):
+            check_stop()  # a stopping process abandons the shard uncommitted
             for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
                 decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
                 on_device = [item for item in group if item.luma is not None]
@@ -185,6 +187,7 @@ def colorize_shard(
         for fut in writes:
             row = fut.result()  # a failed write (StorageError) propagates: the shard is retried
             rows[row["key"]] = row
+        check_stop()
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -31,7 +31,7 @@ from colorize_core.sharding import (
     read_manifest,
     write_manifest,
 )
-from colorize_core.storage import ObjectInfo, ObjectNotFound, child_uri, open_store
+from colorize_core.storage import InvalidKeyError, ObjectInfo, ObjectNotFound, child_uri, open_store
 
 SUMMARY_KEY = "summary.json"
 MANIFEST_KEY = "manifest.parquet"
@@ -80,10 +80,16 @@ def build_shard(source: str, dest: str, index: int, items: list[ObjectInfo], siz
     samples: list[dict[str, Any]] = []
     status = []
     for obj in items:
+        if obj.problem:
+            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": f"cannot be processed safely: {obj.problem}"})
+            continue
         try:
             result: Sample | str = prepare_sample(src.read(obj.key), obj.key, size)
         except ObjectNotFound:
             status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": "object vanished since listing"})
+            continue
+        except InvalidKeyError as exc:
+            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": f"cannot be read safely: {exc}"})
             continue
         except ImageDecodeError as exc:
             status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": exc.reason})

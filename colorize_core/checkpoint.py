@@ -111,9 +111,12 @@ def _read_header(data: bytes, path: str) -> dict[str, str]:
         raise CheckpointError(f"{path}: not a safetensors checkpoint, or truncated (header claims {n} bytes)")
     try:
         header = json.loads(data[8 : 8 + n])
+        if not isinstance(header, dict):
+            raise ValueError("not an object")
     except ValueError:
         raise CheckpointError(f"{path}: not a checkpoint (unreadable header)") from None
-    return header.get("__metadata__") or {}
+    meta = header.get("__metadata__")
+    return meta if isinstance(meta, dict) else {}
 
 
 def _read_checkpoint_bytes(uri: str) -> bytes:
@@ -126,13 +129,20 @@ def _read_checkpoint_bytes(uri: str) -> bytes:
 
 def read_model_id(path: str | os.PathLike[str]) -> str:
     """A checkpoint's model id from its header alone (two small ranged reads, not the ~40 MB of
-    weights): what planning needs. Not verified against the weights; loading the model does that."""
+    weights): what planning needs. Not verified against the weights; loading the model does that.
+    The header's length is checked against the file's size before anything is read: random
+    bytes must not make us allocate what their first 8 bytes claim."""
     p = os.fspath(path)
     store, key = split_uri(p)
     try:
+        size = store.size(key)
         head = store.read_range(key, 0, 8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else 0
-        meta = _read_header(head + store.read_range(key, 8, n) if n > 0 else head, p)
+        if len(head) < 8:
+            raise CheckpointError(f"{p}: truncated checkpoint ({size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or 8 + n > size:
+            raise CheckpointError(f"{p}: not a safetensors checkpoint, or truncated (header claims {n} bytes of a {size}-byte file)")
+        meta = _read_header(head + store.read_range(key, 8, n), p)
     except ObjectNotFound:
         raise CheckpointError(f"checkpoint not found: {p}") from None
     if meta.get("format") != FORMAT or not meta.get("model_id"):
@@ -162,11 +172,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     model_id = compute_model_id(config, model_state)
     if model_id != meta.get("model_id"):
         raise CheckpointError(f"{p}: corrupt checkpoint: weights hash to {model_id}, header says {meta.get('model_id')}")
-    optim_state = None
-    if "optim" in meta:
-        optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
-        optim_state = _join_optim(optim_tensors, json.loads(meta["optim"]))
-    return Checkpoint(config, model_state, model_id, json.loads(meta.get("meta", "{}")), optim_state)
+    try:
+        optim_state = None
+        if "optim" in meta:
+            optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+            optim_state = _join_optim(optim_tensors, json.loads(meta["optim"]))
+        return Checkpoint(config, model_state, model_id, json.loads(meta.get("meta", "{}")), optim_state)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{p}: corrupt checkpoint metadata: {exc}") from None
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:

@@ -101,14 +101,44 @@ class HistorySummary:
     ok_by_model: dict[str, int]  # model id -> sources whose latest row is ok with it
     runs: list[RunSummary]  # newest first
     failing: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of sources still failing
+    pending: list[tuple[str, str]] = field(default_factory=list)  # (key, run id) planned by a run that did not finish them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def planned_not_done(dest: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """key -> run id, for every source a run planned (plans of the last `MIN_AGE`) that has no
+    row from that run or a later one: what a killed or still running run has yet to do."""
+    store = open_store(dest)
+    last_row: dict[str, datetime] = {}
+    for row in rows:
+        if row["key"] not in last_row or row["processed_at"] > last_row[row["key"]]:
+            last_row[row["key"]] = row["processed_at"]
+    pending: dict[str, str] = {}
+    for obj in sorted(store.list(PLANS_PREFIX), key=lambda o: o.key):
+        started = run_started(obj.key)
+        if started is None:
+            continue
+        run_id = obj.key[len(PLANS_PREFIX) :].removesuffix(".parquet")
+        try:
+            keys = table_from_bytes(store.read(obj.key), columns=["key"]).column("key").to_pylist()
+        except ObjectNotFound:
+            continue  # pruned since the listing
+        for key in keys:
+            seen = last_row.get(key)
+            if seen is None or seen < started:
+                pending[key] = run_id
+            else:
+                pending.pop(key, None)  # an earlier plan's source that this later run did
+    return pending
+
+
 def summarize(dest: str) -> HistorySummary:
-    """Summarize every row under `dest` (the latest row of each source decides its state)."""
+    """Summarize every row under `dest` (the latest row of each source decides its state; a
+    source planned since then and not done yet is `pending`)."""
     rows = read_output_rows(dest, columns=["key", "model_id", "status", "error", "run_id", "processed_at"])
+    pending = planned_not_done(dest, rows)
     latest: dict[str, dict[str, Any]] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -126,12 +156,17 @@ def summarize(dest: str) -> HistorySummary:
         for run_id, rs in runs.items()
     ]
     run_list.sort(key=lambda r: r.started, reverse=True)
+    settled = [r for key, r in latest.items() if key not in pending]
+    states = Counter(r["status"] for r in settled)
+    if pending:
+        states["pending"] = len(pending)
     return HistorySummary(
-        sources=len(latest),
-        latest=dict(Counter(r["status"] for r in latest.values())),
-        ok_by_model=dict(Counter(r["model_id"] for r in latest.values() if r["status"] == "ok")),
+        sources=len(set(latest) | set(pending)),
+        latest=dict(states),
+        ok_by_model=dict(Counter(r["model_id"] for r in settled if r["status"] == "ok")),
         runs=run_list,
-        failing=sorted((r["key"], r["error"]) for r in latest.values() if r["status"] == "failed"),
+        failing=sorted((r["key"], r["error"]) for r in settled if r["status"] == "failed"),
+        pending=sorted(pending.items()),
     )
 
 

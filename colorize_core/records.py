@@ -1,7 +1,7 @@
 """Parquet schemas of the project's tables and their readers and writers (bytes in, bytes out,
 so any object store can hold them).
 
-- manifest: one row per source object (key, size, etag, shard); the source URI in its metadata.
+- manifest: one row per source object (key, size, etag, shard, problem); the source URI in its metadata.
 - training shard: one row per training sample (source key, etag, encoded image, original size,
   colour statistics).
 - build status: one row per source of a shard: ok / skipped / failed with the reason.
@@ -19,7 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MANIFEST_SCHEMA = pa.schema(
-    [("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("shard", pa.int32())]
+    [
+        ("key", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("shard", pa.int32()),
+        ("problem", pa.string()),  # null, or why the object cannot be processed (a failed row)
+    ]
 )
 
 SAMPLE_SCHEMA = pa.schema(

@@ -29,7 +29,7 @@ from colorize_core.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, ori
 from colorize_core.metrics import colourfulness, colourfulness_tensor
 from colorize_core.records import OUTPUT_SCHEMA
 from colorize_core.samples import THUMB, colour_stats, colour_stats_array, skip_reason
-from colorize_core.storage import ObjectInfo, ObjectNotFound, ObjectStore
+from colorize_core.storage import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
 ALREADY_COLOUR = "already a colour photo"
 # Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):
@@ -61,11 +61,15 @@ class Source:
 def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
     decoder (in an I/O thread). StorageError propagates: the shard is retried."""
+    if obj.problem:
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be processed safely: {obj.problem}"))
     t0 = time.perf_counter()
     try:
         data = src.read(obj.key)
     except ObjectNotFound:
         return Source(obj, make_row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
+    except InvalidKeyError as exc:
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be read safely: {exc}"))
     read_s = time.perf_counter() - t0
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
@@ -170,13 +174,17 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
 
 
 def store(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str) -> dict[str, Any]:
-    """Encode (when given an image) and write one output (in an I/O thread); returns its ok row."""
+    """Encode (when given an image) and write one output (in an I/O thread); returns its row: ok,
+    or failed when the destination cannot hold this one name (a full disk fails the shard)."""
     t0 = time.perf_counter()
     if isinstance(result, Image.Image):
         if "colourfulness" not in values:  # the device path measured it already
             values = {**values, "width": result.width, "height": result.height, "colourfulness": colourfulness(np.asarray(result.convert("RGB")))}
         result = encode(result, output_format_for(out_key))
-    out.write(out_key, result)
+    try:
+        out.write(out_key, result)
+    except InvalidKeyError as exc:
+        return make_row(item.obj, model_id, run_id, status="failed", error=f"cannot be stored: {exc}", read_s=item.read_s)
     # encode and write: the device's share of the batch encode (if any) plus this thread's work
     values = {**values, "encode_s": values.get("encode_s", 0.0) + time.perf_counter() - t0}
     return make_row(

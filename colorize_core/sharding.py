@@ -6,12 +6,12 @@ The same listing always gives the same shards: keys sorted in byte order, consec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colorize_core.imageio import IMAGE_SUFFIXES
+from colorize_core.imageio import IMAGE_SUFFIXES, output_name_for
 from colorize_core.records import MANIFEST_SCHEMA, table_from_bytes, table_metadata, table_to_bytes
 from colorize_core.storage import ObjectInfo, ObjectStore, RangeReader, open_store, split_uri
 
@@ -23,9 +23,20 @@ def is_image_key(key: str) -> bool:
     return not name.startswith(".") and ("." + name.rsplit(".", 1)[-1].lower()) in IMAGE_SUFFIXES
 
 
-def list_images(store: ObjectStore) -> list[ObjectInfo]:
-    """Image objects under the store, sorted by key."""
-    return [o for o in store.list() if is_image_key(o.key)]
+def list_images(store: ObjectStore, dest: ObjectStore | None = None) -> list[ObjectInfo]:
+    """Image objects under the store, sorted by key, each key checked here, once: an object
+    whose key cannot be read safely, or whose output (`dest`) cannot be stored safely, carries
+    the reason in `problem` and becomes a failed row, never a failed shard.
+
+    Raises `LocationNotFound` when the store's root does not exist: a typo in a nightly job is
+    an error, while an existing empty folder is an empty archive."""
+    store.require_root()
+    listed = []
+    for o in store.list():
+        if is_image_key(o.key):
+            problem = store.check_key(o.key) or (dest.check_key(output_name_for(o.key)) if dest is not None else None)
+            listed.append(replace(o, problem=problem) if problem else o)
+    return listed
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class Manifest:
                 "size": [o.size for o in self.objects],
                 "etag": [o.etag for o in self.objects],
                 "shard": [i // self.shard_size for i in range(len(self.objects))],
+                "problem": [o.problem for o in self.objects],
             },
             schema=MANIFEST_SCHEMA,
         )
@@ -74,7 +86,8 @@ def _manifest(uri: str, table: pa.Table) -> Manifest:
     if "source" not in meta:
         raise ValueError(f"{uri} is not a manifest written by `colorize shard` (no source in its metadata)")
     cols = table.to_pydict()
-    objects = [ObjectInfo(k, s, e) for k, s, e in zip(cols["key"], cols["size"], cols["etag"])]
+    problems = cols.get("problem") or [None] * len(cols["key"])  # manifests before the column
+    objects = [ObjectInfo(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], problems)]
     return Manifest(meta["source"], int(meta["shard_size"]), objects)
 
 

@@ -3,30 +3,56 @@ default) or `s3://bucket/prefix` through boto3.
 
 Keys are relative, "/"-separated and validated, so no key can reach outside a store's root.
 Listings are sorted by key (S3 lists in UTF-8 byte order; the local store sorts the same way).
-Local writes are atomic: a temporary file in the same folder, fsync, rename. S3 honours
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO and other S3-compatible stores) and the standard
-credential chain; botocore retries throttling and 5xx with backoff.
+Local writes are atomic: a temporary file under the store's `.colorize-tmp/` folder, fsync,
+rename (the next run sweeps what a killed writer left there); files get the process umask. S3
+honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO and other S3-compatible stores) and the
+standard credential chain.
+
+Every call is retried while its error is transient, and fails at once when it is permanent
+(errors.py decides which); a name a store cannot hold is an `InvalidKeyError`, a failure of that
+one object, never of the run.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-import tempfile
+import secrets
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
+
+from colorize_core.errors import DISK_ERRNOS, NAME_ERRNOS, call_with_retries, is_transient, service_code
+
+T = TypeVar("T")
+
+S3_MAX_KEY_BYTES = 1024
+TMP_DIR = ".colorize-tmp"  # a local store's temporaries: hidden from listings, swept by sweep_temporaries
 
 
 class StorageError(OSError):
-    """An object-store operation failed (network, permissions, service); usually worth a retry."""
+    """An object-store operation failed. `transient`: worth a retry (errors.py decides)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ObjectNotFound(StorageError, FileNotFoundError):
     """The key does not exist in the store."""
+
+
+class LocationNotFound(StorageError):
+    """A store's root does not exist: no such folder, bucket or prefix."""
 
 
 class InvalidKeyError(ValueError):
@@ -38,6 +64,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    problem: str | None = None  # set by listing (sharding.list_images): why it cannot be processed safely
 
 
 def validate_key(key: str) -> str:
@@ -54,6 +81,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be used in any store, or None."""
+    try:
+        validate_key(key)
+    except InvalidKeyError as exc:
+        return str(exc)
+    return None
+
+
 def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
@@ -61,6 +97,8 @@ def join_key(*parts: str) -> str:
 class ObjectStore(Protocol):
     uri: str
 
+    def check_key(self, key: str) -> str | None: ...
+    def require_root(self) -> None: ...
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def read(self, key: str) -> bytes: ...
     def read_range(self, key: str, start: int, length: int) -> bytes: ...
@@ -68,26 +106,70 @@ class ObjectStore(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def create(self, key: str, data: bytes) -> str | None: ...
+    def replace(self, key: str, data: bytes, etag: str) -> str | None: ...
+    def etag(self, key: str) -> str: ...
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+def _temporary_name() -> str:
+    # Host and pid first: the sweep knows a dead writer's files from a live one's.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def _open_new(path: Path) -> int:
+    # 0o666 less the process umask (0644 under umask 022); mkstemp's 0600 hid outputs from
+    # other users and web servers.
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str | os.PathLike[str] | None = None, *, exclusive: bool = False) -> None:
+    """Write to a temporary file (in `tmp_dir`, else beside `path`), fsync, then rename over
+    `path` (`exclusive`: link instead, failing with FileExistsError if `path` exists).
+
+    A `tmp_dir` is removed again when this leaves it empty: no trace beside a user's files."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    folder = Path(tmp_dir) if tmp_dir is not None else target.parent
+    tmp = folder / (("." if tmp_dir is None else "") + _temporary_name())
+    for attempt in range(3):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = _open_new(tmp)
+            break
+        except FileNotFoundError:  # another writer removed the emptied tmp_dir just now
+            if attempt == 2:
+                raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if exclusive:
+            os.link(tmp, target)  # atomic and complete: fails if the target exists
+        else:
+            os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if tmp_dir is not None:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # other writers' temporaries are in it
 
 
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
+
+
+def _local_error(exc: OSError, uri: str, what: str, key: str) -> Exception:
+    """A local OSError as the project's error: a name this file system cannot hold fails that
+    one object; a full or read-only disk is permanent; the rest as errors.py classifies it."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in NAME_ERRNOS or exc.errno in (errno.ENOTDIR, errno.EISDIR):
+        return InvalidKeyError(f"{uri}: cannot {what} {key!r}: {reason}")
+    if exc.errno in DISK_ERRNOS:
+        return StorageError(f"{uri}: cannot {what} {key!r}: {reason}; free space (or make it writable) and re-run")
+    return StorageError(f"{uri}: cannot {what} {key!r}: {reason}", transient=is_transient(exc))
 
 
 class LocalStore:
@@ -97,6 +179,8 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
+        self.tmp_dir = self.root / TMP_DIR
+        self._name_limit: int | None = None
 
     def _path(self, key: str) -> Path:
         path = self.root / validate_key(key)
@@ -104,6 +188,40 @@ class LocalStore:
         if not path.resolve().is_relative_to(self.root):
             raise InvalidKeyError(f"key {key!r} resolves outside the store root {self.root}")
         return path
+
+    def _call(self, fn: Callable[[], T], what: str, key: str) -> T:
+        """`fn()` with OSErrors classified and transient ones retried."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except (FileNotFoundError, FileExistsError):
+                raise
+            except OSError as exc:
+                raise _local_error(exc, self.uri, what, key) from exc
+
+        try:
+            return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+
+    def check_key(self, key: str) -> str | None:
+        """Why this store cannot hold `key`, or None: an unsafe key, or a name longer than the
+        file system allows."""
+        problem = key_problem(key)
+        if problem:
+            return problem
+        if self._name_limit is None:
+            self._name_limit = _name_max(self.root)
+        limit = self._name_limit
+        for part in key.split("/"):
+            if len(os.fsencode(part)) > limit:
+                return f"key {key!r} has a name of {len(os.fsencode(part))} bytes; this file system holds at most {limit}"
+        return None
+
+    def require_root(self) -> None:
+        if not self.root.is_dir():
+            raise LocationNotFound(f"{self.uri} does not exist (or is not a folder)")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only the folder the prefix names: listing `_colorize/metadata/` must not visit
@@ -121,7 +239,11 @@ class LocalStore:
                     continue
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if key.startswith(prefix):
-                    found.append((key.encode("utf-8", "surrogateescape"), key, os.stat(os.path.join(dirpath, name))))
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:
+                        continue  # deleted since the walk saw it
+                    found.append((key.encode("utf-8", "surrogateescape"), key, st))
         for _, key, st in sorted(found, key=lambda t: t[0]):  # UTF-8 byte order, as S3 lists
             yield ObjectInfo(key, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
 
@@ -131,48 +253,133 @@ class LocalStore:
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """Up to `length` bytes from offset `start` (fewer at the end of the object; -1: to the end)."""
         path = self._path(key)
-        try:
+
+        def read() -> bytes:
             with path.open("rb") as f:
                 f.seek(start)
                 return f.read(length)
-        except FileNotFoundError:
-            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
-        except OSError as exc:
-            raise StorageError(f"{self.uri}: cannot read {key!r}: {exc.strerror or exc}") from None
+
+        return self._call(read, "read", key)
 
     def size(self, key: str) -> int:
-        try:
-            return self._path(key).stat().st_size
-        except FileNotFoundError:
-            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
-        except OSError as exc:
-            raise StorageError(f"{self.uri}: cannot stat {key!r}: {exc.strerror or exc}") from None
+        path = self._path(key)
+        return self._call(lambda: path.stat().st_size, "stat", key)
+
+    def etag(self, key: str) -> str:
+        path = self._path(key)
+        st = self._call(path.stat, "stat", key)
+        return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+
+    def _write(self, key: str, data: bytes, exclusive: bool) -> None:
+        path = self._path(key)
+
+        def write() -> None:
+            try:
+                atomic_write_bytes(path, data, self.tmp_dir, exclusive=exclusive)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                atomic_write_bytes(path, data, exclusive=exclusive)  # a mount point inside the store
+
+        self._call(write, "write", key)
 
     def write(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(key), data)
+        self._write(key, data, exclusive=False)
+
+    def create(self, key: str, data: bytes) -> str | None:
+        """Write `key` only if it does not exist yet (atomically, whole): its new etag, or None
+        if it existed."""
+        try:
+            self._write(key, data, exclusive=True)
+        except FileExistsError:
+            return None
+        return self.etag(key)
+
+    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite `key` only while its etag is `etag`: the new etag, or None if it changed or
+        vanished. A local folder has no compare-and-swap: this checks, then renames."""
+        try:
+            if self.etag(key) != etag:
+                return None
+        except ObjectNotFound:
+            return None
+        self.write(key, data)
+        return self.etag(key)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        self._call(lambda: path.unlink(missing_ok=True), "delete", key)
+
+    def sweep_temporaries(self, min_age_s: float = 3600.0) -> int:
+        """Delete temporaries no live writer owns: those of a dead process on this host, and any
+        older than `min_age_s` (a writer elsewhere). Returns how many went."""
+        if not self.tmp_dir.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for entry in os.scandir(self.tmp_dir):
+            try:
+                old = now - entry.stat().st_mtime > min_age_s
+            except FileNotFoundError:
+                continue
+            if old or not _writer_alive(entry.name):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        return removed
 
 
-_clients: dict[tuple[int, int, int], Any] = {}
+def _writer_alive(temporary: str) -> bool:
+    """Whether the process named in a temporary's name (`<host>-<pid>-<hex>.tmp`) may still
+    write it: True unless it is a process of this host that no longer exists."""
+    host_pid = temporary.removesuffix(".tmp").rpartition("-")[0]
+    host, _, pid = host_pid.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system at `folder` holds."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+_clients: dict[tuple[int, int], Any] = {}
 _clients_lock = threading.Lock()
 
+# Hints for errors whose fix is outside the project: what to check, named in the one line.
+CREDENTIALS_HINT = "check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and AWS_ENDPOINT_URL"
+ENDPOINT_HINT = "check that the S3 endpoint is up and AWS_ENDPOINT_URL points at it"
+CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken", "InvalidToken"})
 
-def _s3_client(max_connections: int, max_attempts: int) -> Any:
+
+def _s3_client(max_connections: int) -> Any:
     """One boto3 client per process and setting: making one costs ~100 ms, and clients are
     thread-safe; keyed by pid because a client must not cross a fork (DataLoader workers fork)."""
-    key = (os.getpid(), max_connections, max_attempts)
+    key = (os.getpid(), max_connections)
     with _clients_lock:
         if key not in _clients:
             import boto3
             from botocore.config import Config
 
             config = Config(
-                retries={"max_attempts": max_attempts, "mode": "adaptive"},  # throttling and 5xx, with backoff
+                # One retry policy for the whole project (errors.call_with_retries): botocore's own
+                # would multiply it and give up on an outage after a few seconds.
+                retries={"total_max_attempts": 1},
+                connect_timeout=10,
+                read_timeout=60,
                 max_pool_connections=max_connections,  # one connection per concurrent request
             )
             # boto3 reads AWS_ENDPOINT_URL(_S3), the region and credentials from the standard chain.
@@ -183,104 +390,158 @@ def _s3_client(max_connections: int, max_attempts: int) -> Any:
 class S3Store:
     """`s3://bucket/prefix` through boto3, sharing one client per process."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, max_connections: int = 32, max_attempts: int = 8) -> None:
+    def __init__(self, bucket: str, prefix: str = "", *, max_connections: int = 32) -> None:
         if not bucket:
             raise InvalidKeyError("s3:// URI without a bucket")
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self._max_connections, self._max_attempts = max_connections, max_attempts
+        self._max_connections = max_connections
         self.page_size = 1000  # keys per LIST request (S3's maximum)
 
     @property
     def client(self) -> Any:
-        return _s3_client(self._max_connections, self._max_attempts)
+        return _s3_client(self._max_connections)
 
     def _key(self, key: str) -> str:
         return join_key(self.prefix, validate_key(key))
 
     def _error(self, exc: Exception, what: str, key: str) -> StorageError:
         # Only the service's error code and message: never the request, which carries signatures.
-        response = getattr(exc, "response", None) or {}
-        code = str(response.get("Error", {}).get("Code", ""))
+        code = service_code(exc)
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFound(f"{self.uri}: no object {key!r}")
+        if code == "NoSuchBucket":
+            return LocationNotFound(f"{self.uri}: bucket {self.bucket!r} does not exist (NoSuchBucket)")
+        transient = is_transient(exc)
         detail = f"{code}: " if code else ""
-        return StorageError(f"{self.uri}: cannot {what} {key!r}: {detail}{type(exc).__name__}: {exc}")
+        hint = ""
+        if code in CREDENTIAL_CODES or type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            hint = f"; {CREDENTIALS_HINT}"
+        elif transient and not code:
+            hint = f"; {ENDPOINT_HINT}"
+        return StorageError(f"{self.uri}: cannot {what} {key!r}: {detail}{type(exc).__name__}: {exc}{hint}", transient=transient)
+
+    def _call(self, fn: Callable[[], T], what: str, key: str) -> T:
+        """`fn()` with botocore's errors as StorageErrors, transient ones retried."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except (BotoCoreError, ClientError) as exc:
+                raise self._error(exc, what, key) from None
+
+        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
+
+    def check_key(self, key: str) -> str | None:
+        """Why S3 cannot hold `key` under this prefix, or None."""
+        problem = key_problem(key)
+        if problem:
+            return problem
+        try:
+            size = len(self._key(key).encode("utf-8"))
+        except UnicodeEncodeError:
+            return f"key {key!r} is not valid UTF-8"
+        if size > S3_MAX_KEY_BYTES:
+            return f"key {key!r} is {size} bytes with the prefix; S3 holds at most {S3_MAX_KEY_BYTES}"
+        return None
+
+    def require_root(self) -> None:
+        """The bucket exists and, with a prefix, something lies under it (S3 has no empty
+        folders but for a `prefix/` marker, which counts)."""
+        self._call(lambda: self.client.head_bucket(Bucket=self.bucket), "open", "")
+        if self.prefix:
+            page = self._call(lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/", MaxKeys=1), "list", "")
+            if not page.get("KeyCount"):
+                raise LocationNotFound(f"{self.uri}: nothing under this prefix (no such folder)")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         base = f"{self.prefix}/" if self.prefix else ""
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=base + prefix, PaginationConfig={"PageSize": self.page_size})
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    key = obj["Key"][len(base) :]
-                    if key and not key.endswith("/"):
-                        yield ObjectInfo(key, int(obj["Size"]), obj["ETag"].strip('"'))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, "list", prefix) from None
+        token: str | None = None
+        while True:  # page by page, each page's request retried on its own
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base + prefix, "MaxKeys": self.page_size}
+            if token:
+                args["ContinuationToken"] = token
+            page = self._call(lambda: self.client.list_objects_v2(**args), "list", prefix)
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(base) :]
+                if key and not key.endswith("/"):
+                    yield ObjectInfo(key, int(obj["Size"]), obj["ETag"].strip('"'))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
 
     def read(self, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, "read", key) from None
+        k = self._key(key)
+        # The body's read is inside the retried call: a reset mid-download reads it again.
+        return self._call(lambda: self.client.get_object(Bucket=self.bucket, Key=k)["Body"].read(), "read", key)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """Up to `length` bytes from offset `start` (fewer at the end of the object): one ranged GET."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if length <= 0:
             return b""
-        try:
-            rng = f"bytes={start}-{start + length - 1}"
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=rng)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return b""  # starts past the end
-            raise self._error(exc, "read", key) from None
-        except BotoCoreError as exc:
-            raise self._error(exc, "read", key) from None
+        k, rng = self._key(key), f"bytes={start}-{start + length - 1}"
+
+        def read() -> bytes:
+            from botocore.exceptions import ClientError
+
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=k, Range=rng)["Body"].read()
+            except ClientError as exc:
+                if service_code(exc) == "InvalidRange":
+                    return b""  # starts past the end
+                raise
+
+        return self._call(read, "read", key)
 
     def size(self, key: str) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
+        k = self._key(key)
+        return int(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ContentLength"])
 
-        try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, "check", key) from None
+    def etag(self, key: str) -> str:
+        k = self._key(key)
+        return str(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ETag"]).strip('"')
 
     def write(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        k = self._key(key)
+        # A single PUT is atomic on S3: readers see the old object or the whole new one.
+        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=k, Body=data), "write", key)
 
-        try:  # a single PUT is atomic on S3: readers see the old object or the whole new one
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, "write", key) from None
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        k = self._key(key)
+
+        def put() -> str | None:
+            try:
+                response = self.client.put_object(Bucket=self.bucket, Key=k, Body=data, **condition)
+            except ClientError as exc:
+                # 412: the condition failed; 409: a concurrent conditional write won the race.
+                if service_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                    return None
+                raise
+            return str(response["ETag"]).strip('"')
+
+        return self._call(put, "write", key)
+
+    def create(self, key: str, data: bytes) -> str | None:
+        """Write `key` only if it does not exist yet (`If-None-Match: *`): its etag, or None."""
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite `key` only while its etag is `etag` (`If-Match`): the new etag, or None."""
+        return self._conditional_put(key, data, IfMatch=f'"{etag}"')
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except (BotoCoreError, ClientError) as exc:
-            err = self._error(exc, "check", key)
-            if isinstance(err, ObjectNotFound):
-                return False
-            raise err from None
+            self.size(key)
+        except ObjectNotFound:
+            return False
+        return True
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, "delete", key) from None
+        k = self._key(key)
+        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=k), "delete", key)
 
 
 class RangeReader(io.RawIOBase):

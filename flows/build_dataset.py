@@ -15,9 +15,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.build import ShardResult, build_shard, finish_build, plan_build
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, read_manifest_shard, write_manifest
-from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
+from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
-storage_task = task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+storage_task = task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 
 
 @storage_task

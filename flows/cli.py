@@ -1,7 +1,9 @@
 """The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, serve, demo.
 
-Exit status: 0 when everything succeeded, 2 when some inputs failed (each on stderr with its
-reason, every other output still written), 1 on a usage, data or checkpoint error.
+Exit status (flows/exits.py): 0 when everything succeeded, 2 when some inputs failed (each on
+stderr with its reason, every other output still written), 1 on an error (one line on stderr;
+the traceback in the log file, and on stderr with --verbose), 75 when another run holds the
+destination, 130/143 when stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,19 +17,16 @@ import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
 
-from colorize_core.backbone import BackboneWeightsError
 from colorize_core.batch import FileResult, colorize_files, expand_inputs
-from colorize_core.checkpoint import CheckpointError
 from colorize_core.evaluate import evaluate
-from colorize_core.imageio import ImageDecodeError
 from colorize_core.infer import Colorizer
 from colorize_core.models import ARCHS
 from colorize_core.sharding import DEFAULT_SHARD_SIZE
-from colorize_core.storage import InvalidKeyError, StorageError
 from colorize_core.train import OPTIMIZERS
+from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
+from flows.local_server import start_temporary_server
+from flows.logs import setup_logging
 from flows.progress import Progress
-
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="if another run holds DEST, wait this long for it (then exit 75)")
     _device_arg(p)
 
     p = sub.add_parser(
@@ -232,7 +232,6 @@ def _use_local_server_if_running() -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _use_local_server_if_running()
     from flows.demo import demo
 
     result = demo(out=args.out, seconds=args.seconds, image_size=args.image_size, device=args.device)
@@ -282,6 +281,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         deployment=args.deployment,
+        wait_s=args.wait,
     )
     for key, reason in summary["failures"]:
         print(f"failed: {key}: {reason}", file=sys.stderr)
@@ -294,27 +294,34 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from colorize_core.history import summarize
+    from colorize_core.lease import read_lease
 
     summary = summarize(args.dest)
+    lease = read_lease(args.dest)
     if summary.sources == 0:
         print(f"{args.dest}: no colorization metadata yet (nothing under _colorize/metadata/)", file=sys.stderr)
         return EXIT_ERROR
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json.dumps({**summary.to_dict(), "lease": lease[0].__dict__ if lease else None}, indent=2))
     else:
         counts = ", ".join(f"{status} {n}" for status, n in sorted(summary.latest.items()))
         print(f"{args.dest}: {summary.sources} sources; latest outcome: {counts}")
+        if lease:
+            print(f"  in progress: {lease[0].describe()}")
         for model, n in sorted(summary.ok_by_model.items()):
             print(f"  colorized with {model}: {n}")
         print(f"runs, newest first ({min(args.runs, len(summary.runs))} of {len(summary.runs)}):")
         for run in summary.runs[: args.runs]:
             run_counts = " ".join(f"{status} {n}" for status, n in sorted(run.counts.items()))
             print(f"  {run.run_id}  {run.started}  {run_counts}")
+        if summary.pending:
+            runs = sorted({run_id for _, run_id in summary.pending})
+            print(f"pending ({len(summary.pending)}): planned by run {', '.join(runs)} and not done yet; the next run does them")
         if summary.failing:
             print(f"still failing ({len(summary.failing)}):")
             for key, error in summary.failing:
                 print(f"  {key}: {error}")
-    return EXIT_PARTIAL if summary.failing else EXIT_OK
+    return EXIT_PARTIAL if summary.failing or summary.pending else EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -337,29 +344,33 @@ COMMANDS = {
 }
 
 
+FLOW_COMMANDS = frozenset({"shard", "build-dataset", "train", "archive", "serve", "demo"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # This machine-local tool phones nowhere: no Prefect server telemetry from ephemeral servers.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("colorize_core").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    install_signal_handlers()
+    flow_command = args.command in FLOW_COMMANDS
+    log_file = None
     try:
+        if args.command == "demo":
+            _use_local_server_if_running()  # before Prefect reads its settings
+        log_file = setup_logging(args.verbose, with_prefect=flow_command)
+        watchdog = start_temporary_server() if flow_command else None  # noqa: F841 - held while the command runs
         return COMMANDS[args.command](args)
-    except (
-        CheckpointError,
-        BackboneWeightsError,
-        ImageDecodeError,
-        StorageError,
-        InvalidKeyError,
-        FileNotFoundError,
-        ValueError,
-        RuntimeError,
-    ) as exc:
-        print(f"colorize {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure ends as one line and a status
+        status = exit_status(exc)
+        if status == EXIT_ERROR and isinstance(exc, SystemExit):
+            raise
+        logging.getLogger("flows.cli").error("colorize %s failed", args.command, exc_info=exc)
+        if status in (EXIT_SIGINT, EXIT_SIGTERM):
+            print(f"colorize {args.command}: stopped; what was not finished is redone by the next run", file=sys.stderr)
+        else:
+            details = f" (details: {log_file})" if log_file and not args.verbose else ""
+            print(f"colorize {args.command}: error: {one_line(exc)}{details}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

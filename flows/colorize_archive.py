@@ -26,8 +26,9 @@ from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.history import compact_history, plan_key, prune_plans
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
-from colorize_core.storage import child_uri, open_store
-from flows.retries import RETRIES, RETRY_DELAYS, retry_on_storage_errors
+from colorize_core.lease import Lease
+from colorize_core.storage import LocalStore, child_uri, open_store
+from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 
@@ -36,19 +37,24 @@ def plan_uri(dest: str, run_id: str) -> str:
     return child_uri(dest, plan_key(run_id))
 
 
-@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
     """Fold finished runs' metadata files into one, once there are `min_files` of them (planning
     reads the whole history every run, and a nightly schedule makes thousands of small files),
-    and delete finished runs' plans."""
+    delete finished runs' plans, and sweep the temporary files a killed run left behind."""
+    logger = get_run_logger()
     result = compact_history(dest, min_files=min_files)
     if result.key:
-        get_run_logger().info("folded %d metadata files (%d rows) into %s", result.files, result.rows, result.key)
+        logger.info("folded %d metadata files (%d rows) into %s", result.files, result.rows, result.key)
     pruned = prune_plans(dest)
-    return {"compacted": result.key, "files": result.files, "rows": result.rows, "plans_pruned": pruned}
+    out = open_store(dest)
+    swept = out.sweep_temporaries() if isinstance(out, LocalStore) else 0  # S3 writes leave none
+    if swept:
+        logger.info("removed %d temporary files left by an interrupted run", swept)
+    return {"compacted": result.key, "files": result.files, "rows": result.rows, "plans_pruned": pruned, "temporaries_swept": swept}
 
 
-@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id: str) -> dict[str, Any]:
     """List the source, drop what already has an ok row for this model, write the plan."""
     model_id = read_model_id(checkpoint)  # the header only: shard tasks load and verify the weights
@@ -57,7 +63,7 @@ def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id
     return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}
 
 
-@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_storage_errors)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
     """Colorize one shard of a plan; a storage error fails the task (and is retried)."""
     source, items = read_manifest_shard(plan, shard)  # this shard's rows only, not a million-row plan
@@ -160,14 +166,27 @@ def colorize_archive(
     batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
     deployment: str | None = None,
     registry: str | None = None,
+    wait_s: float = 0.0,
 ) -> dict[str, Any]:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
     `deployment` ("colorize-shard/<name>"): run each shard as its own flow run on that
-    deployment's work pool instead of in this process's threads."""
-    logger = get_run_logger()
+    deployment's work pool instead of in this process's threads.
+    One run per destination at a time: a second one fails with DestinationBusy naming the
+    first, or waits up to `wait_s` seconds for it to finish."""
     run_id = f"{_timestamp()}-{uuid.uuid4().hex[:8]}"
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
+    with Lease(dest, run_id, wait_s=wait_s) as lease:
+        summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
+    if lease.lost:
+        raise RuntimeError(f"{dest}: this run lost its lease to another run while it worked; check `colorize status {dest}`")
+    return summary
+
+
+def _colorize(
+    source: str, dest: str, checkpoint: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str
+) -> dict[str, Any]:
+    logger = get_run_logger()
     compact_metadata(dest)
     plan = plan_shards(source, dest, checkpoint, shard_size, run_id)
     logger.info("model %s: %d to do, %d already done, %d shards", plan["model_id"], plan["todo"], plan["already_done"], plan["shards"])

@@ -111,7 +111,7 @@ def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpo
     def flaky_read(self: storage.LocalStore, key: str) -> bytes:
         if key.endswith(".png") and failures["left"] > 0:
             failures["left"] -= 1
-            raise StorageError("simulated 503 SlowDown")
+            raise StorageError("simulated 503 SlowDown", transient=True)
         return original(self, key)
 
     monkeypatch.setattr(storage.LocalStore, "read", flaky_read)
@@ -121,9 +121,9 @@ def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpo
 
 
 def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from flows.retries import is_transient
+    from colorize_core.errors import is_transient
 
-    assert not is_transient(ValueError("corrupt")) and is_transient(StorageError("503"))
+    assert not is_transient(ValueError("corrupt")) and is_transient(StorageError("503", transient=True))
     (tmp_path / "gray").mkdir()
     (tmp_path / "gray" / "bad.jpg").write_bytes(b"\xff\xd8\xff nope")
     summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu")

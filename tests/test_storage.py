@@ -81,7 +81,7 @@ def test_uris() -> None:
 
 def test_s3_errors_are_storage_errors_without_secrets(s3_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    store = open_store("s3://no-such-bucket-here/x", max_attempts=1)
+    store = open_store("s3://no-such-bucket-here/x")
     with pytest.raises(StorageError) as err:
         store.write("k", b"x")
     text = str(err.value) + caplog.text

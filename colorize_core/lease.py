@@ -1,0 +1,161 @@
+"""One run per destination at a time: a lease object in the destination.
+
+`DEST/_colorize/lease.json` names its holder (host, pid, run id), when it was taken, its last
+heartbeat and when it expires. It is taken atomically (S3 conditional PutObject with
+`If-None-Match: *`; locally a hard link, which fails if the file exists), renewed by a heartbeat
+thread while the run lives (`If-Match` on the lease's own etag, so a run that lost its lease
+knows it), and deleted at the end. A holder that crashed stops renewing: its lease expires after
+`ttl_s`, and at once when it was a process of this host that no longer exists. A second run
+raises `DestinationBusy`, naming the holder, or waits for the lease with `wait_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+
+from colorize_core.errors import STOP
+from colorize_core.storage import ObjectNotFound, ObjectStore, StorageError, open_store
+
+LEASE_KEY = "_colorize/lease.json"
+DEFAULT_TTL_S = 600.0
+log = logging.getLogger(__name__)
+
+
+class DestinationBusy(RuntimeError):
+    """Another run holds the destination's lease."""
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    host: str
+    pid: int
+    run_id: str
+    acquired_at: str  # ISO times, UTC
+    heartbeat_at: str
+    expires_at: str
+
+    def expired(self, now: datetime) -> bool:
+        return datetime.fromisoformat(self.expires_at) <= now
+
+    def holder_gone(self) -> bool:
+        """The holder was a process of this host that no longer exists (killed, crashed)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def describe(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, since {self.acquired_at}, lease expires {self.expires_at})"
+
+
+def read_lease(dest: str | ObjectStore) -> tuple[LeaseInfo, str] | None:
+    """The destination's current lease and its etag, or None when nobody holds it."""
+    store = open_store(dest) if isinstance(dest, str) else dest
+    try:
+        etag = store.etag(LEASE_KEY)
+        data = store.read(LEASE_KEY)
+    except ObjectNotFound:
+        return None
+    try:
+        return LeaseInfo(**json.loads(data)), etag
+    except (ValueError, TypeError):
+        # Unreadable (a foreign or damaged file): treat as expired so it can be taken over.
+        epoch = datetime.fromtimestamp(0, timezone.utc).isoformat()
+        return LeaseInfo("?", 0, "unreadable lease", epoch, epoch, epoch), etag
+
+
+class Lease:
+    """`with Lease(dest, run_id):` holds the destination for the block, or raises DestinationBusy."""
+
+    def __init__(self, dest: str, run_id: str, *, ttl_s: float = DEFAULT_TTL_S, wait_s: float = 0.0, poll_s: float = 5.0) -> None:
+        self.store = open_store(dest)
+        self.run_id, self.ttl_s, self.wait_s, self.poll_s = run_id, ttl_s, wait_s, poll_s
+        self.acquired_at = ""
+        self.etag: str | None = None
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        now = datetime.now(timezone.utc)
+        info = LeaseInfo(
+            socket.gethostname(), os.getpid(), self.run_id, self.acquired_at, now.isoformat(),
+            (now + timedelta(seconds=self.ttl_s)).isoformat(),
+        )  # fmt: skip
+        return json.dumps(asdict(info)).encode()
+
+    def _try_take(self) -> LeaseInfo | None:
+        """Take the lease if free or abandoned; else return its holder."""
+        self.etag = self.store.create(LEASE_KEY, self._body())
+        if self.etag:
+            return None
+        current = read_lease(self.store)
+        if current is None:
+            return self._try_take()  # released between the two calls
+        holder, etag = current
+        if holder.expired(datetime.now(timezone.utc)) or holder.holder_gone():
+            self.etag = self.store.replace(LEASE_KEY, self._body(), etag)  # only one taker wins
+            if self.etag:
+                log.warning("took over the lease of %s: it was abandoned", holder.describe())
+                return None
+        return holder
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            self.acquired_at = datetime.now(timezone.utc).isoformat()
+            holder = self._try_take()
+            if holder is None:
+                break
+            if time.monotonic() >= deadline or STOP.is_set():
+                raise DestinationBusy(
+                    f"{self.store.uri} is being colorized by {holder.describe()}; "
+                    "let it finish, or wait for it with --wait SECONDS"
+                )
+            STOP.wait(min(self.poll_s, max(0.0, deadline - time.monotonic())))
+        self._thread = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.ttl_s / 4):
+            try:
+                etag = self.store.replace(LEASE_KEY, self._body(), self.etag or "")
+            except StorageError as exc:  # keep trying: the lease has ttl_s to live
+                log.warning("could not renew the lease on %s: %s", self.store.uri, exc)
+                continue
+            if etag is None:
+                self.lost = True
+                log.error("lost the lease on %s: another run took it over", self.store.uri)
+                return
+            self.etag = etag
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.lost or self.etag is None:
+            return
+        current = read_lease(self.store)
+        if current is not None and current[0].run_id == self.run_id:
+            self.store.delete(LEASE_KEY)
+        self.etag = None
+
+    def __enter__(self) -> "Lease":
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,61 @@
+"""How a `colorize` command ends: its exit status, and the one line that says what went wrong.
+
+| status | meaning |
+|---|---|
+| 0 | everything succeeded |
+| 1 | an error: usage, a missing source, credentials, a bad checkpoint, a full disk, ... |
+| 2 | some inputs failed (each named with its reason); everything else was done |
+| 75 | the destination is busy: another run holds its lease (EX_TEMPFAIL: try again later) |
+| 130 | stopped by SIGINT (Ctrl-C); what was not committed is redone by the next run |
+| 143 | stopped by SIGTERM; likewise |
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+from colorize_core.errors import STOP, Interrupted
+from colorize_core.lease import DestinationBusy
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_BUSY, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 75, 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (a BaseException, like KeyboardInterrupt: no
+    `except Exception` on the way up may swallow it)."""
+
+
+_received: list[int] = []  # the signals this process was stopped by
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    STOP.set()
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGINT stop the command cleanly: every thread sees `errors.STOP` (shards
+    abandon their work uncommitted, retry pauses end) and the main thread unwinds, so temporary
+    files are removed and the temporary Prefect server is stopped on the way out."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def exit_status(exc: BaseException) -> int:
+    if isinstance(exc, DestinationBusy):
+        return EXIT_BUSY
+    if _received:  # however the stop surfaced (Prefect's TerminationSignal, Interrupted, ...)
+        return EXIT_SIGINT if _received[0] == signal.SIGINT else EXIT_SIGTERM
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT
+    if isinstance(exc, (Terminated, Interrupted)) or type(exc).__name__ == "TerminationSignal":
+        return EXIT_SIGTERM
+    return EXIT_ERROR
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message as one line: the first line of its text, or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

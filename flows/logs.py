@@ -1,0 +1,59 @@
+"""Where a `colorize` command's logs go: everything, tracebacks included, to a log file
+(`$COLORIZE_HOME/logs/colorize.log`) and, for flow runs, to the Prefect server (the UI); the
+terminal gets the progress lines without tracebacks (all of it with `--verbose`)."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from pathlib import Path
+
+
+def log_path() -> Path:
+    home = os.environ.get("COLORIZE_HOME") or str(Path.home() / ".colorize")
+    return Path(home) / "logs" / "colorize.log"
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats as `inner` does, leaving out the traceback and stack (on a copy of the record:
+    Prefect's API handler formats the same record later, traceback and all)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return self.inner.format(record)
+        bare = logging.makeLogRecord(record.__dict__)
+        bare.exc_info, bare.exc_text, bare.stack_info = None, None, None
+        return self.inner.format(bare)
+
+
+def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
+    """Configure logging for one command; returns the log file (None if it cannot be written).
+    `with_prefect`: Prefect is imported (its logging configured) first, so its console handler
+    is the one made quiet."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if with_prefect:
+        import prefect.logging  # noqa: F401 - configures Prefect's handlers on import
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("colorize_core").setLevel(level)
+    logging.getLogger("flows").setLevel(level)
+    if not verbose:
+        for handler in root.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setFormatter(_WithoutTraceback(handler.formatter))
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
+    except OSError:
+        return None
+    file_handler.setLevel(level)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    return path
