@@ -106,6 +106,9 @@ class Lease:
         if current is None:
             return self._try_take()  # released between the two calls
         holder, etag = current
+        if holder.run_id == self.run_id and holder.pid == os.getpid() and holder.host == socket.gethostname():
+            self.etag = etag  # ours: a retried create whose first attempt had succeeded
+            return None
         if holder.expired(datetime.now(timezone.utc)) or holder.holder_gone():
             self.etag = self.store.replace(LEASE_KEY, self._body(), etag)  # only one taker wins
             if self.etag:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+import traceback
 import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
@@ -25,7 +25,7 @@ from colorize_core.sharding import DEFAULT_SHARD_SIZE
 from colorize_core.train import OPTIMIZERS
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
 from flows.local_server import start_temporary_server
-from flows.logs import setup_logging
+from flows.logs import DETAILS, setup_logging
 from flows.progress import Progress
 
 
@@ -358,16 +358,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             _use_local_server_if_running()  # before Prefect reads its settings
         log_file = setup_logging(args.verbose, with_prefect=flow_command)
-        watchdog = start_temporary_server() if flow_command else None  # noqa: F841 - held while the command runs
+        if flow_command:
+            start_temporary_server()
         return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: BLE001 - every failure ends as one line and a status
-        status = exit_status(exc)
-        if status == EXIT_ERROR and isinstance(exc, SystemExit):
+        if isinstance(exc, SystemExit):
             raise
-        logging.getLogger("flows.cli").error("colorize %s failed", args.command, exc_info=exc)
+        status = exit_status(exc)
+        DETAILS.error("colorize %s failed", args.command, exc_info=exc)
         if status in (EXIT_SIGINT, EXIT_SIGTERM):
             print(f"colorize {args.command}: stopped; what was not finished is redone by the next run", file=sys.stderr)
         else:
+            if args.verbose:
+                traceback.print_exception(exc)
             details = f" (details: {log_file})" if log_file and not args.verbose else ""
             print(f"colorize {args.command}: error: {one_line(exc)}{details}", file=sys.stderr)
         return status

@@ -48,22 +48,33 @@ def uses_temporary_server() -> bool:
     return not get_current_settings().api.url
 
 
-def start_temporary_server() -> subprocess.Popen[bytes] | None:
-    """Start Prefect's temporary server now (if one is to be used) and its watchdog; returns
-    the watchdog (keep a reference: its stdin pipe is what keeps it waiting)."""
-    if not uses_temporary_server():
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
+class TemporaryServer:
+    """Prefect's temporary server, started now, and its watchdog process."""
 
-    timeout = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or STARTUP_TIMEOUT_S)
-    server = SubprocessASGIServer()
-    server.start(timeout=timeout)
-    process = server.server_process
-    if process is None or not sys.platform.startswith("linux"):
-        return None  # elsewhere: stopped at exit by Prefect's atexit hook only
-    return subprocess.Popen(
-        [sys.executable, "-S", "-c", _WATCHDOG, str(process.pid), "uvicorn"],
-        stdin=subprocess.PIPE,
-        start_new_session=True,  # a Ctrl-C in the terminal must not kill it before the server
-        close_fds=True,
-    )
+    def __init__(self) -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        timeout = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or STARTUP_TIMEOUT_S)
+        self.server = SubprocessASGIServer()  # the instance Prefect's own clients will use
+        self.server.start(timeout=timeout)
+        process = self.server.server_process
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        if process is not None and sys.platform.startswith("linux"):  # elsewhere: Prefect's atexit hook only
+            self.watchdog = subprocess.Popen(
+                [sys.executable, "-S", "-c", _WATCHDOG, str(process.pid), "uvicorn"],
+                stdin=subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C in the terminal must not reach it before the server
+                close_fds=True,
+            )
+
+
+
+_running: list[TemporaryServer] = []  # held until exit: the watchdog's pipe closes with the process
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server now, if this process is to use one. Prefect's atexit
+    hook stops it after its log and event workers have drained; the watchdog covers the exits
+    that run no atexit hook."""
+    if uses_temporary_server() and not _running:
+        _running.append(TemporaryServer())

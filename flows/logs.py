@@ -31,21 +31,31 @@ class _WithoutTraceback(logging.Formatter):
         return self.inner.format(bare)
 
 
+_CHATTER = ("Starting temporary server", "Stopping temporary server", "Still processing items")
+
+
+def _not_server_chatter(record: logging.LogRecord) -> bool:
+    # Prefect's notes on its temporary server and on draining its workers at exit say nothing
+    # to an operator and would print after a command's last line; the log file still has them.
+    return not str(record.msg).startswith(_CHATTER)
+
+
 def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
     """Configure logging for one command; returns the log file (None if it cannot be written).
     `with_prefect`: Prefect is imported (its logging configured) first, so its console handler
     is the one made quiet."""
     level = logging.DEBUG if verbose else logging.INFO
     if with_prefect:
-        import prefect.logging  # noqa: F401 - configures Prefect's handlers on import
+        import prefect.main  # noqa: F401 - configures Prefect's logging on import
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("colorize_core").setLevel(level)
     logging.getLogger("flows").setLevel(level)
-    if not verbose:
-        for handler in root.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+    for handler in root.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.addFilter(_not_server_chatter)
+            if not verbose:
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
     path = log_path()
     try:
@@ -56,4 +66,10 @@ def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
     file_handler.setLevel(level)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
+    DETAILS.addHandler(file_handler)
     return path
+
+
+# Tracebacks of failed commands: to the log file only (the terminal gets one line).
+DETAILS = logging.getLogger("colorize.details")
+DETAILS.propagate = False

@@ -32,6 +32,23 @@ def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
     return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
+def gray_archive(uri: str, n: int, start: int = 0, size: tuple[int, int] = (36, 44)) -> list[str]:
+    """`n` small gray PNG photos under `uri` (`box N/photo_NNN.png`); returns their keys."""
+    from colorize_core.storage import open_store
+
+    rng = np.random.default_rng(start)
+    store = open_store(uri)
+    keys = []
+    for i in range(start, start + n):
+        key = f"box {i // 4}/photo_{i:03d}.png"
+        img = make_photo(rng, size[0] + i % 5, size[1]).convert("L")
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        store.write(key, buf.getvalue())
+        keys.append(key)
+    return keys
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One temporary Prefect server and database for the whole session (starting one takes ~10 s)."""

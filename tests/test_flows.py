@@ -16,21 +16,7 @@ from flows.colorize_archive import colorize_archive
 from flows.nightly import nightly
 from flows.train_model import train_model
 from tests.badfiles import bad_corpus
-from tests.conftest import make_photo
-
-
-def _gray_archive(uri: str, n: int, start: int = 0) -> list[str]:
-    rng = np.random.default_rng(start)
-    store = open_store(uri)
-    keys = []
-    for i in range(start, start + n):
-        key = f"box {i // 4}/photo_{i:03d}.png"
-        img = make_photo(rng, 36 + i % 5, 44).convert("L")
-        buf = __import__("io").BytesIO()
-        img.save(buf, format="PNG")
-        store.write(key, buf.getvalue())
-        keys.append(key)
-    return keys
+from tests.conftest import gray_archive, make_photo
 
 
 def _colour_archive(uri: str, n: int) -> None:
@@ -55,7 +41,7 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     assert resolve_checkpoint("latest", registry=registry) == f"{root}/models/m.safetensors"
 
     gray, out = f"{root}/gray", f"{root}/colorized"
-    keys = _gray_archive(gray, 5)
+    keys = gray_archive(gray, 5)
     first = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
     assert (first["ok"], first["failed"], first["already_done"]) == (5, 0, 0)
     assert first["model_id"] == trained["model_id"]
@@ -75,7 +61,7 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     assert (second["ok"], second["already_done"]) == (0, 5)
     assert len(read_output_rows(out)) == 5  # nothing duplicated
 
-    new_keys = _gray_archive(gray, 2, start=100)
+    new_keys = gray_archive(gray, 2, start=100)
     third = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
     assert (third["ok"], third["already_done"]) == (2, 5)
     rows = read_output_rows(out)
@@ -104,7 +90,7 @@ def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> 
 def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from colorize_core import storage
 
-    keys = _gray_archive(str(tmp_path / "gray"), 3)
+    keys = gray_archive(str(tmp_path / "gray"), 3)
     original = storage.LocalStore.read
     failures = {"left": 2}
 
@@ -150,7 +136,7 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
     from colorize_core.history import META_PREFIX, metadata_key
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
-    keys = _gray_archive(gray, 3)
+    keys = gray_archive(gray, 3)
     colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
     store = open_store(out)
     # Age that run's metadata file by a year, and give it 63 old neighbours (other archives' rows).
@@ -161,7 +147,7 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
     for night in range(63):
         store.write(metadata_key(f"202512{1 + night % 28:02d}T02{night % 60:02d}00-ffffffff", 0), filler)
     store.write("_colorize/plans/20251101T020000-00000000.parquet", b"a year-old run's plan")
-    new = _gray_archive(gray, 1, start=50)
+    new = gray_archive(gray, 1, start=50)
     summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
     assert not store.exists("_colorize/plans/20251101T020000-00000000.parquet")  # finished runs' plans pruned
     assert len(list(store.list("_colorize/plans/"))) == 2  # the two recent runs' plans stay
@@ -175,7 +161,7 @@ def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_ch
     from colorize_core import sharding
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
-    keys = _gray_archive(gray, 5)
+    keys = gray_archive(gray, 5)
     read: list[tuple[int, int]] = []
     real = sharding.read_manifest_shard
 
