@@ -93,10 +93,14 @@ def has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
 
 
-def luma_and_alpha(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
-    """Any mode -> (luma float32 (H, W) in [0, 1], alpha band as mode "L" or None).
+def luma_plane(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
+    """Any mode -> (luma (H, W) at the source's own precision, alpha band as mode "L" or None).
 
-    16-bit and float modes keep their precision; colour modes use BT.601 weights on float RGB.
+    The luma is uint8 (8-bit modes: read as 0..255), uint16 (16-bit modes: 0..65535) or float32
+    (float and colour modes: already in [0, 1]); `unit_luma` turns any of them into float32 in
+    [0, 1]. A gray scan thus costs 1 byte a pixel here, not the 4 of a float32 copy, and the
+    colorizer converts it to float a strip of rows at a time. Colour modes use BT.601 weights on
+    float RGB, row by row, so no float copy of the three channels is ever made.
     """
     alpha = None
     if has_alpha(img):
@@ -105,18 +109,39 @@ def luma_and_alpha(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
         img = rgba.convert("LA" if rgba.mode in ("LA", "La") else "RGB")
     mode = img.mode
     if mode.startswith("I;16"):
-        y = np.asarray(img, dtype=np.float32) / 65535.0
-    elif mode == "I":  # 16-bit PNGs open as "I" in older Pillow; values are 0..65535
-        y = np.asarray(img, dtype=np.float32) / 65535.0
-    elif mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
+        return np.array(img).astype(np.uint16, copy=False), alpha  # native byte order
+    if mode == "I":  # 16-bit PNGs open as "I" in older Pillow; values are 0..65535
+        return np.clip(np.asarray(img), 0, 65535).astype(np.uint16), alpha
+    if mode == "F":
+        arr = np.array(img, dtype=np.float32)
         y = arr / 255.0 if arr.size and float(arr.max()) > 1.0 else arr
-    elif mode in ("L", "LA", "La", "1"):
-        y = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    else:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-        y = rgb[..., 0] * KR + rgb[..., 1] * KG + rgb[..., 2] * KB
-    return np.clip(y, 0.0, 1.0).astype(np.float32), alpha
+        return np.clip(y, 0.0, 1.0, out=y), alpha
+    if mode in ("L", "LA", "La", "1"):
+        return np.array(img if mode == "L" else img.convert("L")), alpha
+    rgb = np.asarray(img if mode == "RGB" else img.convert("RGB"))
+    y = np.empty(rgb.shape[:2], dtype=np.float32)
+    rows = max(1, (1 << 20) // max(1, rgb.shape[1]))  # ~1 MP at a time
+    for r in range(0, rgb.shape[0], rows):
+        f = rgb[r : r + rows].astype(np.float32) / 255.0
+        y[r : r + rows] = np.clip(f[..., 0] * KR + f[..., 1] * KG + f[..., 2] * KB, 0.0, 1.0)
+    return y, alpha
+
+
+def unit_luma(y: np.ndarray) -> np.ndarray:
+    """A `luma_plane` luma -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, float32 as it is."""
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.float32) / np.float32(np.iinfo(y.dtype).max)
+    return y.astype(np.float32, copy=False)
+
+
+def luma_and_alpha(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
+    """Any mode -> (luma float32 (H, W) in [0, 1], alpha band as mode "L" or None).
+
+    16-bit and float modes keep their precision; colour modes use BT.601 weights on float RGB.
+    For huge scans prefer `luma_plane`, which keeps 8- and 16-bit luma as integers.
+    """
+    y, alpha = luma_plane(img)
+    return unit_luma(y), alpha
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:

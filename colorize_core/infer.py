@@ -3,6 +3,11 @@
 The model sees the gray image resized to its working size (a square, in batches); the predicted
 chroma is upsampled to the original size and joined with the original full-resolution luma, so
 detail and gray levels come from the input and only the colour comes from the model.
+
+Memory stays bounded per pixel: luma stays at the source's precision (uint8 for 8-bit scans),
+and everything in float (the resize for the model, chroma upsampling, the join) runs over strips
+of rows, written into one preallocated uint8 output. A 100 MP gray scan takes ~8 bytes a pixel
+beyond its input (luma 1, output array 3, output PIL image 4), not ~96 in full-size float planes.
 """
 
 from __future__ import annotations
@@ -21,9 +26,17 @@ from torch import nn
 from colorize_core.checkpoint import load_model
 from colorize_core.color import unit_to_uv, yuv_to_rgb_in_gamut
 from colorize_core.device import amp_dtype, inference_batch_size, resolve_device
-from colorize_core.imageio import luma_and_alpha
+from colorize_core.imageio import luma_plane
 
 T = TypeVar("T")
+
+# Pixels in one strip of rows; each costs ~80 bytes in float through the join. On CPU, ~2 MP:
+# each op on a strip is one parallel region, and with other threads busy (a shard's I/O threads)
+# thousands of small strips wait on the scheduler (0.25 MP strips took 6x as long as 2 MP ones
+# on the 2-core VM beside one busy process), while bigger ones only cost memory and page faults.
+# On CUDA bigger strips keep kernel launches few.
+STRIP_PIXELS_CPU = 1 << 21
+STRIP_PIXELS_CUDA = 1 << 23
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -98,25 +111,19 @@ class Colorizer:
 
     @torch.inference_mode()
     def colorize_planes(self, lumas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Full-size luma planes (H, W) float in [0, 1], one batch -> uint8 RGB (3, H, W) each.
+        """Full-size luma planes (H, W), one batch -> uint8 RGB (3, H, W) each, on the planes' device.
 
+        A plane is float in [0, 1], or uint8 (0..255) or uint16 (0..65535) as `luma_plane` gives.
         Works where the planes are: CPU planes (the Pillow path) meet the model's device only at
-        its working size; planes already on the GPU (nvJPEG) never leave it."""
+        its working size; planes already on the GPU (nvJPEG) never leave it. CPU outputs are
+        channels-last in memory: `.permute(1, 2, 0)` is a contiguous (H, W, 3) image."""
         s = self.image_size
-        small = torch.cat(
-            [F.interpolate(y[None, None], size=(s, s), mode="bilinear", antialias=True, align_corners=False) for y in lumas]
-        )  # (N, 1, S, S)
+        small = torch.cat([_shrink(y, s) for y in lumas])  # (N, 1, S, S)
         uv_small = self.predict_uv(small.clamp(0.0, 1.0))  # (N, 2, S, S) on the model's device
-        out: list[torch.Tensor] = []
-        for y, uv in zip(lumas, uv_small.to(lumas[0].device)):
-            h, w = y.shape
-            uv_full = F.interpolate(uv[None], size=(h, w), mode="bilinear", align_corners=False)  # (1, 2, H, W)
-            rgb = yuv_to_rgb_in_gamut(y[None, None], uv_full)[0]  # (3, H, W)
-            out.append((rgb * 255.0).round_().to(torch.uint8))
-        return out
+        return [_join(y, uv) for y, uv in zip(lumas, uv_small.to(lumas[0].device))]
 
     def colorize_luma(self, lumas: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Full-size luma arrays (H, W) float in [0, 1] -> uint8 RGB arrays (H, W, 3), one batch."""
+        """Full-size luma arrays (H, W) (float in [0, 1], uint8 or uint16) -> uint8 RGB (H, W, 3), one batch."""
         planes = self.colorize_planes([torch.from_numpy(y) for y in lumas])
         return [rgb.permute(1, 2, 0).numpy() for rgb in planes]
 
@@ -124,11 +131,73 @@ class Colorizer:
         """Colorize decoded images (any mode; alpha kept) at their own resolution."""
         results: list[Image.Image] = []
         for batch in batched(images, self.batch_size):
-            pairs = [luma_and_alpha(img) for img in batch]
-            rgbs = self.colorize_luma([y for y, _ in pairs])
-            for rgb, (_, alpha) in zip(rgbs, pairs):
-                out = Image.fromarray(rgb, "RGB")
+            lumas, alphas = zip(*(luma_plane(img) for img in batch))
+            rgbs = self.colorize_luma(lumas)
+            del lumas  # the luma copies go before the output images come
+            for rgb, alpha in zip(rgbs, alphas):
+                out = Image.fromarray(rgb, "RGB")  # contiguous: read in place, no extra copy
                 if alpha is not None:
                     out.putalpha(alpha)
                 results.append(out)
         return results
+
+
+def _unit(y: torch.Tensor) -> torch.Tensor:
+    """A luma plane or strip -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are."""
+    if y.is_floating_point():
+        return y.float()
+    return y.float() / float(torch.iinfo(y.dtype).max)
+
+
+def _strips(y: torch.Tensor) -> Iterator[tuple[int, int]]:
+    """Row ranges [r0, r1) covering the (H, W) plane y, of about a strip's pixels each."""
+    h, w = y.shape
+    rows = max(1, (STRIP_PIXELS_CUDA if y.is_cuda else STRIP_PIXELS_CPU) // max(1, w))
+    for r0 in range(0, h, rows):
+        yield r0, min(r0 + rows, h)
+
+
+def _shrink(y: torch.Tensor, s: int) -> torch.Tensor:
+    """(H, W) luma -> (1, 1, S, S) float32, the model's input: antialiased bilinear, the same figures
+    as one `F.interpolate` of the full float plane. The resize is separable (PyTorch resizes the
+    width, then the height), so the width is resized a strip of rows at a time."""
+    wide = torch.cat(
+        [
+            F.interpolate(_unit(y[r0:r1])[None, None], size=(r1 - r0, s), mode="bilinear", antialias=True, align_corners=False)
+            for r0, r1 in _strips(y)
+        ],
+        dim=2,
+    )  # (1, 1, H, S)
+    return F.interpolate(wide, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _source_rows(r0: int, r1: int, n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output rows r0..r1 of a bilinear resize (align_corners=False) from n_in to n_out rows:
+    the two source rows and the second one's weight, as PyTorch computes them (in float32)."""
+    scale = n_in / n_out
+    src = ((torch.arange(r0, r1, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0.0)
+    i0 = src.long()
+    i1 = (i0 + 1).clamp_(max=n_in - 1)
+    return i0, i1, (src - i0).clamp_(max=1.0)
+
+
+def _join(y: torch.Tensor, uv_small: torch.Tensor) -> torch.Tensor:
+    """Full-size luma (H, W) and small chroma (2, S, S) -> uint8 RGB (3, H, W), strip by strip.
+
+    Bilinear upsampling is separable: the chroma is resized to full width once (2, S, W), then
+    each strip of output rows blends its two source rows; the strip is joined with its luma in
+    float and written as uint8. Within float rounding of `F.interpolate` to (H, W) in one go."""
+    h, w = y.shape
+    s = uv_small.shape[-2]
+    uv_wide = F.interpolate(uv_small[None], size=(s, w), mode="bilinear", align_corners=False)[0]  # (2, S, W)
+    if y.is_cuda:  # planar, as nvJPEG encodes it
+        out = torch.empty((3, h, w), dtype=torch.uint8, device=y.device)
+    else:  # channels-last: (H, W, 3) in memory, as Pillow reads it without a copy
+        out = torch.empty((h, w, 3), dtype=torch.uint8).permute(2, 0, 1)
+    for r0, r1 in _strips(y):
+        i0, i1, l1 = _source_rows(r0, r1, s, h, y.device)
+        l1 = l1[:, None]
+        uv = uv_wide[:, i0] * (1.0 - l1) + uv_wide[:, i1] * l1  # (2, rows, W)
+        rgb = yuv_to_rgb_in_gamut(_unit(y[r0:r1])[None], uv)  # (3, rows, W) in [0, 1]
+        out[:, r0:r1] = rgb.mul_(255.0).round_()
+    return out

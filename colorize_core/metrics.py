@@ -1,4 +1,5 @@
-"""Image quality metrics on uint8 RGB arrays (H, W, 3): PSNR, SSIM, colourfulness and its gap.
+"""Image quality metrics on uint8 RGB arrays (H, W, 3): PSNR, SSIM, colourfulness and its gap;
+and colourfulness of a PIL image of any size, from a reduced copy (`image_colourfulness`).
 
 Colourfulness is Hasler and Suesstrunk's (2003) M = sigma_rgyb + 0.3 * mu_rgyb on the 0-255
 scale: 0 for a gray image, ~15 "slightly", ~33 "moderately", ~59 "quite", ~82+ "highly" colourful.
@@ -11,7 +12,11 @@ import math
 
 import numpy as np
 import torch
+from PIL import Image
 from scipy.ndimage import correlate1d
+
+# `image_colourfulness` measures a copy of at most this many pixels: enough for stable statistics.
+REDUCED_PIXELS = 1_000_000
 
 
 def _as_float(img: np.ndarray) -> np.ndarray:
@@ -75,6 +80,21 @@ def colourfulness_tensor(rgb: torch.Tensor) -> float:
     yb = 0.5 * (f[0] + f[1]) - f[2]
     stats = torch.stack([rg.std(correction=0), yb.std(correction=0), rg.mean(), yb.mean()]).tolist()  # one sync
     return float(math.hypot(stats[0], stats[1]) + 0.3 * math.hypot(stats[2], stats[3]))
+
+
+def image_colourfulness(img: Image.Image, max_pixels: int = REDUCED_PIXELS) -> float:
+    """`colourfulness` of a PIL image (any mode, any size), statistics from a reduced copy.
+
+    Images over `max_pixels` are measured on an evenly spaced sample of about that many pixels
+    (nearest-neighbour resize), so a 100 MP scan costs a ~1 MP copy instead of full-size float64
+    copies (~5 GB). Sampled, not averaged: box averaging smooths colour detail finer than the
+    step and biases the spread low (13% low on bench_memory's 100 MP scan; the sample: 0.1%).
+    Alpha is ignored, as `img.convert("RGB")` ignores it."""
+    scale = math.sqrt(max_pixels / max(1, img.width * img.height))
+    if scale < 1.0:
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.NEAREST)
+    return colourfulness(np.asarray(img.convert("RGB")))
 
 
 def colourfulness_gap(pred: np.ndarray, truth: np.ndarray) -> float:

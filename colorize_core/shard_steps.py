@@ -26,7 +26,7 @@ from colorize_core.color import rgb_to_y
 from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.infer import Colorizer
 from colorize_core.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
-from colorize_core.metrics import colourfulness, colourfulness_tensor
+from colorize_core.metrics import colourfulness_tensor, image_colourfulness
 from colorize_core.records import OUTPUT_SCHEMA
 from colorize_core.samples import THUMB, colour_stats, colour_stats_array, skip_reason
 from colorize_core.storage import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
@@ -53,7 +53,7 @@ class Source:
     image: Image.Image | None = None  # decoded by Pillow
     jpeg: bytes | None = None  # waiting for the device decoder
     header: JpegHeader | None = None
-    luma: torch.Tensor | None = None  # (H, W) float in [0, 1], on the device
+    luma: torch.Tensor | None = None  # (H, W) on the device: uint8, or float in [0, 1]
     read_s: float = 0.0
     decode_s: float = 0.0
 
@@ -133,7 +133,7 @@ def decode_on_device(items: list[Source], device: torch.device, model_id: str, r
                 continue
             pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
             if gray:
-                item.luma = pixels[0].float() / 255.0
+                item.luma = pixels[0]  # uint8: colorize_planes reads it a strip at a time
             elif skip_colour and skip_reason(colour_stats_array(_thumbnail(pixels))) is None:
                 item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
             else:
@@ -179,7 +179,7 @@ def store(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Im
     t0 = time.perf_counter()
     if isinstance(result, Image.Image):
         if "colourfulness" not in values:  # the device path measured it already
-            values = {**values, "width": result.width, "height": result.height, "colourfulness": colourfulness(np.asarray(result.convert("RGB")))}
+            values = {**values, "width": result.width, "height": result.height, "colourfulness": image_colourfulness(result)}
         result = encode(result, output_format_for(out_key))
     try:
         out.write(out_key, result)

@@ -12,13 +12,13 @@ from colorize_core.infer import Colorizer
 from colorize_core.sharding import list_images
 from colorize_core.storage import LocalStore, StorageError, open_store
 from tests.badfiles import bad_corpus
-from tests.test_flows import _gray_archive
+from tests.conftest import gray_archive
 
 
 @pytest.fixture()
 def mixed_archive(tmp_path: Path) -> str:
     uri = str(tmp_path / "src")
-    _gray_archive(uri, 9)
+    gray_archive(uri, 9)
     store = open_store(uri)
     for key, (data, _) in list(bad_corpus().items())[:6]:
         store.write(f"bad/{key}", data)

@@ -174,6 +174,7 @@ def test_resets_and_delays_on_15_percent_of_connections(tmp_path: Path, tiny_che
     code, err = _finish(_start(_archive_args(f"s3://{s3_bucket}/gray", f"s3://{s3_bucket}/out", tiny_checkpoint), _s3_env(tmp_path, proxy.endpoint)))
     assert code == 0, err
     assert proxy.counts["resets"] > 0 and proxy.counts["delays"] > 0, proxy.counts
+    print(f"faults injected: {proxy.counts}")  # for RELIABILITY.md (pytest -s)
     _ok_once_each(f"s3://{s3_bucket}/out", keys)
 
 
@@ -192,6 +193,7 @@ def test_a_30_second_s3_outage_is_survived(tmp_path: Path, tiny_checkpoint: Path
     code, err = _finish(proc)
     assert code == 0, err
     assert before < len(keys) and time.monotonic() - started >= 30 and proxy.counts["refused"] > 0, (before, proxy.counts)
+    print(f"outage began after {before} of {len(keys)} outputs; run ended {time.monotonic() - started:.1f}s after it began; {proxy.counts}")
     _ok_once_each(f"s3://{s3_bucket}/out", keys)
 
 

@@ -13,7 +13,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.colorize_archive import colorize_archive
 from tests.postgres import postgres_bin, postgres_server
 from tests.prefect_server import prefect_server
-from tests.test_flows import _gray_archive
+from tests.conftest import gray_archive
 
 # In CI a missing PostgreSQL is a failure (.ci/run installs it); elsewhere the test is skipped.
 needs_postgres = pytest.mark.skipif(postgres_bin() is None and not os.environ.get("CI"), reason="PostgreSQL not installed")
@@ -22,7 +22,7 @@ needs_postgres = pytest.mark.skipif(postgres_bin() is None and not os.environ.ge
 @pytest.mark.slow
 @needs_postgres
 def test_colorize_archive_through_a_postgres_backed_server(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    _gray_archive(str(tmp_path / "gray"), 3)
+    gray_archive(str(tmp_path / "gray"), 3)
     with postgres_server() as db_url, prefect_server(tmp_path / "home", database_url=db_url) as (api_url, _):
         with temporary_settings({PREFECT_API_URL: api_url}):
             state = colorize_archive(

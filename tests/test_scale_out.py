@@ -13,14 +13,14 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from colorize_core.history import read_output_rows
 from flows.colorize_archive import colorize_archive, colorize_shard_flow
 from tests.prefect_server import prefect_server, process_worker
-from tests.test_flows import _gray_archive
+from tests.conftest import gray_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_shards_run_as_flow_runs_on_a_process_work_pool(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    keys = _gray_archive(str(tmp_path / "gray"), 5)
+    keys = gray_archive(str(tmp_path / "gray"), 5)
     with prefect_server(tmp_path / "prefect-home") as (api_url, env), temporary_settings({PREFECT_API_URL: api_url}):
         with process_worker("scale-test", env, tmp_path / "worker.log"):
             flow = colorize_shard_flow.from_source(source=str(ROOT), entrypoint="flows/colorize_archive.py:colorize_shard_flow")

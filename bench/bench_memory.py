@@ -1,0 +1,127 @@
+"""Memory per pixel: peak RSS of colorizing one huge gray scan through `Colorizer.colorize`.
+
+Each measurement runs in a fresh subprocess (ru_maxrss is a high-water mark for the whole
+process, torch and the model included): make a smooth synthetic gray scan of N MP (portrait,
+1:sqrt(2), like a scanned page), build a tiny untrained model (weights do not change memory),
+warm the model up on a small image, then colorize the scan once. Reported: the peak RSS, the
+bytes per pixel above the RSS just before the call, seconds, and (unless --no-reference) the
+max/mean difference against the first version's formula (full-size float32 planes: bilinear
+`F.interpolate` of the chroma to (H, W), then `yuv_to_rgb_in_gamut`), computed in a second
+subprocess. The reference needs ~10 GB at 100 MP; skip it on smaller machines.
+
+Run: `.venv/bin/python -m bench.bench_memory [--megapixels 100] [--no-reference]`. JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bench.common import machine, smooth_photo
+from colorize_core.color import yuv_to_rgb_in_gamut
+from colorize_core.imageio import luma_and_alpha
+from colorize_core.infer import Colorizer
+from colorize_core.models import ModelConfig, build_model
+
+MB = 1 << 20
+
+
+def scan_size(megapixels: float) -> tuple[int, int]:
+    """(width, height) of a portrait 1:sqrt(2) page of about `megapixels` MP."""
+    w = round(math.sqrt(megapixels * 1e6 / math.sqrt(2)))
+    return w, round(w * math.sqrt(2))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kb * 1024
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+
+
+def reference_rgb(colorizer: Colorizer, img: Image.Image) -> np.ndarray:
+    """The first version of `colorize_planes`, for one image: full-size float32 planes."""
+    y = torch.from_numpy(luma_and_alpha(img)[0])
+    s = colorizer.image_size
+    small = F.interpolate(y[None, None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    uv = colorizer.predict_uv(small.clamp(0.0, 1.0))
+    with torch.inference_mode():
+        uv_full = F.interpolate(uv, size=y.shape, mode="bilinear", align_corners=False)
+        rgb = yuv_to_rgb_in_gamut(y[None, None], uv_full)[0]
+        return (rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def child(megapixels: float, out: Path, reference: bool) -> None:
+    """One measurement in this (fresh) process; prints one JSON object, saves the output."""
+    w, h = scan_size(megapixels)
+    scan = smooth_photo(np.random.default_rng(0), w, h)  # mode "L", uint8
+    torch.manual_seed(0)
+    colorizer = Colorizer(build_model(ModelConfig(image_size=64), backbone_weights="none"), device="cpu", batch_size=1)
+    colorizer.colorize([smooth_photo(np.random.default_rng(1), 300, 200)])  # warm-up: lazy kernels, allocator pools
+    before = rss_bytes()
+    start = time.perf_counter()
+    rgb = reference_rgb(colorizer, scan) if reference else colorizer.colorize([scan])[0]
+    seconds = time.perf_counter() - start
+    peak = peak_rss_bytes()
+    np.save(out, np.asarray(rgb))
+    print(json.dumps({"width": w, "height": h, "rss_before_mb": round(before / MB), "peak_rss_mb": round(peak / MB),
+                      "bytes_per_pixel": round((peak - before) / (w * h), 2), "seconds": round(seconds, 2)}))
+
+
+def run_child(megapixels: float, out: Path, reference: bool) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "bench.bench_memory", "--child", str(out), "--megapixels", str(megapixels)]
+    cmd += ["--reference"] if reference else []
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def difference(a_path: Path, b_path: Path, rows: int = 512) -> tuple[int, float]:
+    """Max and mean absolute difference of two uint8 (H, W, 3) .npy files, read in strips."""
+    a, b = np.load(a_path, mmap_mode="r"), np.load(b_path, mmap_mode="r")
+    assert a.shape == b.shape, (a.shape, b.shape)
+    worst, total = 0, 0
+    for r in range(0, a.shape[0], rows):
+        d = np.abs(a[r : r + rows].astype(np.int16) - b[r : r + rows].astype(np.int16))
+        worst, total = max(worst, int(d.max())), total + int(d.sum(dtype=np.int64))
+    return worst, total / a.size
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--megapixels", type=float, default=100.0)
+    p.add_argument("--no-reference", action="store_true", help="skip the full-size reference (needs ~10 GB at 100 MP)")
+    p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        child(args.megapixels, args.child, args.reference)
+        return
+    common = {"machine": machine(), "torch": torch.__version__, "megapixels": args.megapixels}
+    with tempfile.TemporaryDirectory() as tmp:
+        out, ref = Path(tmp) / "out.npy", Path(tmp) / "ref.npy"
+        row = {"bench": "colorize_memory", **run_child(args.megapixels, out, reference=False)}
+        if not args.no_reference:
+            ref_row = run_child(args.megapixels, ref, reference=True)
+            worst, mean = difference(out, ref)
+            row |= {"reference_peak_rss_mb": ref_row["peak_rss_mb"], "reference_bytes_per_pixel": ref_row["bytes_per_pixel"],
+                    "reference_seconds": ref_row["seconds"], "max_abs_diff": worst, "mean_abs_diff": float(f"{mean:.3g}")}
+        print(json.dumps({**row, **common}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
