@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench ui clean
+.PHONY: install demo test bench ui clean prefect-yaml
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_infer --prefect
 	$(BIN)/python -m bench.bench_history
 	$(BIN)/python -m bench.bench_loader
+
+# infra/prefect.yaml is generated from the deployments defined in flows/serve.py.
+prefect-yaml: $(STAMP)
+	$(BIN)/python -m flows.serve > infra/prefect.yaml
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -123,10 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
     p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
-    p.add_argument("--source", default=os.environ.get("COLORIZE_SOURCE", "archive"), help="archive to colorize nightly")
-    p.add_argument("--dest", default=os.environ.get("COLORIZE_DEST", "colorized"), help="where nightly outputs go")
-    p.add_argument("--dataset", default=os.environ.get("COLORIZE_DATASET", "dataset"), help="training set URI")
-    p.add_argument("--checkpoint", default=os.environ.get("COLORIZE_CHECKPOINT_URI", "models/model.safetensors"), help="where training writes")
+    p.add_argument("--source", default=os.environ.get("COLORIZE_SOURCE", "archive"), help="black-and-white archive to colorize nightly ($COLORIZE_SOURCE)")
+    p.add_argument("--dest", default=os.environ.get("COLORIZE_DEST", "colorized"), help="where nightly outputs go ($COLORIZE_DEST)")
+    p.add_argument("--photos", default=os.environ.get("COLORIZE_PHOTOS", "photos"), help="colour photos the training set is rebuilt from ($COLORIZE_PHOTOS)")
+    p.add_argument("--dataset", default=os.environ.get("COLORIZE_DATASET", "dataset"), help="training set URI ($COLORIZE_DATASET)")
+    p.add_argument("--checkpoint", default=os.environ.get("COLORIZE_CHECKPOINT_URI", "models/model.safetensors"), help="where training writes ($COLORIZE_CHECKPOINT_URI)")
 
     p = sub.add_parser("demo", help="train a toy model on bundled sample photos and colorize them", formatter_class=fmt)
     p.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
@@ -325,9 +326,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.serve import serve_deployments
+    from flows.serve import Locations, serve_deployments
 
-    serve_deployments(source=args.source, dest=args.dest, dataset=args.dataset, checkpoint=args.checkpoint)
+    serve_deployments(Locations(archive=args.source, colorized=args.dest, photos=args.photos, dataset=args.dataset, checkpoint=args.checkpoint))
     return EXIT_OK
 
 

@@ -1,45 +1,148 @@
-"""Deployments, defined once: `colorize serve` serves them from one process on a single machine;
-infra/prefect.yaml declares the same ones for work pools (tests check they agree).
+"""Deployments, defined once, here: `colorize serve` serves them from one process on a single
+machine, and infra/prefect.yaml, which declares them for work pools, is generated from the same
+definitions (`make prefect-yaml`; a test checks the file is what this module writes).
 
-Run: `colorize serve --source ARCHIVE --dest OUT --dataset DATASET --checkpoint MODEL`.
+Run: `colorize serve --source ARCHIVE --dest OUT --photos COLOUR --dataset DATASET --checkpoint MODEL`.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from flows.build_dataset import build_dataset_flow
-from flows.colorize_archive import colorize_shard_flow
-from flows.nightly import nightly
-from flows.train_model import train_model
-
-NIGHTLY_CRON = "0 2 * * *"  # 02:00 every night
+NIGHTLY_CRON = "0 2 * * *"  # 02:00 every night, UTC
 
 
-def deployments(source: str, dest: str, dataset: str, checkpoint: str) -> list[Any]:
-    """The project's deployments, with their schedules and default parameters."""
+@dataclass(frozen=True)
+class Locations:
+    """Where a deployment's data lives: each a path, file:// or s3:// URI."""
+
+    archive: str  # the black-and-white photos colorized every night
+    colorized: str  # where the colorized photos and their metadata go
+    photos: str  # colour photos the training set is rebuilt from (never the gray archive)
+    dataset: str  # the training set built from `photos`
+    checkpoint: str  # where training writes the model
+    registry: str | None = None  # model registry (None: $COLORIZE_HOME/registry)
+
+
+# The example locations infra/prefect.yaml is written with (edit the file's copies, or
+# regenerate it from your own).
+EXAMPLE = Locations(
+    archive="s3://archive/black-and-white",
+    colorized="s3://archive/colorized",
+    photos="s3://photos/colour",
+    dataset="s3://datasets/colour-256",
+    checkpoint="s3://models/residual-encoder.safetensors",
+    registry="s3://models/registry",
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    entrypoint: str  # "file.py:flow", relative to the project root
+    description: str
+    parameters: Callable[[Locations], dict[str, Any]]
+    cron: str | None = None
+    work_pool: str = "colorize-cpu"
+    gpus: int = 0  # the pool's `gpu_limit` job variable
+    pool_parameters: dict[str, Any] = field(default_factory=dict)  # only where it runs on a work pool
+
+    def all_parameters(self, where: Locations, on_pool: bool) -> dict[str, Any]:
+        params = {k: v for k, v in self.parameters(where).items() if v is not None}
+        return {**params, **self.pool_parameters} if on_pool else params
+
+
+DEPLOYMENTS = (
+    Deployment(
+        "nightly",
+        "flows/nightly.py:nightly",
+        "Colorize what is new in the archive with the latest model.",
+        lambda at: {"source": at.archive, "dest": at.colorized, "checkpoint": "latest", "registry": at.registry},
+        cron=NIGHTLY_CRON,
+        pool_parameters={"deployment": "colorize-shard/shard"},  # one flow run per shard on the GPU pool
+    ),
+    Deployment(
+        "rebuild-dataset",
+        "flows/build_dataset.py:build_dataset_flow",
+        "Rebuild the training set from a bucket of colour photos.",
+        lambda at: {"source": at.photos, "dest": at.dataset, "size": 256},
+    ),
+    Deployment(
+        "train",
+        "flows/train_model.py:train_model",
+        "Train (resuming) and register the model as the latest.",
+        lambda at: {"data": at.dataset, "checkpoint": at.checkpoint, "registry": at.registry},
+        work_pool="colorize-gpu",
+        gpus=1,
+        pool_parameters={"steps": 100000, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "workers": 8, "val_every": 1000},
+    ),
+    Deployment(
+        "shard",
+        "flows/colorize_archive.py:colorize_shard_flow",
+        "One shard of colorize-archive (scale-out), one GPU per pod.",
+        lambda at: {},
+        work_pool="colorize-gpu",
+        gpus=1,
+    ),
+)
+
+
+def flow_of(entrypoint: str) -> Any:
+    """The flow an entrypoint names ("flows/nightly.py:nightly" -> flows.nightly.nightly)."""
+    path, name = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+
+
+def deployments(where: Locations) -> list[Any]:
+    """The deployments as `colorize serve` serves them (on this machine: no work pools)."""
     return [
-        nightly.to_deployment(
-            name="nightly",
-            cron=NIGHTLY_CRON,
-            parameters={"source": source, "dest": dest, "checkpoint": "latest"},
-            description="Colorize what is new in the archive with the latest model.",
-        ),
-        build_dataset_flow.to_deployment(
-            name="rebuild-dataset",
-            parameters={"source": source, "dest": dataset},
-            description="Rebuild the training set from a bucket of colour photos.",
-        ),
-        train_model.to_deployment(
-            name="train",
-            parameters={"data": dataset, "checkpoint": checkpoint},
-            description="Train (resuming) and register the model as the latest.",
-        ),
-        colorize_shard_flow.to_deployment(name="shard", description="One shard of colorize-archive (scale-out)."),
+        flow_of(d.entrypoint).to_deployment(name=d.name, cron=d.cron, parameters=d.all_parameters(where, on_pool=False), description=d.description)
+        for d in DEPLOYMENTS
     ]
 
 
-def serve_deployments(source: str, dest: str, dataset: str, checkpoint: str) -> None:
+def serve_deployments(where: Locations) -> None:
     from prefect import serve
 
-    serve(*deployments(source, dest, dataset, checkpoint))
+    serve(*deployments(where))
+
+
+HEADER = """\
+# Deployments of archive-colorizer for Prefect work pools, GENERATED from flows/serve.py
+# (`make prefect-yaml`; tests/test_deployments.py checks this file is what it writes).
+# Change the locations below to yours, or write your own with
+#   python -c 'from flows.serve import *; print(prefect_yaml(Locations(...)))'
+#
+#   prefect work-pool create colorize-gpu --type kubernetes   # or: --type process
+#   cd <project root> && prefect deploy --all --prefect-file infra/prefect.yaml
+"""
+
+
+def prefect_yaml(where: Locations = EXAMPLE) -> str:
+    """infra/prefect.yaml for these locations."""
+    import yaml
+
+    entries = []
+    for d in DEPLOYMENTS:
+        entry: dict[str, Any] = {"name": d.name, "entrypoint": d.entrypoint, "description": d.description}
+        if d.cron:
+            entry["schedules"] = [{"cron": d.cron, "timezone": "UTC"}]
+        params = d.all_parameters(where, on_pool=True)
+        if params:
+            entry["parameters"] = params
+        entry["work_pool"] = {"name": d.work_pool, **({"job_variables": {"gpu_limit": d.gpus}} if d.gpus else {})}
+        entries.append(entry)
+    body = {
+        "name": "archive-colorizer",
+        # The worker's image has the project installed at /opt/colorize (infra/Dockerfile).
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/colorize"}}],
+        "deployments": entries,
+    }
+    return HEADER + yaml.safe_dump(body, sort_keys=False, width=120)
+
+
+if __name__ == "__main__":
+    print(prefect_yaml(), end="")
