@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.common import machine
-from colorize_core.history import META_PREFIX, RUN_TIME_FORMAT, compact_history, metadata_key, read_output_rows
+from colorize_core.history import compact_history, read_output_rows
+from colorize_core.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, read_manifest_shard, write_manifest
 from colorize_core.storage import LocalStore, ObjectInfo, open_store

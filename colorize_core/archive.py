@@ -23,7 +23,8 @@ from typing import Any
 from PIL import Image
 
 from colorize_core.errors import check_stop
-from colorize_core.history import META_PREFIX, metadata_key, read_output_rows
+from colorize_core.history import read_output_rows
+from colorize_core.layout import META_PREFIX, metadata_key
 from colorize_core.imageio import output_name_for
 from colorize_core.infer import Colorizer, batched
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from colorize_core.imageio import ImageDecodeError
+from colorize_core.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.records import SAMPLE_SCHEMA, STATUS_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.samples import Sample, prepare_sample
 from colorize_core.sharding import (
@@ -33,16 +34,6 @@ from colorize_core.sharding import (
 )
 from colorize_core.storage import InvalidKeyError, ObjectInfo, ObjectNotFound, child_uri, open_store
 
-SUMMARY_KEY = "summary.json"
-MANIFEST_KEY = "manifest.parquet"
-
-
-def shard_key(index: int) -> str:
-    return f"shards/shard-{index:05d}.parquet"
-
-
-def status_key(index: int) -> str:
-    return f"status/shard-{index:05d}.parquet"
 
 
 @dataclass
@@ -171,7 +162,7 @@ def remove_stale_shards(dest: str, num_shards: int) -> None:
     """Shards beyond the plan (left by an earlier build of a bigger source) would duplicate rows."""
     store = open_store(dest)
     wanted = {shard_key(i) for i in range(num_shards)} | {status_key(i) for i in range(num_shards)}
-    for prefix in ("shards/", "status/"):
+    for prefix in (SHARDS_PREFIX, STATUS_PREFIX):
         for obj in store.list(prefix):
             if obj.key not in wanted:
                 store.delete(obj.key)

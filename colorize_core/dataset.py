@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from colorize_core.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode, read_image
+from colorize_core.layout import SUMMARY_KEY
 from colorize_core.records import table_from_bytes
 from colorize_core.storage import ObjectNotFound, open_store
 
@@ -150,7 +151,7 @@ class ShardImages(Dataset[torch.Tensor]):
         self.image_size = image_size
         store = open_store(uri)
         try:
-            summary = json.loads(store.read("summary.json"))
+            summary = json.loads(store.read(SUMMARY_KEY))
         except ObjectNotFound:
             raise FileNotFoundError(f"{uri} has no summary.json: not a dataset built by `colorize build-dataset`") from None
         self.stored_size = int(summary["size"])
@@ -200,7 +201,7 @@ class ShardImages(Dataset[torch.Tensor]):
 
 def open_training_data(uri: str, image_size: int) -> FolderImages | ShardImages:
     """A built dataset (has summary.json; local or s3://) or a local folder of photos."""
-    if uri.startswith("s3://") or open_store(uri).exists("summary.json"):
+    if uri.startswith("s3://") or open_store(uri).exists(SUMMARY_KEY):
         return ShardImages(uri, image_size)
     return FolderImages(uri, image_size)
 

@@ -15,25 +15,17 @@ to read its shard files, is left alone (a scale-out run waits at most 24 h for i
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from colorize_core.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
 from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
 
-META_PREFIX = "_colorize/metadata/"
-PLANS_PREFIX = "_colorize/plans/"  # one manifest per run, a row group per shard: what its shard tasks read
-COMPACTED = "compacted-"
-RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"  # run ids start with their UTC start time (flows/colorize_archive.py)
 MIN_AGE = timedelta(hours=48)
-
-
-def metadata_key(run_id: str, shard: int) -> str:
-    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
 
 
 def _files(store: ObjectStore) -> list[str]:
@@ -78,10 +70,6 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def plan_key(run_id: str) -> str:
-    return f"{PLANS_PREFIX}{run_id}.parquet"
 
 
 @dataclass
@@ -170,16 +158,6 @@ def summarize(dest: str) -> HistorySummary:
     )
 
 
-def run_started(key: str) -> datetime | None:
-    """The start time in the run id that begins a metadata or plan key's name (after
-    `_colorize/<kind>/`), or None (compacted files, other run ids)."""
-    name = key.split("/", 2)[-1]
-    try:
-        return datetime.strptime(name[: len("20260101T000000")], RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class Compaction:
     key: str | None  # the compacted file written, or None when there was too little to fold
@@ -201,8 +179,7 @@ def compact_history(dest: str, *, min_files: int = 64, min_age: timedelta = MIN_
     if len(foldable) < min_files:
         return Compaction(None, 0, 0)
     rows = _read(store, foldable, columns=None)
-    stamp = (now or datetime.now(timezone.utc)).strftime(RUN_TIME_FORMAT)
-    key = f"{META_PREFIX}{COMPACTED}{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    key = compacted_key(now or datetime.now(timezone.utc))
     table = rows_to_table(rows, OUTPUT_SCHEMA)
     # Written before anything is deleted: from here on readers skip the absorbed files.
     store.write(key, table_to_bytes(table, metadata={"absorbed": foldable}))

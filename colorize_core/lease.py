@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
 from colorize_core.errors import STOP
+from colorize_core.layout import LEASE_KEY
 from colorize_core.storage import ObjectNotFound, ObjectStore, StorageError, open_store
 
-LEASE_KEY = "_colorize/lease.json"
 DEFAULT_TTL_S = 600.0
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,9 @@ Run: `colorize archive SOURCE --dest DEST [--checkpoint FILE|latest]`, or as a d
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
-from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -23,7 +21,8 @@ from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, ru
 from colorize_core.checkpoint import read_model_id
 from colorize_core.device import resolve_device
 from colorize_core.gallery import gallery_html, gallery_markdown
-from colorize_core.history import compact_history, plan_key, prune_plans
+from colorize_core.history import compact_history, prune_plans
+from colorize_core.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.registry import resolve_checkpoint
 from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
 from colorize_core.lease import Lease
@@ -153,7 +152,7 @@ def _gallery(dest: str, source: str, samples: list[tuple[str, str]], title: str)
     src, out = open_store(source), open_store(dest)
     pairs = [(key, src.read(key), out.read(out_key)) for key, out_key in samples[:6]]
     create_markdown_artifact(gallery_markdown(pairs, title), key="colorize-gallery", description=title)
-    out.write("_colorize/gallery.html", gallery_html(pairs, title).encode())
+    out.write(GALLERY_KEY, gallery_html(pairs, title).encode())
 
 
 @flow(name="colorize-archive", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -174,7 +173,7 @@ def colorize_archive(
     deployment's work pool instead of in this process's threads.
     One run per destination at a time: a second one fails with DestinationBusy naming the
     first, or waits up to `wait_s` seconds for it to finish."""
-    run_id = f"{_timestamp()}-{uuid.uuid4().hex[:8]}"
+    run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
     with Lease(dest, run_id, wait_s=wait_s) as lease:
         summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
@@ -232,8 +231,4 @@ def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[st
     create_table_artifact(table, key="colorize-counts", description=f"model {plan['model_id']}")
     _gallery(dest, source, samples, f"Colorized with {plan['model_id']}")
     return summary
-
-
-def _timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
 

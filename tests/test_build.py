@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.build import build_dataset, build_shard, shard_key, status_key
+from colorize_core.build import build_dataset, build_shard
+from colorize_core.layout import shard_key, status_key
 from colorize_core.dataset import ShardImages, StepBatchSampler, open_training_data
 from colorize_core.records import table_from_bytes
 from colorize_core.sharding import plan_manifest, read_manifest, write_manifest

@@ -133,7 +133,7 @@ def test_gpu_concurrency_limit_is_created_once() -> None:
 
 
 def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.history import META_PREFIX, metadata_key
+    from colorize_core.layout import META_PREFIX, metadata_key
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
     keys = gray_archive(gray, 3)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from colorize_core.archive import done_sources
-from colorize_core.history import META_PREFIX, RUN_TIME_FORMAT, compact_history, metadata_key, read_output_rows
+from colorize_core.history import compact_history, read_output_rows
+from colorize_core.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
 from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage import ObjectStore, open_store
 
@@ -116,7 +117,8 @@ def test_two_compactions_at_once_count_each_row_once(tmp_path: Path, monkeypatch
 
 
 def test_plans_of_finished_runs_are_pruned(store_uri: str) -> None:
-    from colorize_core.history import plan_key, prune_plans
+    from colorize_core.history import prune_plans
+    from colorize_core.layout import plan_key
 
     store = open_store(store_uri)
     old = [(NOW - timedelta(days=d)).strftime(RUN_TIME_FORMAT) + "-00000000" for d in (30, 3)]

@@ -19,8 +19,10 @@ import pytest
 from colorize_core import errors
 from colorize_core.checkpoint import CheckpointError, load_checkpoint, read_model_id
 from colorize_core.errors import RetryPolicy, call_with_retries, is_transient
-from colorize_core.history import plan_key, summarize
-from colorize_core.lease import LEASE_KEY, DestinationBusy, Lease, read_lease
+from colorize_core.history import summarize
+from colorize_core.layout import plan_key
+from colorize_core.layout import LEASE_KEY
+from colorize_core.lease import DestinationBusy, Lease, read_lease
 from colorize_core.sharding import Manifest, list_images, write_manifest
 from colorize_core.storage import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
 from tests.conftest import gray_archive

@@ -1,0 +1,73 @@
+"""Where things lie in a destination, and what a run id is: defined once, here.
+
+A colorize-archive destination (DEST):
+  <key of each source>             the colorized photo (same relative key; GIF becomes PNG)
+  _colorize/metadata/              one Parquet file per shard per run, and compacted files
+  _colorize/plans/<run id>.parquet what a run planned, one row group per shard
+  _colorize/lease.json             the run holding DEST now (lease.py)
+  _colorize/gallery.html           before / after page of the latest run
+
+A build-dataset destination:
+  shards/shard-NNNNN.parquet       training rows
+  status/shard-NNNNN.parquet       one row per source of the shard (the shard's commit)
+  manifest.parquet                 what was planned
+  summary.json                     counts, rows per shard, failures
+
+A run id is `<UTC start, YYYYmmddTHHMMSS>-<8 hex>`: it sorts by start time, and compaction and
+plan pruning read a run's age from it (`run_started`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+# colorize-archive destinations
+META_PREFIX = "_colorize/metadata/"
+PLANS_PREFIX = "_colorize/plans/"
+COMPACTED = "compacted-"  # metadata files that fold finished runs' files into one
+LEASE_KEY = "_colorize/lease.json"
+GALLERY_KEY = "_colorize/gallery.html"
+
+# build-dataset destinations
+SHARDS_PREFIX = "shards/"
+STATUS_PREFIX = "status/"
+MANIFEST_KEY = "manifest.parquet"
+SUMMARY_KEY = "summary.json"
+
+RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
+_STAMP_LEN = len("20260101T000000")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    return f"{(now or datetime.now(timezone.utc)).strftime(RUN_TIME_FORMAT)}-{uuid.uuid4().hex[:8]}"
+
+
+def run_started(key: str) -> datetime | None:
+    """The start time in the run id that begins a metadata or plan key's name (after
+    `_colorize/<kind>/`), or None (compacted files, run ids of other forms)."""
+    name = key.split("/", 2)[-1]
+    try:
+        return datetime.strptime(name[:_STAMP_LEN], RUN_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def metadata_key(run_id: str, shard: int) -> str:
+    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
+
+
+def compacted_key(now: datetime) -> str:
+    return f"{META_PREFIX}{COMPACTED}{new_run_id(now)}.parquet"
+
+
+def plan_key(run_id: str) -> str:
+    return f"{PLANS_PREFIX}{run_id}.parquet"
+
+
+def shard_key(index: int) -> str:
+    return f"{SHARDS_PREFIX}shard-{index:05d}.parquet"
+
+
+def status_key(index: int) -> str:
+    return f"{STATUS_PREFIX}shard-{index:05d}.parquet"
