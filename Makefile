@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench ui clean prefect-yaml
+.PHONY: install demo test test-fast bench ui clean prefect-yaml
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The unit tests alone: no Prefect server, no S3 server, no subprocess clusters (under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not prefect and not s3 and not slow and not chaos and not gpu" -p no:cacheprovider
 
 # The Prefect UI at http://127.0.0.1:4200; `make demo` in another terminal records its runs there.
 ui: $(STAMP)

@@ -50,11 +50,29 @@ def gray_archive(uri: str, n: int, start: int = 0, size: tuple[int, int] = (36, 
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One temporary Prefect server and database for the whole session (starting one takes ~10 s)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Models the tests train register here, not in the user's ~/.colorize.
+def colorize_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Models the tests train register here, and logs go here, not to the user's ~/.colorize.
     os.environ["COLORIZE_HOME"] = str(tmp_path_factory.mktemp("colorize-home"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs a server, so that `make test-fast` (-m "not prefect and not s3 ...")
+    runs only tests that need none: `prefect` for tests of modules that use the Prefect harness,
+    `s3` for tests on the S3 server (the s3 half of `store_uri` too)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "prefect_harness" in names:
+            item.add_marker(pytest.mark.prefect)
+        callspec = getattr(item, "callspec", None)
+        if {"s3_endpoint", "s3_bucket"} & set(names) or (callspec is not None and callspec.params.get("store_uri") == "s3"):
+            item.add_marker(pytest.mark.s3)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server and database for the session (starting one takes 10-30 s),
+    for the test modules that run flows (`pytestmark = pytest.mark.usefixtures("prefect_harness")`)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         from prefect.testing.utilities import prefect_test_harness
     except ImportError:  # a bare GPU machine runs only the gpu-marked tests, which need no Prefect

@@ -26,7 +26,7 @@ from colorize_core.storage import TMP_DIR
 from tests.conftest import gray_archive
 from tests.faultproxy import FaultProxy
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def _api_url() -> str:

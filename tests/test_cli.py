@@ -14,6 +14,8 @@ from PIL import Image
 from flows.cli import main
 from tests.conftest import SHARED_DATA
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
 
 @pytest.fixture()
 def mixed_inputs(tmp_path: Path, photo_dir: Path) -> Path:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 
 from flows.demo import demo
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def test_demo_runs_are_recorded_with_their_tasks_and_artifacts(tmp_path: Path) -> None:

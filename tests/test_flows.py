@@ -18,6 +18,8 @@ from flows.train_model import train_model
 from tests.badfiles import bad_corpus
 from tests.conftest import gray_archive, make_photo
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
 
 def _colour_archive(uri: str, n: int) -> None:
     rng = np.random.default_rng(77)
