@@ -2,8 +2,9 @@
 
 For each source image: read, decode, colorize (in batches), write the colour image under the
 destination at the same relative key, and record one row (records.OUTPUT_SCHEMA) in the shard's
-metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet` (history.py reads and compacts them). A bad image is a failed row;
-a storage error propagates so the caller can retry the shard. A photo that is already in real
+metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet` (history.py reads and compacts them). A bad image, or a
+key the destination cannot hold, is a failed row; a storage error that outlived its retries
+propagates, and the shard stays uncommitted for the next run. A photo that is already in real
 colour is a skipped row: colorizing it would only lose its true colours. Planning skips every source whose
 (key, etag) already has an `ok` row for the same model, so a re-run after a crash, or a nightly
 run over an archive that gained ten photos, processes only what is left.
@@ -161,11 +162,12 @@ def colorize_shard(
         else:
             rows[item.obj.key] = store(out, item, out_key, result, values, model_id, run_id)
 
+    check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
         loaded: Iterable[Source] = _prefetch(pool, items, load_one, 2 * colorizer.batch_size) if pool else map(load_one, items)
         for chunk in batched(loaded, colorizer.batch_size):
-            check_stop()  # a stopping process abandons the shard uncommitted
+            check_stop(run_id)  # a stopping process or run abandons the shard uncommitted
             for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
                 decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
                 on_device = [item for item in group if item.luma is not None]
@@ -186,9 +188,9 @@ def colorize_shard(
             if on_image is not None:
                 on_image(len(chunk))
         for fut in writes:
-            row = fut.result()  # a failed write (StorageError) propagates: the shard is retried
+            row = fut.result()  # a failed write (StorageError) propagates: the shard stays uncommitted
             rows[row["key"]] = row
-        check_stop()
+        check_stop(run_id)
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)

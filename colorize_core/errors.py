@@ -19,7 +19,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,9 +32,13 @@ TRANSIENT_CODES = frozenset(
     {
         "SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestLimitExceeded",
         "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable",
-        "500", "502", "503", "504", "429",
+        "OperationAborted", "429",
     }
-)  # fmt: skip
+)  # fmt: skip (and every 5xx)
+# botocore errors by name (not imported here): these never cure themselves ...
+PERMANENT_NAMES = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoRegionError", "ParamValidationError", "SSLError"})
+# ... and these do: a failed fetch of instance-metadata credentials, or of the connection.
+TRANSIENT_NAMES = frozenset({"CredentialRetrievalError", "ConnectionError", "HTTPClientError", "ResponseStreamingError", "IncompleteReadError", "ProtocolError"})
 # Local file-system errors that a retry can cure (network file systems, interrupted calls).
 TRANSIENT_ERRNOS = frozenset(
     {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.ECONNRESET, errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
@@ -45,15 +50,32 @@ NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ})
 
 # Set by a SIGTERM/SIGINT handler: long waits (retry pauses) end early, shards stop committing.
 STOP = threading.Event()
+# Set for one run (by run id) when it must stop early: a signal Prefect caught first, or a shard
+# that failed. Its other shards then abandon their work uncommitted before the run lets go of
+# its destination.
+_run_stops: dict[str, threading.Event] = {}
+_run_stops_lock = threading.Lock()
 
 
 class Interrupted(Exception):
-    """The process was asked to stop (SIGTERM/SIGINT): work in progress is abandoned uncommitted."""
+    """The process or the run was asked to stop: work in progress is abandoned uncommitted."""
 
 
-def check_stop() -> None:
+def run_stop(run_id: str) -> threading.Event:
+    with _run_stops_lock:
+        return _run_stops.setdefault(run_id, threading.Event())
+
+
+def forget_run(run_id: str) -> None:
+    with _run_stops_lock:
+        _run_stops.pop(run_id, None)
+
+
+def check_stop(run_id: str | None = None) -> None:
     if STOP.is_set():
         raise Interrupted("stopped by a signal before finishing")
+    if run_id is not None and run_stop(run_id).is_set():
+        raise Interrupted(f"run {run_id} is stopping before finishing")
 
 
 def service_code(exc: BaseException) -> str:
@@ -73,12 +95,13 @@ def is_transient(exc: BaseException) -> bool:
     code = service_code(exc)
     if code:
         return code in TRANSIENT_CODES or code.startswith("5")
-    name = type(exc).__name__
-    # botocore's connection failures (EndpointConnectionError, ConnectionClosedError,
-    # ReadTimeoutError, ConnectTimeoutError, ...) and urllib3's, without importing them here.
-    if name in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError", "ParamValidationError"):
+    # botocore's and urllib3's errors by class name (botocore's connection failures,
+    # EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ..., derive from its
+    # ConnectionError), without importing them here. A certificate failure is permanent.
+    names = [c.__name__ for c in type(exc).__mro__]
+    if names[0] in PERMANENT_NAMES:
         return False
-    if any(c.__name__ in ("ConnectionError", "HTTPClientError", "ResponseStreamingError", "IncompleteReadError", "ProtocolError") for c in type(exc).__mro__):
+    if any(name in TRANSIENT_NAMES for name in names):
         return True
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
@@ -98,8 +121,27 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> "RetryPolicy":
+        """This thread's budget (`retry_budget`), else `COLORIZE_RETRY_SECONDS`, else 300 s."""
+        budget = getattr(_budget, "total_s", None)
+        if budget is not None:
+            return cls(total_s=budget)
         total = os.environ.get("COLORIZE_RETRY_SECONDS")
         return cls(total_s=float(total)) if total else cls()
+
+
+_budget = threading.local()
+
+
+@contextmanager
+def retry_budget(total_s: float) -> Iterator[None]:
+    """Calls in this thread retry for at most `total_s` (a lease's heartbeat must give up on a
+    renewal well before the lease expires, not after five minutes)."""
+    old = getattr(_budget, "total_s", None)
+    _budget.total_s = total_s
+    try:
+        yield
+    finally:
+        _budget.total_s = old
 
 
 def call_with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:
@@ -117,12 +159,13 @@ def call_with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy | None
                 raise
             wait = random.uniform(0.0, min(policy.max_wait_s, policy.first_s * 2**attempt))
             attempt += 1
-            if time.monotonic() + wait > deadline or STOP.is_set():
+            give_up = time.monotonic() + wait > deadline or STOP.is_set()
+            if not give_up:
+                log.info("%s: transient error, retry %d in %.1fs: %s", what, attempt, wait, exc)
+                give_up = STOP.wait(wait)  # a stopping process does not wait out its retries
+            if give_up:
                 try:
                     exc.retried = True  # type: ignore[attr-defined]
                 except AttributeError:
                     pass
-                raise
-            log.info("%s: transient error, retry %d in %.1fs: %s", what, attempt, wait, exc)
-            if STOP.wait(wait):
                 raise

@@ -99,14 +99,14 @@ def planned_not_done(dest: str, rows: list[dict[str, Any]]) -> dict[str, str]:
     """key -> run id, for every source a run planned (plans of the last `MIN_AGE`) that has no
     row from that run or a later one: what a killed or still running run has yet to do."""
     store = open_store(dest)
-    last_row: dict[str, datetime] = {}
+    # Run ids sort by their start time (layout.py): comparing them needs no host's clock.
+    last_run: dict[str, str] = {}
     for row in rows:
-        if row["key"] not in last_row or row["processed_at"] > last_row[row["key"]]:
-            last_row[row["key"]] = row["processed_at"]
+        if row["key"] not in last_run or row["run_id"] > last_run[row["key"]]:
+            last_run[row["key"]] = row["run_id"]
     pending: dict[str, str] = {}
     for obj in sorted(store.list(PLANS_PREFIX), key=lambda o: o.key):
-        started = run_started(obj.key)
-        if started is None:
+        if run_started(obj.key) is None:
             continue
         run_id = obj.key[len(PLANS_PREFIX) :].removesuffix(".parquet")
         try:
@@ -114,8 +114,8 @@ def planned_not_done(dest: str, rows: list[dict[str, Any]]) -> dict[str, str]:
         except ObjectNotFound:
             continue  # pruned since the listing
         for key in keys:
-            seen = last_row.get(key)
-            if seen is None or seen < started:
+            seen = last_run.get(key)
+            if seen is None or seen < run_id:
                 pending[key] = run_id
             else:
                 pending.pop(key, None)  # an earlier plan's source that this later run did

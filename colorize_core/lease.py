@@ -7,6 +7,10 @@ thread while the run lives (`If-Match` on the lease's own etag, so a run that lo
 knows it), and deleted at the end. A holder that crashed stops renewing: its lease expires after
 `ttl_s`, and at once when it was a process of this host that no longer exists. A second run
 raises `DestinationBusy`, naming the holder, or waits for the lease with `wait_s`.
+
+A conditional write whose reply was lost is retried and then refused (the first attempt had
+succeeded): every refusal is therefore checked against the lease as it now reads, and a lease
+that names this process and run is ours.
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
-from colorize_core.errors import STOP
+from colorize_core.errors import STOP, retry_budget, run_stop
 from colorize_core.layout import LEASE_KEY
-from colorize_core.storage import ObjectNotFound, ObjectStore, StorageError, open_store
+from colorize_core.procs import pid_gone, this_host
+from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
 
 DEFAULT_TTL_S = 600.0
 log = logging.getLogger(__name__)
@@ -47,15 +51,10 @@ class LeaseInfo:
 
     def holder_gone(self) -> bool:
         """The holder was a process of this host that no longer exists (killed, crashed)."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return pid_gone(self.host, self.pid)
+
+    def is_mine(self, run_id: str) -> bool:
+        return self.run_id == run_id and self.pid == os.getpid() and self.host == this_host()
 
     def describe(self) -> str:
         return f"run {self.run_id} (pid {self.pid} on {self.host}, since {self.acquired_at}, lease expires {self.expires_at})"
@@ -72,9 +71,12 @@ def read_lease(dest: str | ObjectStore) -> tuple[LeaseInfo, str] | None:
     try:
         return LeaseInfo(**json.loads(data)), etag
     except (ValueError, TypeError):
-        # Unreadable (a foreign or damaged file): treat as expired so it can be taken over.
-        epoch = datetime.fromtimestamp(0, timezone.utc).isoformat()
-        return LeaseInfo("?", 0, "unreadable lease", epoch, epoch, epoch), etag
+        return _unknown("unreadable lease"), etag  # a foreign or damaged file: expired, so it can be taken over
+
+
+def _unknown(what: str) -> LeaseInfo:
+    epoch = datetime.fromtimestamp(0, timezone.utc).isoformat()
+    return LeaseInfo("?", 0, what, epoch, epoch, epoch)
 
 
 class Lease:
@@ -92,29 +94,34 @@ class Lease:
     def _body(self) -> bytes:
         now = datetime.now(timezone.utc)
         info = LeaseInfo(
-            socket.gethostname(), os.getpid(), self.run_id, self.acquired_at, now.isoformat(),
+            this_host(), os.getpid(), self.run_id, self.acquired_at, now.isoformat(),
             (now + timedelta(seconds=self.ttl_s)).isoformat(),
         )  # fmt: skip
         return json.dumps(asdict(info)).encode()
 
+    def _ours(self) -> str | None:
+        """The lease's etag if it names this run (a refused write that had in fact succeeded)."""
+        current = read_lease(self.store)
+        return current[1] if current is not None and current[0].is_mine(self.run_id) else None
+
     def _try_take(self) -> LeaseInfo | None:
         """Take the lease if free or abandoned; else return its holder."""
-        self.etag = self.store.create(LEASE_KEY, self._body())
-        if self.etag:
-            return None
-        current = read_lease(self.store)
-        if current is None:
-            return self._try_take()  # released between the two calls
-        holder, etag = current
-        if holder.run_id == self.run_id and holder.pid == os.getpid() and holder.host == socket.gethostname():
-            self.etag = etag  # ours: a retried create whose first attempt had succeeded
-            return None
-        if holder.expired(datetime.now(timezone.utc)) or holder.holder_gone():
-            self.etag = self.store.replace(LEASE_KEY, self._body(), etag)  # only one taker wins
+        for _ in range(3):  # the lease may come and go between our calls
+            self.etag = self.store.create(LEASE_KEY, self._body()) or self._ours()
+            if self.etag:
+                return None
+            current = read_lease(self.store)
+            if current is None:
+                continue  # released between the two calls
+            holder, etag = current
+            if not (holder.expired(datetime.now(timezone.utc)) or holder.holder_gone()):
+                return holder
+            self.etag = self.store.replace(LEASE_KEY, self._body(), etag) or self._ours()  # one taker wins
             if self.etag:
                 log.warning("took over the lease of %s: it was abandoned", holder.describe())
                 return None
-        return holder
+        current = read_lease(self.store)
+        return current[0] if current is not None else _unknown("a run that keeps taking and releasing it")
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.wait_s
@@ -133,17 +140,21 @@ class Lease:
         self._thread.start()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.ttl_s / 4):
-            try:
-                etag = self.store.replace(LEASE_KEY, self._body(), self.etag or "")
-            except StorageError as exc:  # keep trying: the lease has ttl_s to live
-                log.warning("could not renew the lease on %s: %s", self.store.uri, exc)
-                continue
-            if etag is None:
-                self.lost = True
-                log.error("lost the lease on %s: another run took it over", self.store.uri)
-                return
-            self.etag = etag
+        # Each renewal gives up after a quarter of the lease's life, so that the next one still
+        # comes before it expires.
+        with retry_budget(self.ttl_s / 4):
+            while not self._stop.wait(self.ttl_s / 4):
+                try:
+                    etag = self.store.replace(LEASE_KEY, self._body(), self.etag or "") or self._ours()
+                except Exception as exc:  # noqa: BLE001 - keep trying: the lease has ttl_s to live
+                    log.warning("could not renew the lease on %s: %s", self.store.uri, exc)
+                    continue
+                if etag is None:
+                    self.lost = True
+                    run_stop(self.run_id).set()  # its shards stop before committing more work
+                    log.error("lost the lease on %s: another run took it over", self.store.uri)
+                    return
+                self.etag = etag
 
     def release(self) -> None:
         self._stop.set()
@@ -152,7 +163,7 @@ class Lease:
         if self.lost or self.etag is None:
             return
         current = read_lease(self.store)
-        if current is not None and current[0].run_id == self.run_id:
+        if current is not None and current[0].is_mine(self.run_id):
             self.store.delete(LEASE_KEY)
         self.etag = None
 

@@ -60,7 +60,7 @@ class Source:
 
 def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
-    decoder (in an I/O thread). StorageError propagates: the shard is retried."""
+    decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
     if obj.problem:
         return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be processed safely: {obj.problem}"))
     t0 = time.perf_counter()

@@ -19,7 +19,6 @@ import errno
 import io
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from colorize_core.errors import DISK_ERRNOS, NAME_ERRNOS, call_with_retries, is_transient, service_code
+from colorize_core.procs import pid_gone, this_host
 
 T = TypeVar("T")
 
@@ -113,7 +113,7 @@ class ObjectStore(Protocol):
 
 def _temporary_name() -> str:
     # Host and pid first: the sweep knows a dead writer's files from a live one's.
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+    return f"{this_host()}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
 
 
 def _open_new(path: Path) -> int:
@@ -124,21 +124,13 @@ def _open_new(path: Path) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str | os.PathLike[str] | None = None, *, exclusive: bool = False) -> None:
     """Write to a temporary file (in `tmp_dir`, else beside `path`), fsync, then rename over
-    `path` (`exclusive`: link instead, failing with FileExistsError if `path` exists).
-
-    A `tmp_dir` is removed again when this leaves it empty: no trace beside a user's files."""
+    `path` (`exclusive`: link instead, failing with FileExistsError if `path` exists)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tmp_dir) if tmp_dir is not None else target.parent
+    folder.mkdir(parents=True, exist_ok=True)  # never removed while writers may use it: see sweep_temporaries
     tmp = folder / (("." if tmp_dir is None else "") + _temporary_name())
-    for attempt in range(3):
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = _open_new(tmp)
-            break
-        except FileNotFoundError:  # another writer removed the emptied tmp_dir just now
-            if attempt == 2:
-                raise
+    fd = _open_new(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -150,11 +142,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str |
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-        if tmp_dir is not None:
-            try:
-                folder.rmdir()
-            except OSError:
-                pass  # other writers' temporaries are in it
 
 
 def _is_temporary(name: str) -> bool:
@@ -190,20 +177,25 @@ class LocalStore:
         return path
 
     def _call(self, fn: Callable[[], T], what: str, key: str) -> T:
-        """`fn()` with OSErrors classified and transient ones retried."""
+        """`fn()` with OSErrors classified and transient ones retried. A missing file is
+        `ObjectNotFound` when reading; `FileExistsError` passes through for `create`."""
 
         def attempt() -> T:
             try:
                 return fn()
-            except (FileNotFoundError, FileExistsError):
-                raise
+            except FileExistsError:
+                if what == "create":
+                    raise
+                raise InvalidKeyError(f"{self.uri}: cannot {what} {key!r}: a file stands where a folder of its path should be") from None
+            except FileNotFoundError:
+                if what in ("read", "stat"):
+                    raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+                # A folder of the path vanished under us (a concurrent delete): worth another go.
+                raise StorageError(f"{self.uri}: cannot {what} {key!r}: a folder vanished while writing", transient=True) from None
             except OSError as exc:
                 raise _local_error(exc, self.uri, what, key) from exc
 
-        try:
-            return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
-        except FileNotFoundError:
-            raise ObjectNotFound(f"{self.uri}: no object {key!r}") from None
+        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
 
     def check_key(self, key: str) -> str | None:
         """Why this store cannot hold `key`, or None: an unsafe key, or a name longer than the
@@ -281,7 +273,7 @@ class LocalStore:
                     raise
                 atomic_write_bytes(path, data, exclusive=exclusive)  # a mount point inside the store
 
-        self._call(write, "write", key)
+        self._call(write, "create" if exclusive else "write", key)
 
     def write(self, key: str, data: bytes) -> None:
         self._write(key, data, exclusive=False)
@@ -297,14 +289,37 @@ class LocalStore:
 
     def replace(self, key: str, data: bytes, etag: str) -> str | None:
         """Overwrite `key` only while its etag is `etag`: the new etag, or None if it changed or
-        vanished. A local folder has no compare-and-swap: this checks, then renames."""
+        vanished. A local folder has no compare-and-swap, so the check and the rename happen
+        under a lock file (`<key>.lock`, taken with O_EXCL; one left by a killed process is
+        broken after a minute)."""
+        lock = self._path(key + ".lock")
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                os.close(_open_new(lock))
+                break
+            except FileNotFoundError:
+                return None  # not even its folder exists
+            except FileExistsError:
+                try:
+                    if time.time() - lock.stat().st_mtime > 60.0:
+                        lock.unlink(missing_ok=True)
+                        continue
+                except FileNotFoundError:
+                    continue
+                if time.monotonic() > deadline:
+                    raise StorageError(f"{self.uri}: {key!r} stayed locked for 30 s", transient=True) from None
+                time.sleep(0.01)
         try:
-            if self.etag(key) != etag:
+            try:
+                if self.etag(key) != etag:
+                    return None
+            except ObjectNotFound:
                 return None
-        except ObjectNotFound:
-            return None
-        self.write(key, data)
-        return self.etag(key)
+            self.write(key, data)
+            return self.etag(key)
+        finally:
+            lock.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -327,23 +342,19 @@ class LocalStore:
             if old or not _writer_alive(entry.name):
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
+        try:
+            self.tmp_dir.rmdir()  # only if empty; a writer that races this gets a transient error
+        except OSError:
+            pass
         return removed
 
 
 def _writer_alive(temporary: str) -> bool:
     """Whether the process named in a temporary's name (`<host>-<pid>-<hex>.tmp`) may still
-    write it: True unless it is a process of this host that no longer exists."""
-    host_pid = temporary.removesuffix(".tmp").rpartition("-")[0]
-    host, _, pid = host_pid.rpartition("-")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    write it: True unless it surely no longer exists."""
+    host, _, rest = temporary.partition("-")
+    pid = rest.partition("-")[0]
+    return not (pid.isdigit() and pid_gone(host, int(pid)))
 
 
 def _name_max(folder: Path) -> int:
@@ -449,7 +460,10 @@ class S3Store:
     def require_root(self) -> None:
         """The bucket exists and, with a prefix, something lies under it (S3 has no empty
         folders but for a `prefix/` marker, which counts)."""
-        self._call(lambda: self.client.head_bucket(Bucket=self.bucket), "open", "")
+        try:
+            self._call(lambda: self.client.head_bucket(Bucket=self.bucket), "open", "")
+        except ObjectNotFound:  # HEAD answers a bare 404 for a missing bucket
+            raise LocationNotFound(f"{self.uri}: bucket {self.bucket!r} does not exist (NoSuchBucket)") from None
         if self.prefix:
             page = self._call(lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/", MaxKeys=1), "list", "")
             if not page.get("KeyCount"):
@@ -516,8 +530,9 @@ class S3Store:
             try:
                 response = self.client.put_object(Bucket=self.bucket, Key=k, Body=data, **condition)
             except ClientError as exc:
-                # 412: the condition failed; 409: a concurrent conditional write won the race.
-                if service_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                # 412: the condition failed; 409: a concurrent conditional write won the race;
+                # 404: If-Match on an object that is gone.
+                if service_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"):
                     return None
                 raise
             return str(response["ETag"]).strip('"')

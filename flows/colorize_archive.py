@@ -14,12 +14,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import as_completed
+from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.checkpoint import read_model_id
 from colorize_core.device import resolve_device
+from colorize_core.errors import Interrupted, forget_run, run_stop
 from colorize_core.gallery import gallery_html, gallery_markdown
 from colorize_core.history import compact_history, prune_plans
 from colorize_core.layout import GALLERY_KEY, new_run_id, plan_key
@@ -64,7 +65,9 @@ def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
-    """Colorize one shard of a plan; a storage error fails the task (and is retried)."""
+    """Colorize one shard of a plan. Object-store calls retry transient errors themselves; what
+    still fails (an outage longer than the retry budget, a full disk) fails the task, and the
+    next run redoes the shard."""
     source, items = read_manifest_shard(plan, shard)  # this shard's rows only, not a million-row plan
     colorizer = shared_colorizer(checkpoint, device, batch_size)
     gpu = colorizer.device.type == "cuda"
@@ -175,11 +178,16 @@ def colorize_archive(
     first, or waits up to `wait_s` seconds for it to finish."""
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
-    with Lease(dest, run_id, wait_s=wait_s) as lease:
-        summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
-    if lease.lost:
-        raise RuntimeError(f"{dest}: this run lost its lease to another run while it worked; check `colorize status {dest}`")
-    return summary
+    try:
+        with Lease(dest, run_id, wait_s=wait_s) as lease:
+            try:
+                return _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
+            except Interrupted:
+                if lease.lost:
+                    raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
+                raise
+    finally:
+        forget_run(run_id)
 
 
 def _colorize(
@@ -204,9 +212,17 @@ def _colorize(
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
             futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
-            for fut in as_completed(futures):
-                outcomes.append(fut.result())
-                shards_done(len(outcomes))
+            try:
+                for fut in as_completed(futures):
+                    outcomes.append(fut.result())
+                    shards_done(len(outcomes))
+            except BaseException:
+                # A failed shard, or a signal Prefect caught first (its TerminationSignal): the
+                # other shards stop at their next batch, uncommitted, before the run lets go of
+                # its destination's lease.
+                run_stop(run_id).set()
+                wait(futures)
+                raise
     return _report(source, dest, plan, outcomes)
 
 

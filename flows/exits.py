@@ -32,7 +32,8 @@ _received: list[int] = []  # the signals this process was stopped by
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
     STOP.set()
-    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+    if len(_received) == 1:  # a second signal must not break the cleanup the first one started
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
 def install_signal_handlers() -> None:

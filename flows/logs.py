@@ -55,9 +55,11 @@ def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
     for handler in root.handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.addFilter(_not_server_chatter)
-            if not verbose:
+            if not verbose and not isinstance(handler.formatter, _WithoutTraceback):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
     path = log_path()
+    if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        return path  # set up already (a second command in one process)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
@@ -73,3 +75,4 @@ def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
 # Tracebacks of failed commands: to the log file only (the terminal gets one line).
 DETAILS = logging.getLogger("colorize.details")
 DETAILS.propagate = False
+DETAILS.addHandler(logging.NullHandler())  # no log file: the traceback goes nowhere, not to stderr

@@ -23,6 +23,7 @@ from colorize_core.history import summarize
 from colorize_core.layout import plan_key
 from colorize_core.layout import LEASE_KEY
 from colorize_core.lease import DestinationBusy, Lease, read_lease
+from colorize_core.procs import this_host
 from colorize_core.sharding import Manifest, list_images, write_manifest
 from colorize_core.storage import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
 from tests.conftest import gray_archive
@@ -57,12 +58,21 @@ def test_errors_are_classified_in_one_place(exc: BaseException, transient: bool)
 
 
 def test_botocore_connection_errors_are_transient_and_credentials_are_not() -> None:
-    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        CredentialRetrievalError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+        SSLError,
+    )
 
     assert is_transient(EndpointConnectionError(endpoint_url="http://x"))
     assert is_transient(ConnectionClosedError(endpoint_url="http://x"))
     assert is_transient(ReadTimeoutError(endpoint_url="http://x"))
+    assert is_transient(CredentialRetrievalError(provider="imds", error_msg="timed out"))
     assert not is_transient(NoCredentialsError())
+    assert not is_transient(SSLError(endpoint_url="https://x", error="certificate verify failed"))
 
 
 def test_retries_back_off_until_the_total_then_mark_the_error() -> None:
@@ -148,6 +158,8 @@ def test_missing_source_is_an_error_and_an_empty_one_is_not(tmp_path: Path, s3_b
     assert list_images(open_store(str(tmp_path / "empty"))) == []
     with pytest.raises(LocationNotFound):
         list_images(open_store(f"s3://{s3_bucket}/typo"))
+    with pytest.raises(LocationNotFound, match="does not exist"):
+        list_images(open_store("s3://no-such-bucket-at-all/photos"))
     open_store(f"s3://{s3_bucket}").write("folder/readme.txt", b"not an image")
     assert list_images(open_store(f"s3://{s3_bucket}/folder")) == []
 
@@ -180,7 +192,7 @@ def test_local_writes_follow_the_umask_and_leave_no_temporaries(tmp_path: Path) 
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "dest" / "a" / "b.jpg").stat().st_mode)
     assert mode == 0o644
-    assert not (tmp_path / "dest" / TMP_DIR).exists()  # emptied and removed
+    assert list((tmp_path / "dest" / TMP_DIR).iterdir()) == []
 
 
 def test_a_name_the_file_system_cannot_hold_is_a_key_error_and_a_full_disk_is_permanent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,19 +211,26 @@ def test_a_name_the_file_system_cannot_hold_is_a_key_error_and_a_full_disk_is_pe
     assert not err.value.transient and time.monotonic() - started < 1
 
 
+def test_a_file_where_a_folder_should_be_fails_that_key_only(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write("a.jpg", b"x")
+    with pytest.raises(InvalidKeyError, match="a file stands where a folder"):
+        store.write("a.jpg/b.jpg", b"y")  # S3 holds both keys; a file system cannot
+
+
 def test_temporaries_of_a_dead_writer_are_swept(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     # A writer killed mid-write leaves its temporary: a process that has exited by now.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     store.tmp_dir.mkdir()
-    import socket
-
-    left = store.tmp_dir / f"{socket.gethostname()}-{dead.stdout.strip()}-abcdef.tmp"
+    left = store.tmp_dir / f"{this_host()}-{dead.stdout.strip()}-abcdef.tmp"
     left.write_bytes(b"half")
-    mine = store.tmp_dir / f"{socket.gethostname()}-{os.getpid()}-123456.tmp"
+    mine = store.tmp_dir / f"{this_host()}-{os.getpid()}-123456.tmp"
     mine.write_bytes(b"in progress")
     assert store.sweep_temporaries() == 1
     assert not left.exists() and mine.exists()
+    mine.unlink()
+    assert store.sweep_temporaries() == 0 and not store.tmp_dir.exists()  # the emptied folder goes too
     assert [o.key for o in store.list()] == []  # temporaries are never listed
 
 
@@ -234,6 +253,34 @@ def test_lease_is_exclusive_renewed_released_and_taken_over_when_abandoned(store
     with Lease(store_uri, "run-c") as taker:
         assert read_lease(store_uri)[0].run_id == "run-c"  # type: ignore[index]
     assert not taker.lost
+
+
+def test_a_lease_write_refused_after_its_lost_reply_is_still_ours(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conditional write succeeds, its reply is lost, the retry is refused (412): the lease
+    names this run, so it is ours, not taken by another."""
+    lease = Lease(store_uri, "run-a", ttl_s=0.4)
+    store = lease.store
+    real_create, real_replace = store.create, store.replace
+    monkeypatch.setattr(store, "create", lambda key, data: (real_create(key, data), None)[1])
+    monkeypatch.setattr(store, "replace", lambda key, data, etag: (real_replace(key, data, etag), None)[1])
+    with lease:
+        time.sleep(0.5)  # several heartbeats, each "refused"
+        assert not lease.lost
+    assert read_lease(store_uri) is None
+
+
+def test_a_lost_lease_stops_the_runs_shards(tmp_path: Path) -> None:
+    from colorize_core.errors import Interrupted, run_stop
+
+    dest = str(tmp_path / "dest")
+    with Lease(dest, "run-a", ttl_s=0.4) as lease:
+        other = {"host": "elsewhere", "pid": 1, "run_id": "run-b", "acquired_at": "x", "heartbeat_at": "x", "expires_at": "2999-01-01T00:00:00+00:00"}
+        open_store(dest).write(LEASE_KEY, json.dumps(other).encode())  # taken over while we stalled
+        time.sleep(0.3)
+        assert lease.lost and run_stop("run-a").is_set()
+        with pytest.raises(Interrupted):
+            errors.check_stop("run-a")
+    assert read_lease(dest)[0].run_id == "run-b"  # type: ignore[index]  # not deleted by the loser
 
 
 def test_a_lease_waits_for_its_holder_when_asked(tmp_path: Path) -> None:
@@ -273,3 +320,19 @@ def test_status_shows_what_a_killed_run_planned_and_did_not_do(tmp_path: Path, t
     summary = summarize(dest)
     assert summary.sources == 6 and summary.latest == {"ok": 2, "pending": 4}
     assert {run for _, run in summary.pending} == {run_id}
+
+
+def test_a_stopping_run_leaves_its_shard_uncommitted(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from colorize_core.archive import colorize_shard, plan_archive, shared_colorizer
+    from colorize_core.errors import Interrupted, forget_run, run_stop
+
+    src, dest = str(tmp_path / "gray"), str(tmp_path / "out")
+    gray_archive(src, 4)
+    plan = plan_archive(src, dest, read_model_id(tiny_checkpoint), shard_size=4)
+    run_stop("run-x").set()
+    try:
+        with pytest.raises(Interrupted):
+            colorize_shard(src, dest, plan.shard(0), shared_colorizer(str(tiny_checkpoint), "cpu"), run_id="run-x", shard=0)
+    finally:
+        forget_run("run-x")
+    assert not (tmp_path / "out" / "_colorize" / "metadata").exists()  # nothing committed
