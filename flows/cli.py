@@ -20,9 +20,8 @@ from typing import NoReturn
 from colorize_core.batch import FileResult, colorize_files, expand_inputs
 from colorize_core.evaluate import evaluate
 from colorize_core.infer import Colorizer
-from colorize_core.models import ARCHS
 from colorize_core.sharding import DEFAULT_SHARD_SIZE
-from colorize_core.train import OPTIMIZERS
+from colorize_core.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
 from flows.local_server import start_temporary_server
 from flows.logs import DETAILS, setup_logging
@@ -49,6 +48,16 @@ def _checkpoint_arg(p: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    """`train`'s options, one per training parameter (colorize_core/train_params.py)."""
+    for param in TRAIN_PARAMS:
+        flag = "--" + param.name.replace("_", "-")
+        if param.type is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default(param), help=param.help)
+        else:
+            p.add_argument(flag, type=param.type, choices=param.choices, default=default(param), help=param.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", formatter_class=fmt)
@@ -65,25 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
     p.add_argument("--data", required=True, help="dataset from build-dataset (local or s3://), or a folder of colour photos")
     p.add_argument("--out", required=True, help="checkpoint file to write (and resume from)")
-    p.add_argument("--model", choices=ARCHS, default="residual_encoder", help="architecture")
-    p.add_argument("--backbone-weights", default="imagenet", help="imagenet, none, or a VGG16 state-dict file")
-    p.add_argument("--train-backbone", action="store_true", help="fine-tune VGG16 too (frozen by default)")
-    p.add_argument("--image-size", type=int, default=224, help="training crop size (multiple of 8)")
-    p.add_argument("--batch-size", type=int, default=6, help="images per step (per process under torchrun)")
-    p.add_argument("--steps", type=int, default=1000, help="total optimiser steps (0: write an untrained checkpoint)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimiser")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and sampling")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--val-every", type=int, default=0, help="steps between validation triptychs (0: at the end)")
-    p.add_argument("--val-data", default=None, help="folder of validation photos (default: the first training photos)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
-    p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after this much time")
-    p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays on long GPU runs; a minute to start)")
-    _device_arg(p)
+    _train_args(p)
 
     p = sub.add_parser("eval", help="score a model against colour photos and the gray baseline", formatter_class=fmt)
     _checkpoint_arg(p, required=True)
@@ -155,9 +146,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 def _train_params(args: argparse.Namespace) -> dict[str, object]:
     """The `train` flags as the train-model flow's parameters."""
-    names = ("steps", "image_size", "batch_size", "model", "backbone_weights", "train_backbone", "optimizer", "lr", "momentum")
-    names += ("weight_decay", "seed", "checkpoint_every", "val_every", "val_data", "device", "workers", "max_seconds", "resume", "compile")
-    return {name: getattr(args, name) for name in names}
+    return {param.name: getattr(args, param.name) for param in TRAIN_PARAMS}
 
 
 def cmd_train(args: argparse.Namespace) -> int:

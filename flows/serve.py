@@ -74,7 +74,8 @@ DEPLOYMENTS = (
         "train",
         "flows/train_model.py:train_model",
         "Train (resuming) and register the model as the latest.",
-        lambda at: {"data": at.dataset, "checkpoint": at.checkpoint, "registry": at.registry},
+        # A scheduled retrain continues the model it trained before (`resume`).
+        lambda at: {"data": at.dataset, "checkpoint": at.checkpoint, "registry": at.registry, "resume": True},
         work_pool="colorize-gpu",
         gpus=1,
         pool_parameters={"steps": 100000, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "workers": 8, "val_every": 1000},

@@ -19,9 +19,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from colorize_core.gallery import image_uri
 from colorize_core.registry import register_model
-from colorize_core.models import ModelConfig
 from colorize_core.storage import LocalStore, ObjectNotFound, split_uri
 from colorize_core.train import StepInfo, TrainConfig, TrainResult, train
+from colorize_core.train_params import DEFAULTS, to_train_config
 
 
 def loss_chart(losses: list[tuple[int, float]], width: int = 480, height: int = 200) -> Image.Image:
@@ -75,79 +75,37 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
     return replace(result, checkpoint=checkpoint_uri)
 
 
-def make_train_config(
-    data: str,
-    checkpoint: str,
-    *,
-    steps: int,
-    image_size: int,
-    batch_size: int,
-    model: str,
-    backbone_weights: str,
-    train_backbone: bool,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    seed: int,
-    checkpoint_every: int,
-    val_every: int,
-    val_data: str | None,
-    device: str,
-    workers: int | None,
-    max_seconds: float | None,
-    resume: bool,
-    compile: bool = False,
-) -> TrainConfig:
+def make_train_config(data: str, checkpoint: str, **values: Any) -> TrainConfig:
     """The flow's flat parameters (what the UI and deployments show) -> a `TrainConfig`."""
-    return TrainConfig(
-        data=data,
-        out=checkpoint,
-        model=ModelConfig(arch=model, image_size=image_size, train_backbone=train_backbone),  # type: ignore[arg-type]
-        backbone_weights=backbone_weights,
-        batch_size=batch_size,
-        steps=steps,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        device=device,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        val_every=val_every,
-        val_data=val_data,
-        num_workers=workers,
-        max_seconds=max_seconds,
-        resume=resume,
-        compile=compile,
-        # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
-        val_dir=None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val")),
-    )
+    # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
+    val_dir = None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val"))
+    return to_train_config(data, checkpoint, values, val_dir=val_dir)
 
 
 @flow(name="train-model", log_prints=True)
 def train_model(
     data: str,
     checkpoint: str,
-    steps: int = 1000,
-    image_size: int = 224,
-    batch_size: int = 6,
-    model: str = "residual_encoder",
-    backbone_weights: str = "imagenet",
-    train_backbone: bool = False,
-    optimizer: str = "sgd",
-    lr: float = 0.1,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    checkpoint_every: int = 500,
-    val_every: int = 0,
-    val_data: str | None = None,
-    device: str = "auto",
-    workers: int | None = None,
-    max_seconds: float | None = None,
-    resume: bool = True,
-    compile: bool = False,
+    # Defaults from TrainConfig through colorize_core/train_params.py (tests check each one).
+    steps: int = DEFAULTS["steps"],
+    image_size: int = DEFAULTS["image_size"],
+    batch_size: int = DEFAULTS["batch_size"],
+    model: str = DEFAULTS["model"],
+    backbone_weights: str = DEFAULTS["backbone_weights"],
+    train_backbone: bool = DEFAULTS["train_backbone"],
+    optimizer: str = DEFAULTS["optimizer"],
+    lr: float = DEFAULTS["lr"],
+    momentum: float = DEFAULTS["momentum"],
+    weight_decay: float = DEFAULTS["weight_decay"],
+    seed: int = DEFAULTS["seed"],
+    checkpoint_every: int = DEFAULTS["checkpoint_every"],
+    val_every: int = DEFAULTS["val_every"],
+    val_data: str | None = DEFAULTS["val_data"],
+    device: str = DEFAULTS["device"],
+    workers: int | None = DEFAULTS["workers"],
+    max_seconds: float | None = DEFAULTS["max_seconds"],
+    resume: bool = DEFAULTS["resume"],
+    compile: bool = DEFAULTS["compile"],
     registry: str | None = None,
 ) -> dict[str, Any]:
     """Train on a dataset URI, write the checkpoint to `checkpoint` (a path or URI), register it."""

@@ -52,7 +52,7 @@ def test_serve_puts_each_location_in_its_role() -> None:
     assert served["nightly"].parameters == {"source": "bw", "dest": "out", "checkpoint": "latest"}
     # The training set is rebuilt from colour photos, never from the black-and-white archive.
     assert served["rebuild-dataset"].parameters == {"source": "colour", "dest": "ds", "size": 256}
-    assert served["train"].parameters == {"data": "ds", "checkpoint": "model.safetensors"}
+    assert served["train"].parameters == {"data": "ds", "checkpoint": "model.safetensors", "resume": True}
     assert served["nightly"].schedules and served["nightly"].schedules[0].schedule.cron == NIGHTLY_CRON
     for d in DEPLOYMENTS:
         assert served[d.name].flow_name == _load_entrypoint(d.entrypoint).name
