@@ -111,6 +111,9 @@ class ObjectStore(Protocol):
     def etag(self, key: str) -> str: ...
 
 
+_MKDIR_TRIES = 20
+
+
 def _temporary_name() -> str:
     # Host and pid first: the sweep knows a dead writer's files from a live one's.
     return f"{this_host()}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
@@ -124,13 +127,22 @@ def _open_new(path: Path) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str | os.PathLike[str] | None = None, *, exclusive: bool = False) -> None:
     """Write to a temporary file (in `tmp_dir`, else beside `path`), fsync, then rename over
-    `path` (`exclusive`: link instead, failing with FileExistsError if `path` exists)."""
+    `path` (`exclusive`: link instead, failing with FileExistsError if `path` exists).
+
+    A `tmp_dir` this leaves empty is removed: no trace beside a user's files. Writers in other
+    threads may remove it between our mkdir and our open; we then make it again."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tmp_dir) if tmp_dir is not None else target.parent
-    folder.mkdir(parents=True, exist_ok=True)  # never removed while writers may use it: see sweep_temporaries
     tmp = folder / (("." if tmp_dir is None else "") + _temporary_name())
-    fd = _open_new(tmp)
+    for attempt in range(_MKDIR_TRIES):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = _open_new(tmp)
+            break
+        except (FileNotFoundError, FileExistsError):  # the folder went between the two calls
+            if attempt == _MKDIR_TRIES - 1 or tmp.exists():
+                raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -142,6 +154,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str |
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        if tmp_dir is not None:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # other writers' temporaries are in it
 
 
 def _is_temporary(name: str) -> bool:

@@ -37,6 +37,20 @@ def _run(cmd: list[str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
 
+def psql(db_url: str, sql: str) -> str:
+    """Run one query against the server of `db_url` (as `postgres_server` yields it); its output."""
+    bindir = postgres_bin()
+    assert bindir is not None
+    hostport = db_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = hostport.split(":")
+    done = subprocess.run(
+        [str(bindir / "psql"), "-h", host, "-p", port, "-U", "postgres", "-d", "prefect", "-tAc", sql], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """initdb, start on a free port, create database `prefect`; yields its asyncpg URL."""

@@ -40,6 +40,20 @@ def wait_healthy(api_url: str, proc: subprocess.Popen[bytes], timeout_s: float =
         time.sleep(0.5)
 
 
+def drain_prefect_workers() -> None:
+    """Send this process's queued Prefect logs and events now, while the server they are for is
+    up: queued for a server that has stopped, they would hang the next drain (the session
+    harness drains at its teardown) retrying forever."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        APILogWorker.instance().drain()
+    except RuntimeError:
+        pass  # never started
+    EventsWorker.drain_all()
+
+
 @contextmanager
 def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tuple[str, dict[str, str]]]:
     """Start `prefect server start` on a free loopback port; yields (API URL, env for clients)."""

@@ -85,7 +85,7 @@ def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> 
     assert summary["failed"] == len(failed)
     # Real colour photos are left alone (skipped); gray, sepia and alpha ones are colorized.
     assert rows["cmyk.jpg"]["status"] == "skipped" and rows["gray16.png"]["status"] == "ok"
-    assert rows["animated.gif"]["status"] in ("ok", "skipped")
+    assert rows["animated.gif"]["status"] == "skipped"  # its first frame is a colour photo
     assert rows["sepia.jpg"]["status"] == "ok" and rows["sepia.jpg"]["output_key"] == "sepia.jpg"
 
 

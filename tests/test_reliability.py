@@ -192,7 +192,7 @@ def test_local_writes_follow_the_umask_and_leave_no_temporaries(tmp_path: Path) 
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "dest" / "a" / "b.jpg").stat().st_mode)
     assert mode == 0o644
-    assert list((tmp_path / "dest" / TMP_DIR).iterdir()) == []
+    assert not (tmp_path / "dest" / TMP_DIR).exists()  # emptied and removed
 
 
 def test_a_name_the_file_system_cannot_hold_is_a_key_error_and_a_full_disk_is_permanent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,6 +216,16 @@ def test_a_file_where_a_folder_should_be_fails_that_key_only(tmp_path: Path) -> 
     store.write("a.jpg", b"x")
     with pytest.raises(InvalidKeyError, match="a file stands where a folder"):
         store.write("a.jpg/b.jpg", b"y")  # S3 holds both keys; a file system cannot
+
+
+def test_concurrent_writers_share_the_temporary_folder(tmp_path: Path) -> None:
+    """Each writer removes the temporary folder it leaves empty; the others make it again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = LocalStore(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.write(f"d{i % 5}/k{i}.bin", b"x" * (i % 7)), range(400)))
+    assert len(list(store.list())) == 400 and not store.tmp_dir.exists()
 
 
 def test_temporaries_of_a_dead_writer_are_swept(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.history import read_output_rows
 from flows.colorize_archive import colorize_archive, colorize_shard_flow
-from tests.prefect_server import prefect_server, process_worker
+from tests.prefect_server import drain_prefect_workers, prefect_server, process_worker
 from tests.conftest import gray_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,3 +36,4 @@ def test_shards_run_as_flow_runs_on_a_process_work_pool(tmp_path: Path, tiny_che
             assert len(runs) == 3  # 5 images in shards of 2
             assert all(r.state is not None and r.state.is_completed() for r in runs)
             assert {r.parameters["shard"] for r in runs} == {0, 1, 2}
+        drain_prefect_workers()

@@ -64,8 +64,37 @@ def test_local_store_cannot_be_escaped_through_a_symlink(tmp_path: Path) -> None
 def test_local_writes_are_atomic_and_hide_temporaries(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.write("k.bin", b"old")
-    (tmp_path / ".k.bin.abc.tmp").write_bytes(b"half")  # what a crashed writer leaves
+    (tmp_path / ".k.bin.abc.tmp").write_bytes(b"half")  # what a crashed writer of an older version left
     assert [o.key for o in store.list()] == ["k.bin"]
+
+
+def test_a_reader_never_sees_a_partial_object(store_uri: str) -> None:
+    """While a writer rewrites a 4 MB object over and over, a reader sees the old or the new
+    bytes whole, every time: never a prefix, never a mix."""
+    import threading
+
+    store = open_store(store_uri)
+    versions = [bytes([v]) * (4 << 20) for v in range(4)]
+    store.write("big.bin", versions[0])
+    done = threading.Event()
+    seen: list[int] = []
+    torn: list[int] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            data = store.read("big.bin")
+            if data in versions:
+                seen.append(data[0])
+            else:
+                torn.append(len(data))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(1, 13):
+        store.write("big.bin", versions[i % 4])
+    done.set()
+    thread.join()
+    assert torn == [] and len(seen) > 1
 
 
 def test_uris() -> None:

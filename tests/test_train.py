@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,14 +100,17 @@ def test_triptychs_are_named_by_step_and_show_three_columns(photo_dir: Path, tmp
         assert img.size == (3 * 32, 4 * 32)  # gray | colorized | truth, one row per validation photo
 
 
-def test_a_bad_file_in_the_training_folder_is_skipped(photo_dir: Path, tmp_path: Path) -> None:
+def test_a_bad_file_in_the_training_folder_is_skipped(photo_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for p in sorted(photo_dir.iterdir())[:3]:
         (data / p.name).write_bytes(p.read_bytes())
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    result = train(_cfg(data, tmp_path / "m.safetensors", steps=3))
+    caplog.set_level(logging.WARNING, logger="colorize_core.dataset")
+    result = train(_cfg(data, tmp_path / "m.safetensors", steps=3, batch_size=4))  # every file is drawn
     assert result.step == 3
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping training image")]
+    assert len(skipped) == 1 and "broken.jpg" in skipped[0]  # skipped once, then never drawn again
 
 
 def test_sampler_is_a_function_of_seed_and_step() -> None:
