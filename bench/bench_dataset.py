@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import SHARED, machine
-from colorize_core.build import build_dataset
-from colorize_core.samples import prepare_sample
+from colorize_core.data.build import build_dataset
+from colorize_core.data.samples import prepare_sample
 
 def make_large_scans(src: Path, out: Path, min_pixels: int = 3_000_000) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)

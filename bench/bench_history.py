@@ -19,11 +19,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.common import machine
-from colorize_core.history import compact_history, read_output_rows
-from colorize_core.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
-from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, read_manifest_shard, write_manifest
-from colorize_core.storage import LocalStore, ObjectInfo, open_store
+from colorize_core.archive.history import compact_history, read_output_rows
+from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
+from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
+from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest, read_manifest_shard, write_manifest
+from colorize_core.storage.stores import LocalStore, ObjectInfo, open_store
 
 
 def make_history(uri: str, runs: int, shards: int, rows: int, now: datetime) -> None:

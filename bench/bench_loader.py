@@ -21,9 +21,9 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from bench.common import jpeg_bytes, machine, smooth_photo
-from colorize_core.build import build_dataset
-from colorize_core.dataset import CONTEXT, Item, ShardImages, StepBatchSampler, random_crop_flip, resize_short_side
-from colorize_core.storage import open_store
+from colorize_core.data.build import build_dataset
+from colorize_core.data.dataset import CONTEXT, Item, ShardImages, StepBatchSampler, random_crop_flip, resize_short_side
+from colorize_core.storage.stores import open_store
 
 
 def make_colour_photos(uri: str, n: int) -> None:

@@ -20,9 +20,9 @@ import time
 import torch
 
 from bench.common import machine
-from colorize_core.device import autocast_dtype, resolve_device
-from colorize_core.loss import BlurredUVLoss
-from colorize_core.models import ARCHS, ModelConfig, build_model
+from colorize_core.model.device import autocast_dtype, resolve_device
+from colorize_core.model.loss import BlurredUVLoss
+from colorize_core.model.models import ARCHS, ModelConfig, build_model
 
 
 def inference_rate(arch: str, device: torch.device, size: int, batch: int, iters: int) -> float:
@@ -80,7 +80,7 @@ def _peak_rss() -> int:
 
 def peak_in_subprocess(arch: str, device: str, size: int, batch: int) -> int:
     code = (
-        "import sys; from bench.bench_models import train_step_peak; from colorize_core.device import resolve_device;"
+        "import sys; from bench.bench_models import train_step_peak; from colorize_core.model.device import resolve_device;"
         f"print(train_step_peak({arch!r}, resolve_device({device!r}), {size}, {batch}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from colorize_core.dataset import list_image_files
-from colorize_core.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
-from colorize_core.infer import Colorizer
-from colorize_core.metrics import colourfulness, psnr, ssim
+from colorize_core.data.dataset import list_image_files
+from colorize_core.storage.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
+from colorize_core.model.infer import Colorizer
+from colorize_core.model.metrics import colourfulness, psnr, ssim
 
 # Below this colourfulness a "colour" photo is effectively gray: it has no colour to recover.
 MIN_TRUTH_COLOURFULNESS = 2.0

@@ -17,11 +17,11 @@ import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
 
-from colorize_core.batch import FileResult, colorize_files, expand_inputs
+from colorize_core.local_files import FileResult, colorize_files, expand_inputs
 from colorize_core.evaluate import evaluate
-from colorize_core.infer import Colorizer
-from colorize_core.sharding import DEFAULT_SHARD_SIZE
-from colorize_core.train_params import TRAIN_PARAMS, default
+from colorize_core.model.infer import Colorizer
+from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
+from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
 from flows.local_server import start_temporary_server
 from flows.logs import DETAILS, setup_logging
@@ -49,7 +49,7 @@ def _checkpoint_arg(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    """`train`'s options, one per training parameter (colorize_core/train_params.py)."""
+    """`train`'s options, one per training parameter (colorize_core/training/train_params.py)."""
     for param in TRAIN_PARAMS:
         flag = "--" + param.name.replace("_", "-")
         if param.type is bool:
@@ -163,8 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_under_torchrun(args: argparse.Namespace) -> int:
     """One rank of a `torchrun` data-parallel run: train in this process (one flow run per rank
     would be N runs); rank 0 writes checkpoints and registers the model."""
-    from colorize_core.registry import register_model
-    from colorize_core.train import train
+    from colorize_core.training.registry import register_model
+    from colorize_core.training.train import train
     from flows.train_model import make_train_config
 
     cfg = make_train_config(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
@@ -283,8 +283,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from colorize_core.history import summarize
-    from colorize_core.lease import read_lease
+    from colorize_core.archive.history import summarize
+    from colorize_core.archive.lease import read_lease
 
     summary = summarize(args.dest)
     lease = read_lease(args.dest)

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from colorize_core.errors import is_transient
+from colorize_core.storage.errors import is_transient
 
 RETRIES = 2
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2 s, 4 s

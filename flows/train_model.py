@@ -17,11 +17,11 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import task_run
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from colorize_core.gallery import image_uri
-from colorize_core.registry import register_model
-from colorize_core.storage import LocalStore, ObjectNotFound, split_uri
-from colorize_core.train import StepInfo, TrainConfig, TrainResult, train
-from colorize_core.train_params import DEFAULTS, to_train_config
+from colorize_core.archive.gallery import image_uri
+from colorize_core.training.registry import register_model
+from colorize_core.storage.stores import LocalStore, ObjectNotFound, split_uri
+from colorize_core.training.train import StepInfo, TrainConfig, TrainResult, train
+from colorize_core.training.train_params import DEFAULTS, to_train_config
 
 
 def loss_chart(losses: list[tuple[int, float]], width: int = 480, height: int = 200) -> Image.Image:
@@ -86,7 +86,7 @@ def make_train_config(data: str, checkpoint: str, **values: Any) -> TrainConfig:
 def train_model(
     data: str,
     checkpoint: str,
-    # Defaults from TrainConfig through colorize_core/train_params.py (tests check each one).
+    # Defaults from TrainConfig through colorize_core/training/train_params.py (tests check each one).
     steps: int = DEFAULTS["steps"],
     image_size: int = DEFAULTS["image_size"],
     batch_size: int = DEFAULTS["batch_size"],

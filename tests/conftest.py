@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize_core.checkpoint import save_checkpoint
-from colorize_core.models import ModelConfig, build_model
+from colorize_core.model.checkpoint import save_checkpoint
+from colorize_core.model.models import ModelConfig, build_model
 from tests.s3server import apply_env, s3_server
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,7 +34,7 @@ def make_photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
 
 def gray_archive(uri: str, n: int, start: int = 0, size: tuple[int, int] = (36, 44)) -> list[str]:
     """`n` small gray PNG photos under `uri` (`box N/photo_NNN.png`); returns their keys."""
-    from colorize_core.storage import open_store
+    from colorize_core.storage.stores import open_store
 
     rng = np.random.default_rng(start)
     store = open_store(uri)
@@ -165,3 +165,49 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "store")
     bucket = request.getfixturevalue("s3_bucket")
     return f"s3://{bucket}/some/prefix"
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 92, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, **kw)
+    return buf.getvalue()
+
+
+def bogus_huffman(data: bytes) -> bytes:
+    """A JPEG whose header parses but whose Huffman table the decoder rejects."""
+    b = bytearray(data)
+    i = b.index(b"\xff\xc4")
+    b[i + 5 : i + 21] = b"\xff" * 16  # code counts summing far past 256
+    return bytes(b)
+
+
+@pytest.fixture()
+def jpeg_archive(tmp_path: Path) -> str:
+    """Gray JPEGs (1-component and 3-component, rotated, with trailing bytes), a colour JPEG,
+    a JPEG named .png, a file the device decoder rejects, and the bad-file corpus."""
+    from colorize_core.storage.stores import open_store
+    from tests.badfiles import bad_corpus  # it imports this module
+
+    uri = str(tmp_path / "src")
+    store = open_store(uri)
+    rng = np.random.default_rng(7)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    gray = [make_photo(rng, 40 + 8 * i, 56 - 4 * i).convert("L") for i in range(6)]
+    store.write("gray/a.jpg", jpeg_bytes(gray[0]))
+    store.write("gray/b three components.jpg", jpeg_bytes(gray[1].convert("RGB")))
+    store.write("gray/c rotated.jpg", jpeg_bytes(gray[2].convert("RGB"), exif=exif))
+    store.write("gray/d.jpeg", jpeg_bytes(gray[3]) + b"\x00" * 40)
+    store.write("gray/e jpeg named.png", jpeg_bytes(gray[4]))
+    store.write("gray/f bogus huffman.jpg", bogus_huffman(jpeg_bytes(gray[5])))
+    store.write("colour/photo.jpg", jpeg_bytes(make_photo(rng, 48, 64)))
+    for key, (data, _) in bad_corpus().items():
+        store.write(f"bad/{key}", data)
+    return uri
+
+
+def luma_of(data: bytes) -> np.ndarray:
+    """0..255 luma, 16-bit sources scaled (not clipped) as the colorizer reads them."""
+    from colorize_core.storage.imageio import decode, luma_and_alpha
+
+    return luma_and_alpha(decode(data))[0].astype(np.float64) * 255.0

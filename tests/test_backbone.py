@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models import vgg16
 
-from colorize_core.backbone import BackboneWeightsError, VGG16Taps, imagenet_weights_path
+from colorize_core.model.backbone import BackboneWeightsError, VGG16Taps, imagenet_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_pickled_code_is_never_run(tmp_path: Path) -> None:
 
 
 def test_our_features_match_torchvision_layout(vgg_state: dict[str, torch.Tensor]) -> None:
-    from colorize_core.backbone import vgg16_features
+    from colorize_core.model.backbone import vgg16_features
 
     ours = vgg16_features()
     theirs = vgg16(weights=None).features[:23]

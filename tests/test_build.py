@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.build import build_dataset, build_shard
-from colorize_core.layout import shard_key, status_key
-from colorize_core.dataset import ShardImages, StepBatchSampler, open_training_data
-from colorize_core.records import table_from_bytes
-from colorize_core.sharding import plan_manifest, read_manifest, write_manifest
-from colorize_core.storage import StorageError, open_store
+from colorize_core.data.build import build_dataset, build_shard
+from colorize_core.archive.layout import shard_key, status_key
+from colorize_core.data.dataset import ShardImages, StepBatchSampler, open_training_data
+from colorize_core.storage.records import table_from_bytes
+from colorize_core.data.sharding import plan_manifest, read_manifest, write_manifest
+from colorize_core.storage.stores import StorageError, open_store
 from tests.badfiles import bad_corpus
 
 
@@ -96,7 +96,7 @@ def test_storage_errors_propagate_for_a_retry(tmp_path: Path, monkeypatch: pytes
     archive = str(tmp_path / "archive")
     _fill(archive, bad_corpus())
     calls = {"n": 0}
-    from colorize_core import storage
+    from colorize_core.storage import stores as storage
 
     original = storage.LocalStore.read
 
@@ -137,8 +137,8 @@ def test_block_shuffle_keeps_rows_of_a_window_together() -> None:
 
 
 def test_a_shard_of_a_big_manifest_is_read_alone(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.sharding import Manifest, read_manifest, read_manifest_shard, write_manifest
-    from colorize_core.storage import ObjectInfo, split_uri
+    from colorize_core.data.sharding import Manifest, read_manifest, read_manifest_shard, write_manifest
+    from colorize_core.storage.stores import ObjectInfo, split_uri
 
     objects = [ObjectInfo(f"box {i // 100}/photo_{i:05d}.jpg", 1000 + i, f"{i:032x}") for i in range(200_000)]
     uri = store_uri.rstrip("/") + "/plans/big.parquet"

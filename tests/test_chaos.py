@@ -20,9 +20,9 @@ import boto3
 import pytest
 from PIL import Image
 
-from colorize_core.history import read_output_rows
-from colorize_core.lease import read_lease
-from colorize_core.storage import TMP_DIR
+from colorize_core.archive.history import read_output_rows
+from colorize_core.archive.lease import read_lease
+from colorize_core.storage.stores import TMP_DIR
 from tests.conftest import gray_archive
 from tests.faultproxy import FaultProxy
 

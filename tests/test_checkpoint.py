@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from colorize_core.models import ModelConfig, build_model
+from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from colorize_core.model.models import ModelConfig, build_model
 
 
 @pytest.mark.parametrize("arch", ["residual_encoder", "hypercolumn"])
@@ -89,7 +89,7 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path: Path, tiny_checkpoint:
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("colorize_core.storage.os.replace", boom)
+    monkeypatch.setattr("colorize_core.storage.stores.os.replace", boom)
     with pytest.raises(OSError):
         save_checkpoint(target, model)
     assert target.read_bytes() == tiny_checkpoint.read_bytes()
@@ -97,8 +97,8 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path: Path, tiny_checkpoint:
 
 
 def test_model_id_from_the_header_alone(store_uri: str, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.checkpoint import read_model_id
-    from colorize_core.storage import open_store, split_uri
+    from colorize_core.model.checkpoint import read_model_id
+    from colorize_core.storage.stores import open_store, split_uri
 
     uri = store_uri.rstrip("/") + "/models/m.safetensors"
     data = tiny_checkpoint.read_bytes()

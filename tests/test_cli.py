@@ -115,7 +115,7 @@ def test_shard_and_build_dataset_commands(tmp_path: Path, photo_dir: Path, capsy
 
 @pytest.mark.skipif(not (SHARED_DATA / "bw-historical").is_dir(), reason="../shared/data is absent on this machine")
 def test_real_black_and_white_archive_gives_no_training_rows(tmp_path: Path) -> None:
-    from colorize_core.build import build_dataset
+    from colorize_core.data.build import build_dataset
 
     summary = build_dataset(str(SHARED_DATA / "bw-historical"), str(tmp_path / "ds"), size=64, shard_size=50)
     assert summary.sources == 41 and summary.rows == 0 and summary.failed == 0

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from colorize_core.color import (
+from colorize_core.model.color import (
     U_MAX,
     V_MAX,
     rgb_to_y,

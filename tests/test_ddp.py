@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from colorize_core.checkpoint import load_checkpoint
+from colorize_core.model.checkpoint import load_checkpoint
 
 
 def _torchrun(photo_dir: Path, out: Path, steps: int, home: Path, *extra: str) -> subprocess.CompletedProcess[str]:

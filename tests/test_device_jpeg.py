@@ -3,7 +3,6 @@ path. On CPU it runs libjpeg-turbo through the same code nvJPEG runs on CUDA (te
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -11,41 +10,28 @@ import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
-from colorize_core import jpeg_codec, shard_steps
-from colorize_core.archive import colorize_shard
-from colorize_core.history import read_output_rows
-from colorize_core.imageio import decode, luma_and_alpha
-from colorize_core.infer import Colorizer
-from colorize_core.jpeg_codec import decode_jpegs, encode_jpegs, orient, probe_jpeg
-from colorize_core.metrics import colourfulness, colourfulness_tensor
-from colorize_core.shard_steps import Source, pixel_groups
-from colorize_core.sharding import list_images
-from colorize_core.storage import ObjectInfo, open_store
+from colorize_core.storage import jpeg_codec
+from colorize_core.archive import steps as shard_steps
+from colorize_core.archive.shards import colorize_shard
+from colorize_core.archive.history import read_output_rows
+from colorize_core.storage.imageio import decode
+from colorize_core.model.infer import Colorizer
+from colorize_core.storage.jpeg_codec import decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.model.metrics import colourfulness, colourfulness_tensor
+from colorize_core.archive.steps import Source, pixel_groups
+from colorize_core.data.sharding import list_images
+from colorize_core.storage.stores import ObjectInfo, open_store
 from tests.badfiles import bad_corpus
-from tests.conftest import make_photo
+from tests.conftest import bogus_huffman, jpeg_bytes, luma_of, make_photo
 
 CPU = torch.device("cpu")
-
-
-def _jpeg(img: Image.Image, quality: int = 92, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality, **kw)
-    return buf.getvalue()
-
-
-def _bogus_huffman(data: bytes) -> bytes:
-    """A JPEG whose header parses but whose Huffman table the decoder rejects."""
-    b = bytearray(data)
-    i = b.index(b"\xff\xc4")
-    b[i + 5 : i + 21] = b"\xff" * 16  # code counts summing far past 256
-    return bytes(b)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orient_matches_pillow_exif_transpose(orientation: int) -> None:
     exif = Image.Exif()
     exif[0x0112] = orientation
-    data = _jpeg(make_photo(np.random.default_rng(orientation), 24, 40), exif=exif)
+    data = jpeg_bytes(make_photo(np.random.default_rng(orientation), 24, 40), exif=exif)
     header = probe_jpeg(data)
     assert header is not None and header.orientation == orientation
     (pixels,) = decode_jpegs([data], gray=False, device=CPU)
@@ -55,10 +41,10 @@ def test_orient_matches_pillow_exif_transpose(orientation: int) -> None:
 
 def test_probe_takes_plain_jpegs_only() -> None:
     photo = make_photo(np.random.default_rng(0), 30, 50)
-    assert probe_jpeg(_jpeg(photo)) == jpeg_codec.JpegHeader(50, 30, gray=False, orientation=1)
-    assert probe_jpeg(_jpeg(photo.convert("L"))) == jpeg_codec.JpegHeader(50, 30, gray=True, orientation=1)
-    assert probe_jpeg(_jpeg(photo) + b"trailing bytes after the end marker") is not None
-    assert probe_jpeg(_jpeg(photo), max_pixels=1000) is None  # over the limit: Pillow says why
+    assert probe_jpeg(jpeg_bytes(photo)) == jpeg_codec.JpegHeader(50, 30, gray=False, orientation=1)
+    assert probe_jpeg(jpeg_bytes(photo.convert("L"))) == jpeg_codec.JpegHeader(50, 30, gray=True, orientation=1)
+    assert probe_jpeg(jpeg_bytes(photo) + b"trailing bytes after the end marker") is not None
+    assert probe_jpeg(jpeg_bytes(photo), max_pixels=1000) is None  # over the limit: Pillow says why
     refused = ["truncated.jpg", "zero.jpg", "text.jpg", "bomb.png", "cmyk.jpg", "rgba.png", "animated.gif"]
     corpus = bad_corpus()
     assert [k for k in refused if probe_jpeg(corpus[k][0]) is not None] == []
@@ -66,8 +52,8 @@ def test_probe_takes_plain_jpegs_only() -> None:
 
 def test_a_bad_file_in_a_device_batch_comes_back_as_none_alone() -> None:
     rng = np.random.default_rng(1)
-    good = [_jpeg(make_photo(rng, 20, 30).convert("L")) for _ in range(3)]
-    batch = [good[0], _bogus_huffman(good[1]), good[2]]
+    good = [jpeg_bytes(make_photo(rng, 20, 30).convert("L")) for _ in range(3)]
+    batch = [good[0], bogus_huffman(good[1]), good[2]]
     assert probe_jpeg(batch[1]) is not None  # the header alone looks fine
     out = decode_jpegs(batch, gray=True, device=CPU)
     assert out[1] is None and out[0] is not None and out[2] is not None
@@ -82,8 +68,8 @@ def test_encoded_jpegs_decode_to_what_was_encoded() -> None:
     assert data.startswith(b"\xff\xd8\xff") and back.size == (48, 64)
     # As faithful as Pillow's own JPEG at the same quality and 4:2:0 chroma.
     truth = np.asarray(photo.convert("L"), dtype=np.float64)
-    pillow = _jpeg(photo, quality=95, subsampling=2)
-    assert np.abs(_luma(data) - truth).mean() <= np.abs(_luma(pillow) - truth).mean() + 0.25
+    pillow = jpeg_bytes(photo, quality=95, subsampling=2)
+    assert np.abs(luma_of(data) - truth).mean() <= np.abs(luma_of(pillow) - truth).mean() + 0.25
 
 
 def test_colourfulness_on_a_tensor_equals_the_array_version() -> None:
@@ -101,35 +87,8 @@ def test_pixel_groups_split_big_batches_and_keep_order() -> None:
     assert [[s.obj.key for s in g] for g in groups] == [["k0", "k1"], ["k2", "k3"], ["k4"], ["k5"], ["k6"]]
 
 
-@pytest.fixture()
-def jpeg_archive(tmp_path: Path) -> str:
-    """Gray JPEGs (1-component and 3-component, rotated, with trailing bytes), a colour JPEG,
-    a JPEG named .png, a file the device decoder rejects, and the bad-file corpus."""
-    uri = str(tmp_path / "src")
-    store = open_store(uri)
-    rng = np.random.default_rng(7)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    gray = [make_photo(rng, 40 + 8 * i, 56 - 4 * i).convert("L") for i in range(6)]
-    store.write("gray/a.jpg", _jpeg(gray[0]))
-    store.write("gray/b three components.jpg", _jpeg(gray[1].convert("RGB")))
-    store.write("gray/c rotated.jpg", _jpeg(gray[2].convert("RGB"), exif=exif))
-    store.write("gray/d.jpeg", _jpeg(gray[3]) + b"\x00" * 40)
-    store.write("gray/e jpeg named.png", _jpeg(gray[4]))
-    store.write("gray/f bogus huffman.jpg", _bogus_huffman(_jpeg(gray[5])))
-    store.write("colour/photo.jpg", _jpeg(make_photo(rng, 48, 64)))
-    for key, (data, _) in bad_corpus().items():
-        store.write(f"bad/{key}", data)
-    return uri
-
-
 def _rows(uri: str) -> dict[str, dict]:
     return {r["key"]: r for r in read_output_rows(uri)}
-
-
-def _luma(data: bytes) -> np.ndarray:
-    """0..255 luma, 16-bit sources scaled (not clipped) as the colorizer reads them."""
-    return luma_and_alpha(decode(data))[0].astype(np.float64) * 255.0
 
 
 def test_device_jpeg_shard_gives_the_pillow_paths_rows(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -147,9 +106,9 @@ def test_device_jpeg_shard_gives_the_pillow_paths_rows(jpeg_archive: str, tmp_pa
             continue
         assert b["colourfulness"] == pytest.approx(a["colourfulness"], abs=1.5), key
         assert all(b[t] is not None and b[t] >= 0 for t in ("read_s", "decode_s", "infer_s", "encode_s")), key
-        src = _luma(open_store(jpeg_archive).read(key))
-        out_pil = _luma((tmp_path / "pil" / a["output_key"]).read_bytes())
-        out_dev = _luma((tmp_path / "dev" / b["output_key"]).read_bytes())
+        src = luma_of(open_store(jpeg_archive).read(key))
+        out_pil = luma_of((tmp_path / "pil" / a["output_key"]).read_bytes())
+        out_dev = luma_of((tmp_path / "dev" / b["output_key"]).read_bytes())
         assert out_dev.shape == src.shape, key  # EXIF orientation applied the same way
         assert np.abs(out_dev - src).mean() < 1.5, key  # the source's luma survives
         assert np.abs(out_dev - out_pil).mean() < 1.5, key
@@ -175,7 +134,7 @@ def test_device_encoder_failure_falls_back_to_pillow(jpeg_archive: str, tmp_path
     assert outcome.counts == {"ok": 5, "failed": 1}
     for r in read_output_rows(str(tmp_path / "out")):
         if r["status"] == "ok":
-            assert _luma((tmp_path / "out" / r["output_key"]).read_bytes()).shape == (r["height"], r["width"])
+            assert luma_of((tmp_path / "out" / r["output_key"]).read_bytes()).shape == (r["height"], r["width"])
 
 
 def test_without_torchvision_codecs_everything_goes_through_pillow(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from colorize_core.history import read_output_rows
-from colorize_core.imageio import decode, luma_and_alpha
-from colorize_core.registry import resolve_checkpoint
-from colorize_core.storage import StorageError, open_store
+from colorize_core.archive.history import read_output_rows
+from colorize_core.storage.imageio import decode, luma_and_alpha
+from colorize_core.training.registry import resolve_checkpoint
+from colorize_core.storage.stores import StorageError, open_store
 from flows.build_dataset import build_dataset_flow
 from flows.colorize_archive import colorize_archive
 from flows.nightly import nightly
@@ -90,7 +90,7 @@ def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> 
 
 
 def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core import storage
+    from colorize_core.storage import stores as storage
 
     keys = gray_archive(str(tmp_path / "gray"), 3)
     original = storage.LocalStore.read
@@ -109,7 +109,7 @@ def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpo
 
 
 def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.errors import is_transient
+    from colorize_core.storage.errors import is_transient
 
     assert not is_transient(ValueError("corrupt")) and is_transient(StorageError("503", transient=True))
     (tmp_path / "gray").mkdir()
@@ -135,7 +135,7 @@ def test_gpu_concurrency_limit_is_created_once() -> None:
 
 
 def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.layout import META_PREFIX, metadata_key
+    from colorize_core.archive.layout import META_PREFIX, metadata_key
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
     keys = gray_archive(gray, 3)
@@ -160,7 +160,7 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
 
 
 def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core import sharding
+    from colorize_core.data import sharding
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
     keys = gray_archive(gray, 5)

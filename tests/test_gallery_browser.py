@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize_core.gallery import gallery_html
+from colorize_core.archive.gallery import gallery_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # In CI a missing browser is a failure (.ci/run installs it); elsewhere the test is skipped.

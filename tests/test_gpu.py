@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from colorize_core.checkpoint import load_model
-from colorize_core.infer import PLAIN, Colorizer, InferenceOptions
-from colorize_core.loss import BlurredUVLoss
-from colorize_core.models import ModelConfig, build_model
+from colorize_core.model.checkpoint import load_model
+from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions
+from colorize_core.model.loss import BlurredUVLoss
+from colorize_core.model.models import ModelConfig, build_model
 from tests.conftest import make_photo
-from tests.test_device_jpeg import jpeg_archive  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -60,11 +59,11 @@ def test_cuda_training_steps_with_autocast_reduce_the_loss(arch: str) -> None:
 
 def test_nvjpeg_shard_matches_the_cpu_device_path(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
     """nvJPEG decode + CUDA colorize + nvJPEG encode against the same code on CPU (libjpeg-turbo)."""
-    from colorize_core.archive import colorize_shard
-    from colorize_core.history import read_output_rows
-    from colorize_core.sharding import list_images
-    from colorize_core.storage import open_store
-    from tests.test_device_jpeg import _luma
+    from colorize_core.archive.shards import colorize_shard
+    from colorize_core.archive.history import read_output_rows
+    from colorize_core.data.sharding import list_images
+    from colorize_core.storage.stores import open_store
+    from tests.conftest import luma_of
 
     items = list_images(open_store(jpeg_archive))
     cpu = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4, options=PLAIN)
@@ -77,7 +76,7 @@ def test_nvjpeg_shard_matches_the_cpu_device_path(jpeg_archive: str, tmp_path: P
         ra = rows_a[r["key"]]
         assert (r["status"], r["error"], r["width"], r["height"]) == (ra["status"], ra["error"], ra["width"], ra["height"]), r["key"]
         if r["status"] == "ok":
-            src = _luma(open_store(jpeg_archive).read(r["key"]))
-            out = _luma((tmp_path / "gpu" / r["output_key"]).read_bytes())
+            src = luma_of(open_store(jpeg_archive).read(r["key"]))
+            out = luma_of((tmp_path / "gpu" / r["output_key"]).read_bytes())
             assert out.shape == src.shape and np.abs(out - src).mean() < 2.0, r["key"]
             assert abs(r["colourfulness"] - ra["colourfulness"]) < 3.0, r["key"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from colorize_core.archive import done_sources
-from colorize_core.history import compact_history, read_output_rows
-from colorize_core.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
-from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.storage import ObjectStore, open_store
+from colorize_core.archive.shards import done_sources
+from colorize_core.archive.history import compact_history, read_output_rows
+from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
+from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
+from colorize_core.storage.stores import ObjectStore, open_store
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -109,7 +109,7 @@ def test_two_compactions_at_once_count_each_row_once(tmp_path: Path, monkeypatch
     monkeypatch.setattr(type(store), "delete", lambda self, key: None)  # both "still deleting"
     compact_history(uri, min_files=3, now=NOW)
     # The second one listed before the first wrote: it folds the same three run files.
-    monkeypatch.setattr("colorize_core.history._files", lambda s: [k for k in sorted(o.key for o in s.list(META_PREFIX)) if "compacted" not in k])
+    monkeypatch.setattr("colorize_core.archive.history._files", lambda s: [k for k in sorted(o.key for o in s.list(META_PREFIX)) if "compacted" not in k])
     compact_history(uri, min_files=3, now=NOW)
     monkeypatch.undo()
     assert sum("compacted" in k for k in _files(store)) == 2
@@ -117,8 +117,8 @@ def test_two_compactions_at_once_count_each_row_once(tmp_path: Path, monkeypatch
 
 
 def test_plans_of_finished_runs_are_pruned(store_uri: str) -> None:
-    from colorize_core.history import prune_plans
-    from colorize_core.layout import plan_key
+    from colorize_core.archive.history import prune_plans
+    from colorize_core.archive.layout import plan_key
 
     store = open_store(store_uri)
     old = [(NOW - timedelta(days=d)).strftime(RUN_TIME_FORMAT) + "-00000000" for d in (30, 3)]

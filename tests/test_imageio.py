@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize_core.imageio import ImageDecodeError, decode, output_format_for, output_name_for
+from colorize_core.storage.imageio import ImageDecodeError, decode, output_format_for, output_name_for
 from tests.badfiles import png_bomb
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize_core.checkpoint import load_model
-from colorize_core.imageio import decode, luma_and_alpha
-from colorize_core.infer import Colorizer
+from colorize_core.model.checkpoint import load_model
+from colorize_core.storage.imageio import decode, luma_and_alpha
+from colorize_core.model.infer import Colorizer
 from tests.conftest import make_photo
 
 rng = np.random.default_rng(99)
@@ -104,7 +104,7 @@ def test_batch_order_does_not_change_results(colorizer: Colorizer) -> None:
 
 
 def test_fast_path_matches_the_plain_path(tiny_checkpoint: Path) -> None:
-    from colorize_core.infer import PLAIN, InferenceOptions
+    from colorize_core.model.infer import PLAIN, InferenceOptions
 
     images = [make_photo(rng, 45, 61).convert("L") for _ in range(5)]
     plain = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=4, options=PLAIN)
@@ -121,7 +121,7 @@ def test_fast_path_matches_the_plain_path(tiny_checkpoint: Path) -> None:
 
 @pytest.mark.slow
 def test_compiled_path_matches_eager(tiny_checkpoint: Path) -> None:
-    from colorize_core.infer import PLAIN, InferenceOptions
+    from colorize_core.model.infer import PLAIN, InferenceOptions
 
     gray = torch.rand(2, 1, 32, 32)
     eager = Colorizer(load_model(tiny_checkpoint), device="cpu", batch_size=2, options=PLAIN)
@@ -130,7 +130,7 @@ def test_compiled_path_matches_eager(tiny_checkpoint: Path) -> None:
 
 
 def test_batch_size_defaults_by_device(tiny_checkpoint: Path) -> None:
-    from colorize_core.device import inference_batch_size
+    from colorize_core.model.device import inference_batch_size
 
     assert Colorizer(load_model(tiny_checkpoint), device="cpu").batch_size == 8
     assert inference_batch_size(torch.device("cuda")) == 64 and inference_batch_size(torch.device("cuda"), 16) == 16

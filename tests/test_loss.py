@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from colorize_core.loss import BlurredUVLoss, depthwise_blur, gaussian_kernel
+from colorize_core.model.loss import BlurredUVLoss, depthwise_blur, gaussian_kernel
 
 
 def test_kernels_are_normalised_and_symmetric() -> None:

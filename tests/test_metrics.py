@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from colorize_core.metrics import colourfulness, colourfulness_gap, psnr, ssim
+from colorize_core.model.metrics import colourfulness, colourfulness_gap, psnr, ssim
 
 rng = np.random.default_rng(7)
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from colorize_core.backbone import VGG16Taps
-from colorize_core.models import ARCHS, Hypercolumn, ModelConfig, ResidualEncoder, build_model, head_parameters
+from colorize_core.model.backbone import VGG16Taps
+from colorize_core.model.models import ARCHS, Hypercolumn, ModelConfig, ResidualEncoder, build_model, head_parameters
 
 
 def n_params(params: object) -> int:

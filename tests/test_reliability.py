@@ -16,16 +16,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from colorize_core import errors
-from colorize_core.checkpoint import CheckpointError, load_checkpoint, read_model_id
-from colorize_core.errors import RetryPolicy, call_with_retries, is_transient
-from colorize_core.history import summarize
-from colorize_core.layout import plan_key
-from colorize_core.layout import LEASE_KEY
-from colorize_core.lease import DestinationBusy, Lease, read_lease
-from colorize_core.procs import this_host
-from colorize_core.sharding import Manifest, list_images, write_manifest
-from colorize_core.storage import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
+from colorize_core.storage import errors
+from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
+from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
+from colorize_core.archive.history import summarize
+from colorize_core.archive.layout import plan_key
+from colorize_core.archive.layout import LEASE_KEY
+from colorize_core.archive.lease import DestinationBusy, Lease, read_lease
+from colorize_core.storage.procs import this_host
+from colorize_core.data.sharding import Manifest, list_images, write_manifest
+from colorize_core.storage.stores import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
 from tests.conftest import gray_archive
 
 
@@ -135,7 +135,7 @@ def test_s3_outage_is_retried_and_missing_bucket_fails_at_once(s3_bucket: str, m
 
 
 def test_credential_errors_name_the_variables(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core import storage
+    from colorize_core.storage import stores as storage
 
     # No credentials anywhere in the chain: no variables, no files, no instance metadata.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
@@ -178,7 +178,7 @@ def test_listing_checks_each_key_once_for_source_and_destination(tmp_path: Path,
     uri = str(tmp_path / "plan.parquet")
     objects = list_images(open_store(f"s3://{s3_bucket}/src"), open_store(str(tmp_path / "out")))
     write_manifest(Manifest("s3://x", 3, objects), uri)
-    from colorize_core.sharding import read_manifest
+    from colorize_core.data.sharding import read_manifest
 
     assert {o.key: o.problem for o in read_manifest(uri).objects} == listed
 
@@ -204,7 +204,7 @@ def test_a_name_the_file_system_cannot_hold_is_a_key_error_and_a_full_disk_is_pe
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("colorize_core.storage.os.replace", full)
+    monkeypatch.setattr("colorize_core.storage.stores.os.replace", full)
     started = time.monotonic()
     with pytest.raises(StorageError, match="No space left on device; free space") as err:
         store.write("y.jpg", b"x")
@@ -280,7 +280,7 @@ def test_a_lease_write_refused_after_its_lost_reply_is_still_ours(store_uri: str
 
 
 def test_a_lost_lease_stops_the_runs_shards(tmp_path: Path) -> None:
-    from colorize_core.errors import Interrupted, run_stop
+    from colorize_core.storage.errors import Interrupted, run_stop
 
     dest = str(tmp_path / "dest")
     with Lease(dest, "run-a", ttl_s=0.4) as lease:
@@ -318,7 +318,7 @@ def test_random_bytes_are_a_checkpoint_error_not_an_allocation(tmp_path: Path) -
 
 
 def test_status_shows_what_a_killed_run_planned_and_did_not_do(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.archive import colorize_shard, plan_archive, shared_colorizer
+    from colorize_core.archive.shards import colorize_shard, plan_archive, shared_colorizer
 
     src, dest = str(tmp_path / "gray"), str(tmp_path / "out")
     gray_archive(src, 6)
@@ -333,8 +333,8 @@ def test_status_shows_what_a_killed_run_planned_and_did_not_do(tmp_path: Path, t
 
 
 def test_a_stopping_run_leaves_its_shard_uncommitted(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from colorize_core.archive import colorize_shard, plan_archive, shared_colorizer
-    from colorize_core.errors import Interrupted, forget_run, run_stop
+    from colorize_core.archive.shards import colorize_shard, plan_archive, shared_colorizer
+    from colorize_core.storage.errors import Interrupted, forget_run, run_stop
 
     src, dest = str(tmp_path / "gray"), str(tmp_path / "out")
     gray_archive(src, 4)

@@ -10,7 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from colorize_core.history import read_output_rows
+from colorize_core.archive.history import read_output_rows
 from flows.colorize_archive import colorize_archive, colorize_shard_flow
 from tests.prefect_server import drain_prefect_workers, prefect_server, process_worker
 from tests.conftest import gray_archive

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize_core.checkpoint import load_checkpoint
-from colorize_core.dataset import StepBatchSampler
-from colorize_core.loss import BlurredUVLoss
-from colorize_core.models import ModelConfig, build_model
-from colorize_core.train import TrainConfig, gray_and_target, train
+from colorize_core.model.checkpoint import load_checkpoint
+from colorize_core.data.dataset import StepBatchSampler
+from colorize_core.model.loss import BlurredUVLoss
+from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.training.train import TrainConfig, gray_and_target, train
 
 
 def _cfg(photo_dir: Path, out: Path, **kw: object) -> TrainConfig:
@@ -106,7 +106,7 @@ def test_a_bad_file_in_the_training_folder_is_skipped(photo_dir: Path, tmp_path:
     for p in sorted(photo_dir.iterdir())[:3]:
         (data / p.name).write_bytes(p.read_bytes())
     (data / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    caplog.set_level(logging.WARNING, logger="colorize_core.dataset")
+    caplog.set_level(logging.WARNING, logger="colorize_core.data.dataset")
     result = train(_cfg(data, tmp_path / "m.safetensors", steps=3, batch_size=4))  # every file is drawn
     assert result.step == 3
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping training image")]
@@ -123,7 +123,7 @@ def test_sampler_is_a_function_of_seed_and_step() -> None:
 
 
 def test_triptych_leaves_the_training_model_as_it_was(photo_dir: Path, tmp_path: Path) -> None:
-    from colorize_core.train import write_triptych
+    from colorize_core.training.train import write_triptych
 
     model = build_model(ModelConfig(image_size=32)).train()
     truth = torch.rand(2, 3, 32, 32)
@@ -180,7 +180,7 @@ def test_a_diverged_model_is_never_checkpointed(photo_dir: Path, tmp_path: Path)
 
 
 def test_loader_workers_default_to_none_on_cpu_and_some_on_cuda() -> None:
-    from colorize_core.train import loader_workers
+    from colorize_core.training.train import loader_workers
 
     assert loader_workers(None, torch.device("cpu")) == 0  # the model needs the cores
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8

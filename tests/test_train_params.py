@@ -1,4 +1,4 @@
-"""Training settings are defined once (TrainConfig's defaults, colorize_core/train_params.py):
+"""Training settings are defined once (TrainConfig's defaults, colorize_core/training/train_params.py):
 the train-model flow's signature and `colorize train`'s options agree with it, field by field."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import inspect
 
 import pytest
 
-from colorize_core.train import TrainConfig
-from colorize_core.train_params import DEFAULTS, TRAIN_PARAMS, default, to_train_config
+from colorize_core.training.train import TrainConfig
+from colorize_core.training.train_params import DEFAULTS, TRAIN_PARAMS, default, to_train_config
 from flows.cli import build_parser
 from flows.train_model import make_train_config, train_model
 

@@ -23,15 +23,15 @@ from typing import Any
 
 from PIL import Image
 
-from colorize_core.errors import check_stop
-from colorize_core.history import read_output_rows
-from colorize_core.layout import META_PREFIX, metadata_key
-from colorize_core.imageio import output_name_for
-from colorize_core.infer import Colorizer, batched
-from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
-from colorize_core.shard_steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, store
-from colorize_core.sharding import list_images
-from colorize_core.storage import ObjectInfo, open_store
+from colorize_core.storage.errors import check_stop
+from colorize_core.archive.history import read_output_rows
+from colorize_core.archive.layout import META_PREFIX, metadata_key
+from colorize_core.storage.imageio import output_name_for
+from colorize_core.model.infer import Colorizer, batched
+from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
+from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
+from colorize_core.data.sharding import list_images
+from colorize_core.storage.stores import ObjectInfo, open_store
 
 
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:
@@ -158,9 +158,9 @@ def colorize_shard(
 
     def store_later(item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any]) -> None:
         if pool:
-            writes.append(pool.submit(store, out, item, out_key, result, values, model_id, run_id))
+            writes.append(pool.submit(write_output, out, item, out_key, result, values, model_id, run_id))
         else:
-            rows[item.obj.key] = store(out, item, out_key, result, values, model_id, run_id)
+            rows[item.obj.key] = write_output(out, item, out_key, result, values, model_id, run_id)
 
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:

@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize_core.color import rgb_to_y
-from colorize_core.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
-from colorize_core.infer import Colorizer
-from colorize_core.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
-from colorize_core.metrics import colourfulness_tensor, image_colourfulness
-from colorize_core.records import OUTPUT_SCHEMA
-from colorize_core.samples import THUMB, colour_stats, colour_stats_array, skip_reason
-from colorize_core.storage import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
+from colorize_core.model.color import rgb_to_y
+from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.model.infer import Colorizer
+from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.model.metrics import colourfulness_tensor, image_colourfulness
+from colorize_core.storage.records import OUTPUT_SCHEMA
+from colorize_core.data.samples import THUMB, colour_stats, colour_stats_array, skip_reason
+from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
 ALREADY_COLOUR = "already a colour photo"
 # Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):
@@ -173,7 +173,7 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
     return results
 
 
-def store(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str) -> dict[str, Any]:
+def write_output(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str) -> dict[str, Any]:
     """Encode (when given an image) and write one output (in an I/O thread); returns its row: ok,
     or failed when the destination cannot hold this one name (a full disk fails the shard)."""
     t0 = time.perf_counter()

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from colorize_core.checkpoint import load_model
-from colorize_core.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.device import amp_dtype, inference_batch_size, resolve_device
-from colorize_core.imageio import luma_plane
+from colorize_core.model.checkpoint import load_model
+from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
+from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
+from colorize_core.storage.imageio import luma_plane
 
 T = TypeVar("T")
 

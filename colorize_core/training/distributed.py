@@ -15,7 +15,7 @@ import torch
 import torch.distributed as torch_dist
 from torch.utils.data import Sampler
 
-from colorize_core.device import resolve_device
+from colorize_core.model.device import resolve_device
 
 
 @dataclass(frozen=True)

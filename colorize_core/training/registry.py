@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from colorize_core.storage import ObjectNotFound, open_store
+from colorize_core.storage.stores import ObjectNotFound, open_store
 
 LATEST = "latest"
 

@@ -9,7 +9,7 @@ import io
 
 from PIL import Image
 
-from colorize_core.imageio import decode
+from colorize_core.storage.imageio import decode
 
 
 def thumbnail_uri(data: bytes, size: int = 256) -> str:

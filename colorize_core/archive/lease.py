@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
-from colorize_core.errors import STOP, retry_budget, run_stop
-from colorize_core.layout import LEASE_KEY
-from colorize_core.procs import pid_gone, this_host
-from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
+from colorize_core.storage.errors import STOP, retry_budget, run_stop
+from colorize_core.archive.layout import LEASE_KEY
+from colorize_core.storage.procs import pid_gone, this_host
+from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
 
 DEFAULT_TTL_S = 600.0
 log = logging.getLogger(__name__)

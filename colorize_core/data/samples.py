@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from colorize_core.color import rgb_to_yuv
-from colorize_core.imageio import decode, source_size
-from colorize_core.metrics import colourfulness
+from colorize_core.model.color import rgb_to_yuv
+from colorize_core.storage.imageio import decode, source_size
+from colorize_core.model.metrics import colourfulness
 
 THUMB = 96
 JPEG_QUALITY = 90

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.color import KB, KG, KR
+from colorize_core.model.color import KB, KG, KR
 
 # Large archival scans reach ~100 MP (A3 at 600 dpi is ~70 MP); beyond this a file is refused.
 MAX_PIXELS = 180_000_000

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from colorize_core.imageio import MAX_PIXELS
+from colorize_core.storage.imageio import MAX_PIXELS
 
 # Quality of the colorized JPEGs; the same as the Pillow path. nvJPEG and libjpeg-turbo here use
 # 4:2:0 chroma subsampling, which costs nothing visible: the chroma is predicted at 224 px anyway.

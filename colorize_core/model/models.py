@@ -2,7 +2,7 @@
 baseline, one frozen config dataclass, and `build_model`.
 
 Both take gray (N, 1, H, W) in [0, 1], H and W multiples of 8, and return UV scaled to [0, 1]
-(N, 2, H, W) through a sigmoid; `colorize_core.color.unit_to_uv` maps it back to YUV chroma.
+(N, 2, H, W) through a sigmoid; `colorize_core.model.color.unit_to_uv` maps it back to YUV chroma.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorize_core.backbone import TAP_CHANNELS, VGG16Taps
+from colorize_core.model.backbone import TAP_CHANNELS, VGG16Taps
 
 Arch = Literal["residual_encoder", "hypercolumn"]
 ARCHS: tuple[Arch, ...] = ("residual_encoder", "hypercolumn")

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
-from colorize_core.errors import DISK_ERRNOS, NAME_ERRNOS, call_with_retries, is_transient, service_code
-from colorize_core.procs import pid_gone, this_host
+from colorize_core.storage.errors import DISK_ERRNOS, NAME_ERRNOS, call_with_retries, is_transient, service_code
+from colorize_core.storage.procs import pid_gone, this_host
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from colorize_core.models import ARCHS, ModelConfig
-from colorize_core.train import OPTIMIZERS, TrainConfig
+from colorize_core.model.models import ARCHS, ModelConfig
+from colorize_core.training.train import OPTIMIZERS, TrainConfig
 
 
 @dataclass(frozen=True)

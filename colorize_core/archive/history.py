@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from colorize_core.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
-from colorize_core.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
-from colorize_core.storage import ObjectNotFound, ObjectStore, open_store
+from colorize_core.archive.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
+from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
+from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
 
 MIN_AGE = timedelta(hours=48)
 
