@@ -152,14 +152,47 @@ def train(cfg: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None
         distributed.cleanup(dist)
 
 
-def _train(
-    cfg: TrainConfig,
-    dist: distributed.DistInfo,
-    device: torch.device,
-    started: float,
-    on_step: Callable[[StepInfo], None] | None,
-    log_every: int,
-) -> TrainResult:
+@dataclass
+class _Run:
+    """One training run's moving parts: set up once by `_prepare`, advanced by `_train_step`."""
+
+    cfg: TrainConfig
+    dist: distributed.DistInfo
+    device: torch.device
+    core: nn.Module  # what checkpoints hold
+    model: nn.Module  # what steps call: `core`, wrapped in DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None  # autocast dtype, or None for fp32
+    loss_fn: nn.Module
+    dataset: FolderImages | ShardImages
+    val_truth: torch.Tensor
+    val_dir: Path
+    step: int
+    losses: list[tuple[int, float]]
+    triptychs: list[str] = field(default_factory=list)
+
+    def save(self) -> str:
+        """Checkpoint at the current step; returns the model id (on the main rank)."""
+        model_id = ""
+        if self.dist.is_main:  # one writer; the others wait so nobody reads a checkpoint mid-write
+            cfg = self.cfg
+            info = {"step": self.step, "seed": cfg.seed, "losses": self.losses, "train_config": _jsonable(cfg), "world_size": self.dist.world}
+            if self.scaler.is_enabled():
+                info["scaler"] = self.scaler.state_dict()
+            model_id = save_checkpoint(cfg.out, self.core, meta=info, optimizer=self.optimizer)
+        distributed.barrier(self.dist)
+        return model_id
+
+    def triptych(self) -> None:
+        if self.dist.is_main:
+            path = self.val_dir / f"step_{self.step:07d}.png"
+            write_triptych(path, self.core, self.val_truth, self.device)
+            self.triptychs.append(str(path))
+
+
+def _prepare(cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device) -> _Run:
+    """The model (resumed if asked), its optimiser and precision, the data: ready for step 1."""
     core, optim_state, meta = _resume_state(cfg)  # every rank reads the same checkpoint
     core.to(device).train()
     if cfg.channels_last:
@@ -168,10 +201,7 @@ def _train(
     model: nn.Module = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else core
     if cfg.compile:
         model = torch.compile(model)  # type: ignore[assignment]  # after DDP: its optimizer splits graphs at buckets
-    step = int(meta.get("step", 0))
-    losses: list[tuple[int, float]] = [tuple(x) for x in meta.get("losses", [])]  # type: ignore[misc]
-    params = [p for p in core.parameters() if p.requires_grad]
-    optimizer = make_optimizer(cfg, params)
+    optimizer = make_optimizer(cfg, [p for p in core.parameters() if p.requires_grad])
     if optim_state is not None:
         optimizer.load_state_dict(optim_state)
     dtype = amp_dtype(device)  # bf16/fp16 autocast on CUDA, bf16 on CPUs that have it natively
@@ -179,53 +209,62 @@ def _train(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if "scaler" in meta and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
-    loss_fn = BlurredUVLoss().to(device)
     dataset = open_training_data(cfg.data, cfg.model.image_size)
-    val_truth = _validation_images(cfg, dataset)
-    val_dir = Path(cfg.val_dir) if cfg.val_dir else Path(cfg.out).with_name(Path(cfg.out).stem + "_val")
-    triptychs: list[str] = []
+    return _Run(
+        cfg, dist, device, core, model, optimizer, scaler, dtype, BlurredUVLoss().to(device), dataset,
+        val_truth=_validation_images(cfg, dataset),
+        val_dir=Path(cfg.val_dir) if cfg.val_dir else Path(cfg.out).with_name(Path(cfg.out).stem + "_val"),
+        step=int(meta.get("step", 0)),
+        losses=[tuple(x) for x in meta.get("losses", [])],  # type: ignore[misc]
+    )  # fmt: skip
 
-    def checkpoint() -> str:
-        model_id = ""
-        if dist.is_main:  # one writer; the others wait so nobody reads a checkpoint mid-write
-            info = {"step": step, "seed": cfg.seed, "losses": losses, "train_config": _jsonable(cfg), "world_size": dist.world}
-            if scaler.is_enabled():
-                info["scaler"] = scaler.state_dict()
-            model_id = save_checkpoint(cfg.out, core, meta=info, optimizer=optimizer)
-        distributed.barrier(dist)
-        return model_id
 
-    def triptych() -> None:
-        if dist.is_main:
-            path = val_dir / f"step_{step:07d}.png"
-            write_triptych(path, core, val_truth, device)
-            triptychs.append(str(path))
-
-    # The global batch at each step is a function of (seed, step); each rank takes its slice.
+def _loader(run: _Run) -> DataLoader:
+    """Batches from the run's step on: the global batch at each step is a function of (seed,
+    step), and each rank takes its slice."""
+    cfg, dist = run.cfg, run.dist
     sampler = StepBatchSampler(
-        len(dataset), cfg.batch_size * dist.world, seed=cfg.seed, start_step=step, total_steps=cfg.steps, blocks=dataset.blocks
+        len(run.dataset), cfg.batch_size * dist.world, seed=cfg.seed, start_step=run.step, total_steps=cfg.steps, blocks=run.dataset.blocks
     )
-    loader = DataLoader(
-        dataset,
+    return DataLoader(
+        run.dataset,
         batch_sampler=distributed.RankSlices(sampler, dist.rank, cfg.batch_size) if dist.enabled else sampler,
-        num_workers=loader_workers(cfg.num_workers, device),
-        pin_memory=device.type == "cuda",
+        num_workers=loader_workers(cfg.num_workers, run.device),
+        pin_memory=run.device.type == "cuda",
         persistent_workers=False,
     )
+
+
+def _train_step(run: _Run, rgb: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on a uint8 batch; returns the loss (still on the device: no sync)."""
+    gray, target = gray_and_target(as_float(rgb.to(run.device, non_blocking=True)))
+    if run.cfg.channels_last:
+        gray = gray.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=run.dtype, enabled=run.dtype is not None):
+        pred = run.model(gray)
+    loss = run.loss_fn(pred, target)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.step += 1
+    return loss
+
+
+def _train(
+    cfg: TrainConfig,
+    dist: distributed.DistInfo,
+    device: torch.device,
+    started: float,
+    on_step: Callable[[StepInfo], None] | None,
+    log_every: int,
+) -> TrainResult:
+    run = _prepare(cfg, dist, device)
     window_start, window_images = time.perf_counter(), 0
-    model_id = checkpoint() if step >= cfg.steps else ""
-    for rgb in loader:
-        gray, target = gray_and_target(as_float(rgb.to(device, non_blocking=True)))
-        if cfg.channels_last:
-            gray = gray.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            pred = model(gray)
-        loss = loss_fn(pred, target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
+    model_id = run.save() if run.step >= cfg.steps else ""
+    for rgb in _loader(run):
+        loss = _train_step(run, rgb)
+        step = run.step
         window_images += rgb.shape[0] * dist.world
         # The host waits for the device only on log steps (every `log_every`, and the last) and
         # before a checkpoint (never save weights a NaN has reached): reading the loss, or agreeing
@@ -236,21 +275,21 @@ def _train(
         if logged or saving:
             global_loss = _checked(distributed.mean_across(dist, loss), step)
         if logged:
-            losses.append((step, round(global_loss, 6)))
+            run.losses.append((step, round(global_loss, 6)))
             if on_step is not None and dist.is_main:
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                 on_step(StepInfo(step, cfg.steps, global_loss, rate))
             out_of_time = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
             out_of_time = distributed.any_across(dist, out_of_time, device)
         if cfg.val_every and step % cfg.val_every == 0 and step != cfg.steps:
-            triptych()
+            run.triptych()
         if saving or out_of_time:  # a time stop is a log step: its loss was checked above
-            model_id = checkpoint()
+            model_id = run.save()
         if out_of_time:
             log.info("stopping at step %d: the time budget of %.0f s is spent", step, cfg.max_seconds)
             break
-    triptych()
-    return TrainResult(cfg.out, model_id, step, losses, triptychs, time.perf_counter() - started)
+    run.triptych()
+    return TrainResult(cfg.out, model_id, run.step, run.losses, run.triptychs, time.perf_counter() - started)
 
 
 def _checked(loss: float, step: int) -> float:
