@@ -31,7 +31,7 @@ from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
 from colorize_core.data.sharding import list_images
-from colorize_core.storage.stores import ObjectInfo, open_store
+from colorize_core.storage.stores import ObjectInfo, ObjectStore, open_store
 
 
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:
@@ -152,7 +152,6 @@ def colorize_shard(
     model_id = colorizer.model_id
     use_device = colorizer.device.type == "cuda" if device_jpeg is None else device_jpeg
     rows: dict[str, dict[str, Any]] = {}
-    outcome = ShardOutcome(shard)
     pool = ThreadPoolExecutor(max_workers=io_threads) if io_threads > 0 else None
     writes: list[Future[dict[str, Any]]] = []
 
@@ -168,23 +167,10 @@ def colorize_shard(
         loaded: Iterable[Source] = _prefetch(pool, items, load_one, 2 * colorizer.batch_size) if pool else map(load_one, items)
         for chunk in batched(loaded, colorizer.batch_size):
             check_stop(run_id)  # a stopping process or run abandons the shard uncommitted
-            for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
-                decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
-                on_device = [item for item in group if item.luma is not None]
-                if on_device:
-                    for item, out_key, result, values in colorize_on_device(on_device, colorizer):
-                        store_later(item, out_key, result, values)
+            _colorize_chunk(chunk, colorizer, run_id, skip_colour, store_later)
             for item in chunk:
-                if item.row is not None:
+                if item.row is not None:  # ended before the model: failed or skipped
                     rows[item.obj.key] = item.row
-            todo = [item for item in chunk if item.image is not None]
-            if todo:
-                t0 = time.perf_counter()
-                colored = colorizer.colorize([item.image for item in todo])  # type: ignore[misc]
-                infer_each = (time.perf_counter() - t0) / len(todo)
-                for item, result in zip(todo, colored):
-                    item.image = None  # free the decoded source early
-                    store_later(item, output_name_for(item.obj.key), result, {"infer_s": infer_each})
             if on_image is not None:
                 on_image(len(chunk))
         for fut in writes:
@@ -194,12 +180,42 @@ def colorize_shard(
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
+    return _commit(out, items, rows, run_id, shard, samples, started)
+
+
+def _colorize_chunk(
+    chunk: list[Source], colorizer: Colorizer, run_id: str, skip_colour: bool, store_later: Callable[[Source, str, bytes | Image.Image, dict[str, Any]], None]
+) -> None:
+    """Colorize one batch's decoded sources and hand each result to `store_later`: plain JPEGs
+    on the device (decode, colorize, encode there; what it refuses falls to Pillow), the rest
+    from Pillow images."""
+    model_id = colorizer.model_id
+    for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
+        decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
+        on_device = [item for item in group if item.luma is not None]
+        if on_device:
+            for item, out_key, result, values in colorize_on_device(on_device, colorizer):
+                store_later(item, out_key, result, values)
+    todo = [item for item in chunk if item.image is not None]  # Pillow's, and the device's refusals
+    if todo:
+        t0 = time.perf_counter()
+        colored = colorizer.colorize([item.image for item in todo])  # type: ignore[misc]
+        infer_each = (time.perf_counter() - t0) / len(todo)
+        for item, result in zip(todo, colored):
+            item.image = None  # free the decoded source early
+            store_later(item, output_name_for(item.obj.key), result, {"infer_s": infer_each})
+
+
+def _commit(out: ObjectStore, items: list[ObjectInfo], rows: dict[str, dict[str, Any]], run_id: str, shard: int, samples: int, started: float) -> ShardOutcome:
+    """Write the shard's metadata file, one row per source in plan order, after every output:
+    the rows are the commit of this shard's work. Returns its outcome."""
     ordered = [rows[obj.key] for obj in items]
-    outcome.samples = [(r["key"], r["output_key"]) for r in ordered if r["status"] == "ok"][:samples]
-    outcome.metadata_key = metadata_key(run_id, shard)
-    # Written last, after every output: the rows are the commit of this shard's work.
-    out.write(outcome.metadata_key, table_to_bytes(rows_to_table(ordered, OUTPUT_SCHEMA)))
-    outcome.counts = dict(Counter(r["status"] for r in ordered))
-    outcome.failures = [(r["key"], r["error"]) for r in ordered if r["status"] == "failed"]
-    outcome.seconds = time.perf_counter() - started
-    return outcome
+    out.write(metadata_key(run_id, shard), table_to_bytes(rows_to_table(ordered, OUTPUT_SCHEMA)))
+    return ShardOutcome(
+        shard,
+        counts=dict(Counter(r["status"] for r in ordered)),
+        failures=[(r["key"], r["error"]) for r in ordered if r["status"] == "failed"],
+        samples=[(r["key"], r["output_key"]) for r in ordered if r["status"] == "ok"][:samples],
+        seconds=time.perf_counter() - started,
+        metadata_key=metadata_key(run_id, shard),
+    )
