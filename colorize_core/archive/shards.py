@@ -145,7 +145,7 @@ def colorize_shard(
     Reading and decoding run ahead in `io_threads` threads, and encoding and writing run behind,
     while the model works on the current batch (Pillow, boto3 and torch release the GIL).
     `io_threads=0` does everything in this thread, in order: the plain path.
-    `device_jpeg`: decode and encode plain JPEGs on the model's device (shard_steps); None means
+    `device_jpeg`: decode and encode plain JPEGs on the model's device (steps.py); None means
     on CUDA only, where nvJPEG frees the CPUs from the work that would otherwise bound the run."""
     started = time.perf_counter()
     src, out = open_store(source), open_store(dest)
