@@ -68,7 +68,6 @@ class TemporaryServer:
             )
 
 
-
 _running: list[TemporaryServer] = []  # held until exit: the watchdog's pipe closes with the process
 
 
