@@ -107,13 +107,16 @@ class Lease:
     def _try_take(self) -> LeaseInfo | None:
         """Take the lease if free or abandoned; else return its holder."""
         for _ in range(3):  # the lease may come and go between our calls
-            self.etag = self.store.create(LEASE_KEY, self._body()) or self._ours()
+            self.etag = self.store.create(LEASE_KEY, self._body())
             if self.etag:
                 return None
             current = read_lease(self.store)
             if current is None:
                 continue  # released between the two calls
             holder, etag = current
+            if holder.is_mine(self.run_id):  # our create had succeeded; its reply was lost
+                self.etag = etag
+                return None
             if not (holder.expired(datetime.now(timezone.utc)) or holder.holder_gone()):
                 return holder
             self.etag = self.store.replace(LEASE_KEY, self._body(), etag) or self._ours()  # one taker wins

@@ -74,7 +74,9 @@ def forget_run(run_id: str) -> None:
 def check_stop(run_id: str | None = None) -> None:
     if STOP.is_set():
         raise Interrupted("stopped by a signal before finishing")
-    if run_id is not None and run_stop(run_id).is_set():
+    with _run_stops_lock:
+        stopping = run_id is not None and run_id in _run_stops and _run_stops[run_id].is_set()
+    if stopping:  # looked up, not created: shards run by library callers register nothing
         raise Interrupted(f"run {run_id} is stopping before finishing")
 
 
