@@ -23,6 +23,7 @@ from bench.common import SHARED, machine
 from colorize_core.data.build import build_dataset
 from colorize_core.data.samples import prepare_sample
 
+
 def make_large_scans(src: Path, out: Path, min_pixels: int = 3_000_000) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made = []

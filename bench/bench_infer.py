@@ -25,13 +25,14 @@ from PIL import Image
 
 from bench.common import SHARED, machine, smooth_photo
 from colorize_core.archive.shards import colorize_shard
+from colorize_core.data.sharding import list_images
 from colorize_core.model.checkpoint import save_checkpoint
 from colorize_core.model.device import amp_dtype, resolve_device
 from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions
 from colorize_core.model.loss import BlurredUVLoss
 from colorize_core.model.models import ModelConfig, build_model
-from colorize_core.data.sharding import list_images
 from colorize_core.storage.stores import open_store
+
 
 def make_archive(root: Path, n: int, data: Path) -> Path:
     """n gray JPEGs: ImageNet photos from ../shared/data when present, else synthetic 500x375 ones."""

@@ -31,9 +31,9 @@ from PIL import Image
 
 from bench.common import machine, smooth_photo
 from colorize_core.model.color import yuv_to_rgb_in_gamut
-from colorize_core.storage.imageio import luma_and_alpha
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.storage.imageio import luma_and_alpha
 
 MB = 1 << 20
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from colorize_core.data.dataset import list_image_files
-from colorize_core.storage.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness, psnr, ssim
+from colorize_core.storage.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
 
 # Below this colourfulness a "colour" photo is effectively gray: it has no colour to recover.
 MIN_TRUTH_COLOURFULNESS = 2.0

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
 from colorize_core.model.infer import Colorizer, batched
+from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
 from colorize_core.storage.stores import atomic_write_bytes
 
 

@@ -17,10 +17,10 @@ import urllib.request
 from collections.abc import Sequence
 from typing import NoReturn
 
-from colorize_core.local_files import FileResult, colorize_files, expand_inputs
-from colorize_core.evaluate import evaluate
-from colorize_core.model.infer import Colorizer
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
+from colorize_core.evaluate import evaluate
+from colorize_core.local_files import FileResult, colorize_files, expand_inputs
+from colorize_core.model.infer import Colorizer
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
 from flows.local_server import start_temporary_server

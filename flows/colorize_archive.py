@@ -17,17 +17,17 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.futures import as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
-from colorize_core.model.checkpoint import read_model_id
-from colorize_core.model.device import resolve_device
-from colorize_core.storage.errors import Interrupted, forget_run, run_stop
 from colorize_core.archive.gallery import gallery_html, gallery_markdown
 from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
-from colorize_core.training.registry import resolve_checkpoint
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
 from colorize_core.archive.lease import Lease
+from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
+from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
+from colorize_core.model.checkpoint import read_model_id
+from colorize_core.model.device import resolve_device
+from colorize_core.storage.errors import Interrupted, forget_run, run_stop
 from colorize_core.storage.stores import LocalStore, child_uri, open_store
+from colorize_core.training.registry import resolve_checkpoint
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA

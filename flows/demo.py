@@ -16,8 +16,8 @@ from typing import Any
 from PIL import Image
 from prefect import flow, task
 
-from colorize_core.model.backbone import imagenet_weights_path
 from colorize_core.evaluate import evaluate
+from colorize_core.model.backbone import imagenet_weights_path
 from colorize_core.model.infer import Colorizer
 from flows.build_dataset import build_dataset_flow
 from flows.colorize_archive import colorize_archive

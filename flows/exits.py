@@ -15,8 +15,8 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-from colorize_core.storage.errors import STOP, Interrupted
 from colorize_core.archive.lease import DestinationBusy
+from colorize_core.storage.errors import STOP, Interrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_BUSY, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 75, 130, 143
 

@@ -12,8 +12,8 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from colorize_core.training.registry import LATEST
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
+from colorize_core.training.registry import LATEST
 from flows.colorize_archive import colorize_archive
 
 

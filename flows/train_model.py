@@ -14,12 +14,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 from prefect import flow, get_run_logger, task
-from prefect.runtime import task_run
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.runtime import task_run
 
 from colorize_core.archive.gallery import image_uri
-from colorize_core.training.registry import register_model
 from colorize_core.storage.stores import LocalStore, ObjectNotFound, split_uri
+from colorize_core.training.registry import register_model
 from colorize_core.training.train import StepInfo, TrainConfig, TrainResult, train
 from colorize_core.training.train_params import DEFAULTS, to_train_config
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from colorize_core.archive.shards import colorize_shard
 from colorize_core.archive.history import read_output_rows
-from colorize_core.model.infer import Colorizer
+from colorize_core.archive.shards import colorize_shard
 from colorize_core.data.sharding import list_images
+from colorize_core.model.infer import Colorizer
 from colorize_core.storage.stores import LocalStore, StorageError, open_store
 from tests.badfiles import bad_corpus
 from tests.conftest import gray_archive

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.data.build import build_dataset, build_shard
 from colorize_core.archive.layout import shard_key, status_key
+from colorize_core.data.build import build_dataset, build_shard
 from colorize_core.data.dataset import ShardImages, StepBatchSampler, open_training_data
-from colorize_core.storage.records import table_from_bytes
 from colorize_core.data.sharding import plan_manifest, read_manifest, write_manifest
+from colorize_core.storage.records import table_from_bytes
 from colorize_core.storage.stores import StorageError, open_store
 from tests.badfiles import bad_corpus
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 

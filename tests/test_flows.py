@@ -9,8 +9,8 @@ import pytest
 
 from colorize_core.archive.history import read_output_rows
 from colorize_core.storage.imageio import decode, luma_and_alpha
-from colorize_core.training.registry import resolve_checkpoint
 from colorize_core.storage.stores import StorageError, open_store
+from colorize_core.training.registry import resolve_checkpoint
 from flows.build_dataset import build_dataset_flow
 from flows.colorize_archive import colorize_archive
 from flows.nightly import nightly

@@ -59,8 +59,8 @@ def test_cuda_training_steps_with_autocast_reduce_the_loss(arch: str) -> None:
 
 def test_nvjpeg_shard_matches_the_cpu_device_path(jpeg_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
     """nvJPEG decode + CUDA colorize + nvJPEG encode against the same code on CPU (libjpeg-turbo)."""
-    from colorize_core.archive.shards import colorize_shard
     from colorize_core.archive.history import read_output_rows
+    from colorize_core.archive.shards import colorize_shard
     from colorize_core.data.sharding import list_images
     from colorize_core.storage.stores import open_store
     from tests.conftest import luma_of

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from colorize_core.archive.shards import done_sources
 from colorize_core.archive.history import compact_history, read_output_rows
 from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
+from colorize_core.archive.shards import done_sources
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import ObjectStore, open_store
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from colorize_core.model.checkpoint import load_model
-from colorize_core.storage.imageio import decode, luma_and_alpha
 from colorize_core.model.infer import Colorizer
+from colorize_core.storage.imageio import decode, luma_and_alpha
 from tests.conftest import make_photo
 
 rng = np.random.default_rng(99)

@@ -14,9 +14,9 @@ from PIL import Image
 
 from colorize_core.model import infer
 from colorize_core.model.color import KB, KG, KR, yuv_to_rgb_in_gamut
-from colorize_core.storage.imageio import luma_and_alpha, luma_plane
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness, image_colourfulness
+from colorize_core.storage.imageio import luma_and_alpha, luma_plane
 from tests.conftest import make_photo
 
 rng = np.random.default_rng(10)

@@ -11,9 +11,9 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.colorize_archive import colorize_archive
+from tests.conftest import gray_archive
 from tests.postgres import postgres_bin, postgres_server, psql
 from tests.prefect_server import drain_prefect_workers, prefect_server
-from tests.conftest import gray_archive
 
 # In CI a missing PostgreSQL is a failure (.ci/run installs it); elsewhere the test is skipped.
 needs_postgres = pytest.mark.skipif(postgres_bin() is None and not os.environ.get("CI"), reason="PostgreSQL not installed")

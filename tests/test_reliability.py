@@ -16,15 +16,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from colorize_core.storage import errors
-from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
-from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
 from colorize_core.archive.history import summarize
-from colorize_core.archive.layout import plan_key
-from colorize_core.archive.layout import LEASE_KEY
+from colorize_core.archive.layout import LEASE_KEY, plan_key
 from colorize_core.archive.lease import DestinationBusy, Lease, read_lease
-from colorize_core.storage.procs import this_host
 from colorize_core.data.sharding import Manifest, list_images, write_manifest
+from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
+from colorize_core.storage import errors
+from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
+from colorize_core.storage.procs import this_host
 from colorize_core.storage.stores import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
 from tests.conftest import gray_archive
 

@@ -12,8 +12,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.archive.history import read_output_rows
 from flows.colorize_archive import colorize_archive, colorize_shard_flow
-from tests.prefect_server import drain_prefect_workers, prefect_server, process_worker
 from tests.conftest import gray_archive
+from tests.prefect_server import drain_prefect_workers, prefect_server, process_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize_core.model.checkpoint import load_checkpoint
 from colorize_core.data.dataset import StepBatchSampler
+from colorize_core.model.checkpoint import load_checkpoint
 from colorize_core.model.loss import BlurredUVLoss
 from colorize_core.model.models import ModelConfig, build_model
 from colorize_core.training.train import TrainConfig, gray_and_target, train

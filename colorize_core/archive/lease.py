@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
-from colorize_core.storage.errors import STOP, retry_budget, run_stop
 from colorize_core.archive.layout import LEASE_KEY
+from colorize_core.storage.errors import STOP, retry_budget, run_stop
 from colorize_core.storage.procs import pid_gone, this_host
 from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
 

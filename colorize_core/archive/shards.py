@@ -23,14 +23,14 @@ from typing import Any
 
 from PIL import Image
 
-from colorize_core.storage.errors import check_stop
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.layout import META_PREFIX, metadata_key
-from colorize_core.storage.imageio import output_name_for
-from colorize_core.model.infer import Colorizer, batched
-from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
 from colorize_core.data.sharding import list_images
+from colorize_core.model.infer import Colorizer, batched
+from colorize_core.storage.errors import check_stop
+from colorize_core.storage.imageio import output_name_for
+from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import ObjectInfo, ObjectStore, open_store
 
 

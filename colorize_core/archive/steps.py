@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize_core.model.color import rgb_to_y
-from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
-from colorize_core.model.infer import Colorizer
-from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
-from colorize_core.model.metrics import colourfulness_tensor, image_colourfulness
-from colorize_core.storage.records import OUTPUT_SCHEMA
 from colorize_core.data.samples import THUMB, colour_stats, colour_stats_array, skip_reason
+from colorize_core.model.color import rgb_to_y
+from colorize_core.model.infer import Colorizer
+from colorize_core.model.metrics import colourfulness_tensor, image_colourfulness
+from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.storage.records import OUTPUT_SCHEMA
 from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
 ALREADY_COLOUR = "already a colour photo"

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from colorize_core.model.color import rgb_to_yuv
-from colorize_core.storage.imageio import decode, source_size
 from colorize_core.model.metrics import colourfulness
+from colorize_core.storage.imageio import decode, source_size
 
 THUMB = 96
 JPEG_QUALITY = 90

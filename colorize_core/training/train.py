@@ -22,14 +22,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from colorize_core.training import distributed
+from colorize_core.data.dataset import FolderImages, ShardImages, StepBatchSampler, as_float, open_training_data
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.model.color import rgb_to_yuv, uv_to_unit
-from colorize_core.data.dataset import FolderImages, ShardImages, StepBatchSampler, as_float, open_training_data
 from colorize_core.model.device import amp_dtype
 from colorize_core.model.infer import Colorizer, InferenceOptions
 from colorize_core.model.loss import BlurredUVLoss
 from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.training import distributed
 
 log = logging.getLogger(__name__)
 
