@@ -20,9 +20,10 @@ import time
 import torch
 
 from bench.common import machine
+from colorize_core.model.config import ARCHS
 from colorize_core.model.device import autocast_dtype, resolve_device
 from colorize_core.model.loss import BlurredUVLoss
-from colorize_core.model.models import ARCHS, ModelConfig, build_model
+from colorize_core.model.models import ModelConfig, build_model
 
 
 def inference_rate(arch: str, device: torch.device, size: int, batch: int, iters: int) -> float:

@@ -14,6 +14,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.data.build import ShardResult, build_shard, finish_build, plan_build
+from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, read_manifest_shard, write_manifest
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
@@ -60,7 +61,7 @@ def finish_dataset(manifest: str, dest: str, size: int, results: list[ShardResul
 
 
 @flow(name="build-dataset", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
-def build_dataset_flow(source: str, dest: str, size: int = 256, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
+def build_dataset_flow(source: str, dest: str, size: int = DEFAULT_SAMPLE_SIZE, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
     """Build Parquet training shards from the colour photos under `source` (or a manifest)."""
     logger = get_run_logger()
     plan = plan_dataset(source, dest, shard_size)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from colorize_core.model.backbone import VGG16Taps
-from colorize_core.model.models import ARCHS, Hypercolumn, ModelConfig, ResidualEncoder, build_model, head_parameters
+from colorize_core.model.config import ARCHS
+from colorize_core.model.models import Hypercolumn, ModelConfig, ResidualEncoder, build_model, head_parameters
 
 
 def n_params(params: object) -> int:

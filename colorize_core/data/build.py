@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from colorize_core.archive.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
+from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.samples import Sample, prepare_sample
 from colorize_core.data.sharding import (
     DEFAULT_SHARD_SIZE,
@@ -171,7 +172,7 @@ def build_dataset(
     source: str,
     dest: str,
     *,
-    size: int = 256,
+    size: int = DEFAULT_SAMPLE_SIZE,
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int = 2,
     on_shard: Callable[[ShardResult], None] | None = None,

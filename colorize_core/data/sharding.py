@@ -11,11 +11,10 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from colorize_core.data.config import DEFAULT_SHARD_SIZE
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, output_name_for
 from colorize_core.storage.records import MANIFEST_SCHEMA, table_from_bytes, table_metadata, table_to_bytes
 from colorize_core.storage.stores import ObjectInfo, ObjectStore, RangeReader, open_store, split_uri
-
-DEFAULT_SHARD_SIZE = 500
 
 
 def is_image_key(key: str) -> bool:

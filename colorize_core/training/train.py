@@ -28,43 +28,11 @@ from colorize_core.model.color import rgb_to_yuv, uv_to_unit
 from colorize_core.model.device import amp_dtype
 from colorize_core.model.infer import Colorizer, InferenceOptions
 from colorize_core.model.loss import BlurredUVLoss
-from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.model.models import build_model
 from colorize_core.training import distributed
+from colorize_core.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str
-    out: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    backbone_weights: str = "imagenet"
-    batch_size: int = 6
-    steps: int = 1000
-    lr: float = 0.1  # the seed's plain SGD
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    device: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 500
-    val_every: int = 0  # 0: only at the end
-    val_data: str | None = None
-    val_dir: str | None = None  # default: "<out without suffix>_val/"
-    num_workers: int | None = None  # DataLoader processes; None: 0 on CPU, up to 8 on CUDA
-    max_seconds: float | None = None  # stop early (with a checkpoint) after this much wall time
-    resume: bool = False
-    channels_last: bool = True  # NHWC activations: what cuDNN and oneDNN convolutions prefer
-    compile: bool = False  # torch.compile the model: pays on long CUDA runs, costs a minute to start
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.steps < 0 or self.batch_size <= 0:
-            raise ValueError("steps must be >= 0 and batch_size > 0")
 
 
 @dataclass
@@ -192,7 +160,9 @@ class _Run:
 
 
 def _prepare(cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device) -> _Run:
-    """The model (resumed if asked), its optimiser and precision, the data: ready for step 1."""
+    """The data, the model (resumed if asked), its optimiser and precision: ready for step 1."""
+    # The data first: a wrong --data path must fail before minutes go into fetching weights.
+    dataset = open_training_data(cfg.data, cfg.model.image_size)
     core, optim_state, meta = _resume_state(cfg)  # every rank reads the same checkpoint
     core.to(device).train()
     if cfg.channels_last:
@@ -209,7 +179,6 @@ def _prepare(cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if "scaler" in meta and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
-    dataset = open_training_data(cfg.data, cfg.model.image_size)
     return _Run(
         cfg, dist, device, core, model, optimizer, scaler, dtype, BlurredUVLoss().to(device), dataset,
         val_truth=_validation_images(cfg, dataset),

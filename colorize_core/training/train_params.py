@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from colorize_core.model.models import ARCHS, ModelConfig
-from colorize_core.training.train import OPTIMIZERS, TrainConfig
+from colorize_core.model.config import ARCHS, ModelConfig
+from colorize_core.training.config import OPTIMIZERS, TrainConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""A model's configuration: everything needed to rebuild its layers (weights travel separately).
+
+Kept free of torch so the command line can offer the choices without importing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Arch = Literal["residual_encoder", "hypercolumn"]
+ARCHS: tuple[Arch, ...] = ("residual_encoder", "hypercolumn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's layers (weights travel separately)."""
+
+    arch: Arch = "residual_encoder"
+    image_size: int = 224  # the working size inference resizes to; any multiple of 8 runs
+    train_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown model {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.image_size <= 0 or self.image_size % 8:
+            raise ValueError(f"image_size must be a positive multiple of 8, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone") if k in data})
