@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 from pathlib import Path
+
+from colorize_core.home import colorize_home
 
 
 def log_path() -> Path:
-    home = os.environ.get("COLORIZE_HOME") or str(Path.home() / ".colorize")
-    return Path(home) / "logs" / "colorize.log"
+    return colorize_home() / "logs" / "colorize.log"
 
 
 class _WithoutTraceback(logging.Formatter):

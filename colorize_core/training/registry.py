@@ -1,25 +1,24 @@
 """Where trained models are registered, so a nightly run can ask for "the latest model".
 
 A registry is a store prefix (local or s3://): `models/<model_id>.json` per model and
-`latest.json` pointing at the newest. The default is `$COLORIZE_HOME/registry` (`~/.colorize`).
+`latest.json` pointing at the newest. The default is `$COLORIZE_HOME/registry` (`~/.colorize`);
+`colorize models` lists it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
+from colorize_core.home import colorize_home
 from colorize_core.storage.stores import ObjectNotFound, open_store
 
 LATEST = "latest"
 
 
 def default_registry() -> str:
-    home = os.environ.get("COLORIZE_HOME") or str(Path.home() / ".colorize")
-    return str(Path(home) / "registry")
+    return str(colorize_home() / "registry")
 
 
 def register_model(checkpoint_uri: str, model_id: str, *, registry: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -42,3 +41,17 @@ def resolve_checkpoint(spec: str, *, registry: str | None = None) -> str:
     except ObjectNotFound:
         raise FileNotFoundError(f"no model registered in {where}: train one (colorize train / train-model flow) or pass a checkpoint") from None
     return str(entry["checkpoint"])
+
+
+def list_models(*, registry: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Every registered model's entry, newest first, and the latest one's model id (None when
+    nothing is registered). A missing registry is an empty one: nothing was trained here yet."""
+    store = open_store(registry or default_registry())
+    keys = [info.key for info in store.list("models/") if info.key.endswith(".json")]
+    entries = [json.loads(store.read(key)) for key in keys]
+    entries.sort(key=lambda e: float(e.get("registered_at", 0.0)), reverse=True)
+    try:
+        latest = str(json.loads(store.read("latest.json"))["model_id"])
+    except ObjectNotFound:
+        latest = None
+    return entries, latest
