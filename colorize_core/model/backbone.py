@@ -1,8 +1,9 @@
 """VGG16 feature taps (conv1_2, conv2_2, conv3_3, conv4_3) and the loading of their weights.
 
-Weights are an explicit choice, as in torchvision: "imagenet" (torchvision's IMAGENET1K_V1 file
-from torchvision's cache; never downloaded here), a path to a torchvision-format state dict
-(.pth/.pt or .safetensors), or "none" (random initialisation, for tests and from-scratch runs).
+Weights are an explicit choice, as in torchvision: "imagenet" (torchvision's IMAGENET1K_V1 file:
+from torchvision's cache, downloaded into it on first use through torch.hub, with its hash check
+and progress bar), a path to a torchvision-format state dict (.pth/.pt or .safetensors), or
+"none" (random initialisation, for tests and from-scratch runs).
 """
 
 from __future__ import annotations
@@ -22,14 +23,39 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# torchvision's file; its name carries the first hex digits of its SHA-256, which torch.hub checks.
+IMAGENET_URL = VGG16_Weights.IMAGENET1K_V1.url
+
+
 class BackboneWeightsError(RuntimeError):
     """The requested backbone weights could not be found or do not fit VGG16."""
 
 
 def imagenet_weights_path() -> Path:
     """Where torchvision keeps (and we look for) the VGG16 ImageNet weights file."""
-    url = VGG16_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(IMAGENET_URL)
+
+
+def download_imagenet_weights() -> Path:
+    """Fetch the VGG16 ImageNet weights into torchvision's cache the way torchvision does
+    (torch.hub: a .partial file renamed when complete, the SHA-256 prefix in the file name
+    checked, a progress bar on stderr); returns the file. Offline, one error that says what to do."""
+    path = imagenet_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(IMAGENET_URL, str(path), hash_prefix=_hash_prefix(IMAGENET_URL), progress=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a hash mismatch a RuntimeError
+        raise BackboneWeightsError(
+            f"VGG16 ImageNet weights are not in {path} and could not be downloaded from {IMAGENET_URL} ({exc}): "
+            "copy that file to that path (or set TORCH_HOME), or pass --backbone-weights FILE (a VGG16 state dict) "
+            "or --backbone-weights none (random weights)"
+        ) from exc
+    return path
+
+
+def _hash_prefix(url: str) -> str | None:
+    match = torch.hub.HASH_REGEX.search(os.path.basename(url))
+    return match.group(1) if match else None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -57,12 +83,7 @@ def load_backbone_state(weights: str | os.PathLike[str]) -> dict[str, torch.Tens
     if choice == "imagenet":
         path = imagenet_weights_path()
         if not path.is_file():
-            raise BackboneWeightsError(
-                f"VGG16 ImageNet weights not found at {path}. This machine cannot download them: "
-                f"fetch {VGG16_Weights.IMAGENET1K_V1.url} elsewhere and copy it to that path "
-                "(or set TORCH_HOME), or pass a local state-dict file as the backbone weights, "
-                "or use 'none' to train from random weights."
-            )
+            path = download_imagenet_weights()
     else:
         path = Path(choice)
     state = _read_state_dict(path)
