@@ -127,9 +127,23 @@ def _read_checkpoint_bytes(uri: str) -> bytes:
         raise CheckpointError(f"checkpoint not found: {uri}") from None
 
 
-def read_model_id(path: str | os.PathLike[str]) -> str:
-    """A checkpoint's model id from its header alone (two small ranged reads, not the ~40 MB of
-    weights): what planning needs. Not verified against the weights; loading the model does that.
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint's header says, read without its weights."""
+
+    uri: str
+    model_id: str
+    step: int | None  # optimiser steps `train` ran; None when the file does not say
+    meta: dict[str, Any]
+
+
+class UntrainedModelError(CheckpointError):
+    """A checkpoint that never trained (0 steps): its colours are noise, not a guess."""
+
+
+def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """A checkpoint's header alone (two small ranged reads, not the ~40 MB of weights): what
+    planning needs. Not verified against the weights; loading the model does that.
     The header's length is checked against the file's size before anything is read: random
     bytes must not make us allocate what their first 8 bytes claim."""
     p = os.fspath(path)
@@ -142,12 +156,33 @@ def read_model_id(path: str | os.PathLike[str]) -> str:
         n = int.from_bytes(head, "little")
         if n <= 0 or 8 + n > size:
             raise CheckpointError(f"{p}: not a safetensors checkpoint, or truncated (header claims {n} bytes of a {size}-byte file)")
-        meta = _read_header(head + store.read_range(key, 8, n), p)
+        header = _read_header(head + store.read_range(key, 8, n), p)
     except ObjectNotFound:
         raise CheckpointError(f"checkpoint not found: {p}") from None
-    if meta.get("format") != FORMAT or not meta.get("model_id"):
+    if header.get("format") != FORMAT or not header.get("model_id"):
         raise CheckpointError(f"{p}: not an archive-colorizer checkpoint (a foreign file with no '{FORMAT}' header)")
-    return meta["model_id"]
+    try:
+        meta = json.loads(header.get("meta", "{}"))
+    except ValueError:
+        raise CheckpointError(f"{p}: corrupt checkpoint metadata (unreadable 'meta')") from None
+    meta = meta if isinstance(meta, dict) else {}
+    step = meta.get("step")
+    return CheckpointInfo(p, header["model_id"], int(step) if isinstance(step, int) else None, meta)
+
+
+def read_model_id(path: str | os.PathLike[str]) -> str:
+    """A checkpoint's model id from its header alone (see `read_checkpoint_info`)."""
+    return read_checkpoint_info(path).model_id
+
+
+def require_trained(info: CheckpointInfo, *, allow_untrained: bool = False) -> None:
+    """Refuse to colorize with a model that never trained: an untrained model's colours are
+    noise, and an archive must not receive them by accident (`train --steps 0` writes one)."""
+    if info.step == 0 and not allow_untrained:
+        raise UntrainedModelError(
+            f"model {info.model_id} ({info.uri}) was never trained (0 steps): train it with `colorize train`, "
+            "or pass --allow-untrained if noise is what you want"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
