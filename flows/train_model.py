@@ -91,6 +91,7 @@ def train_model(
     image_size: int = DEFAULTS["image_size"],
     batch_size: int = DEFAULTS["batch_size"],
     model: str = DEFAULTS["model"],
+    head: str = DEFAULTS["head"],
     backbone_weights: str = DEFAULTS["backbone_weights"],
     train_backbone: bool = DEFAULTS["train_backbone"],
     optimizer: str = DEFAULTS["optimizer"],

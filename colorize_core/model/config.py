@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 Arch = Literal["residual_encoder", "hypercolumn"]
 ARCHS: tuple[Arch, ...] = ("residual_encoder", "hypercolumn")
+# What the decoder predicts: UV directly under the blurred L2 loss (the seed's), or a
+# distribution over chroma bins under a rebalanced cross-entropy (Zhang et al. 2016).
+Head = Literal["regression", "classification"]
+HEADS: tuple[Head, ...] = ("regression", "classification")
 
 
 @dataclass(frozen=True)
@@ -19,10 +23,15 @@ class ModelConfig:
     arch: Arch = "residual_encoder"
     image_size: int = 224  # the working size inference resizes to; any multiple of 8 runs
     train_backbone: bool = False
+    head: Head = "regression"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown model {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.head == "classification" and self.arch != "residual_encoder":
+            raise ValueError("the classification head is built on the residual encoder only")
         if self.image_size <= 0 or self.image_size % 8:
             raise ValueError(f"image_size must be a positive multiple of 8, got {self.image_size}")
 
@@ -31,4 +40,5 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone") if k in data})
+        # Checkpoints from before a field existed take its default (the seed's regression head).
+        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone", "head") if k in data})

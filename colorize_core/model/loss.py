@@ -1,4 +1,5 @@
-"""The blurred Euclidean loss on UV: plain MSE plus MSE after 3- and 5-pixel Gaussian blurs.
+"""The losses: the seed's blurred Euclidean loss on UV (plain MSE plus MSE after 3- and 5-pixel
+Gaussian blurs), and the classification head's rebalanced cross-entropy over chroma bins.
 
 The blur is depthwise (one kernel per channel, groups=C), so it never mixes U into V: an error
 only in U gives no gradient on V.
@@ -9,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from colorize_core.model import chroma_bins
+from colorize_core.model.color import unit_to_uv
 
 BLUR_SIZES = (3, 5)
 
@@ -51,3 +55,25 @@ class BlurredUVLoss(nn.Module):
             k = getattr(self, f"k{s}")
             terms.append(F.mse_loss(depthwise_blur(pred, k), depthwise_blur(target, k)))
         return torch.stack(terms).mean()
+
+
+class ChromaClassLoss(nn.Module):
+    """Zhang et al.'s rebalanced multinomial cross-entropy: soft-encoded targets over the
+    chroma bins, each pixel weighted by its nearest bin's rebalancing weight.
+
+    Logits (N, Q, h, w) are at the decoder's resolution (half the input's); the target (N, 2,
+    H, W) is the regression head's, UV scaled to [0, 1], and is averaged down to (h, w)."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("centers", chroma_bins.bin_centers(), persistent=False)
+        self.register_buffer("weights", weights.float(), persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        uv = unit_to_uv(target.float())
+        if uv.shape[-2:] != logits.shape[-2:]:
+            uv = F.adaptive_avg_pool2d(uv, logits.shape[-2:])
+        soft = chroma_bins.soft_encode(uv, self.centers)
+        pixel_weight = self.weights[chroma_bins.nearest_bin(uv, self.centers)]  # (N, h, w)
+        log_probs = F.log_softmax(logits.float(), dim=1)
+        return -(pixel_weight * (soft * log_probs).sum(dim=1)).mean()

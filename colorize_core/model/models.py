@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorize_core.model import chroma_bins
 from colorize_core.model.backbone import TAP_CHANNELS, VGG16Taps
+from colorize_core.model.color import uv_to_unit
 from colorize_core.model.config import ModelConfig
 
 
@@ -40,17 +42,28 @@ def _up2(x: torch.Tensor) -> torch.Tensor:
 
 
 class ResidualEncoder(nn.Module):
-    """Dahl's residual encoder: VGG16 taps merged coarse-to-fine by upsample-and-add."""
+    """Dahl's residual encoder: VGG16 taps merged coarse-to-fine by upsample-and-add.
 
-    def __init__(self, backbone: VGG16Taps) -> None:
+    With `classification=True` the decoder stops at half resolution and predicts logits over
+    the chroma bins (chroma_bins.py) there: in training mode `forward` returns them, in eval
+    mode their annealed mean, upsampled and scaled as the regression head's output, so
+    inference treats both heads alike."""
+
+    def __init__(self, backbone: VGG16Taps, *, classification: bool = False) -> None:
         super().__init__()
         c1, c2, c3, c4 = TAP_CHANNELS
         self.backbone = backbone
-        self.bn4, self.bn3, self.bn2, self.bn1 = (nn.BatchNorm2d(c) for c in (c4, c3, c2, c1))
-        self.bn_in = nn.BatchNorm2d(3)
+        self.classification = classification
+        self.bn4, self.bn3, self.bn2 = (nn.BatchNorm2d(c) for c in (c4, c3, c2))
         self.reduce4 = ConvBNReLU(c4, c3, kernel=1)  # 512 -> 256
         self.fuse3 = ConvBNReLU(c3, c2)  # 256 -> 128
         self.fuse2 = ConvBNReLU(c2, c1)  # 128 -> 64
+        if classification:
+            self.register_buffer("centers", chroma_bins.bin_centers(), persistent=False)
+            self.classify = nn.Conv2d(c1, self.centers.shape[0], 1)  # (N, Q, H/2, W/2) logits
+            return
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.bn_in = nn.BatchNorm2d(3)
         self.fuse1 = ConvBNReLU(c1, 3)  # 64 -> 3
         self.refine = ConvBNReLU(3, 3)
         # The head keeps a bias (no BN): the sigmoid needs a free offset, and BN right before it
@@ -63,6 +76,12 @@ class ResidualEncoder(nn.Module):
         x = self.reduce4(self.bn4(t4))  # (N, 256, H/8, W/8)
         x = self.fuse3(_up2(x) + self.bn3(t3))  # (N, 128, H/4, W/4)
         x = self.fuse2(_up2(x) + self.bn2(t2))  # (N, 64, H/2, W/2)
+        if self.classification:
+            logits = self.classify(x)
+            if self.training:
+                return logits
+            uv = _up2(chroma_bins.annealed_mean(logits, self.centers))
+            return uv_to_unit(uv).clamp(0.0, 1.0)  # (N, 2, H, W), as the sigmoid head's
         x = self.fuse1(_up2(x) + self.bn1(t1))  # (N, 3, H, W)
         x = self.refine(x + self.bn_in(gray.expand(-1, 3, -1, -1)))  # (N, 3, H, W)
         return torch.sigmoid(self.head(x))  # (N, 2, H, W) UV in [0, 1]
@@ -92,7 +111,10 @@ class Hypercolumn(nn.Module):
 def build_model(config: ModelConfig, *, backbone_weights: str | os.PathLike[str] = "none") -> nn.Module:
     """Build the model a config names, with backbone weights "imagenet", "none" or a file path."""
     backbone = VGG16Taps(weights=backbone_weights, trainable=config.train_backbone)
-    model: nn.Module = ResidualEncoder(backbone) if config.arch == "residual_encoder" else Hypercolumn(backbone)
+    if config.arch == "residual_encoder":
+        model: nn.Module = ResidualEncoder(backbone, classification=config.head == "classification")
+    else:
+        model = Hypercolumn(backbone)
     model.config = config  # type: ignore[assignment]  # travels with the model into checkpoints
     return model
 

@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader
 
 from colorize_core.data.dataset import FolderImages, ShardImages, StepBatchSampler, as_float, open_training_data
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from colorize_core.model.color import rgb_to_yuv, uv_to_unit
+from colorize_core.model.color import rgb_to_yuv, unit_to_uv, uv_to_unit
 from colorize_core.model.device import amp_dtype
 from colorize_core.model.infer import Colorizer, InferenceOptions
-from colorize_core.model.loss import BlurredUVLoss
+from colorize_core.model import chroma_bins
+from colorize_core.model.loss import BlurredUVLoss, ChromaClassLoss
 from colorize_core.model.models import build_model
 from colorize_core.training import distributed
 from colorize_core.training.config import TrainConfig
@@ -72,6 +73,24 @@ def gray_and_target(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, H, W) RGB -> model input (N, 1, H, W) luma and target (N, 2, H, W) UV in [0, 1]."""
     yuv = rgb_to_yuv(rgb)
     return yuv[:, :1].clamp(0.0, 1.0), uv_to_unit(yuv[:, 1:]).clamp(0.0, 1.0)
+
+
+PRIOR_IMAGES = 256  # photos the classification head's colour prior is counted on
+
+
+def make_loss(cfg: TrainConfig, dataset: FolderImages | ShardImages) -> nn.Module:
+    """The head's loss: blurred L2 for regression; for classification, cross-entropy rebalanced
+    by the chroma-bin prior of (up to PRIOR_IMAGES of) the training photos, the same on every
+    rank and on resume (the photos are the dataset's first, not a random draw)."""
+    if cfg.model.head == "regression":
+        return BlurredUVLoss()
+    centers = chroma_bins.bin_centers()
+    counts = torch.zeros(centers.shape[0], dtype=torch.float64)
+    photos = dataset.validation_images(min(PRIOR_IMAGES, len(dataset)))
+    for i in range(0, len(photos), 16):
+        _, target = gray_and_target(photos[i : i + 16])
+        counts += chroma_bins.bin_histogram(unit_to_uv(target), centers)
+    return ChromaClassLoss(chroma_bins.rebalance_weights(counts, centers))
 
 
 def _validation_images(cfg: TrainConfig, dataset: FolderImages | ShardImages, count: int = 4) -> torch.Tensor:
@@ -180,7 +199,7 @@ def _prepare(cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device)
     if "scaler" in meta and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
     return _Run(
-        cfg, dist, device, core, model, optimizer, scaler, dtype, BlurredUVLoss().to(device), dataset,
+        cfg, dist, device, core, model, optimizer, scaler, dtype, make_loss(cfg, dataset).to(device), dataset,
         val_truth=_validation_images(cfg, dataset),
         val_dir=Path(cfg.val_dir) if cfg.val_dir else Path(cfg.out).with_name(Path(cfg.out).stem + "_val"),
         step=int(meta.get("step", 0)),
