@@ -1,5 +1,11 @@
 """Evaluation: desaturate colour photos, colorize them, compare with the originals at their own
 resolution, against the "do nothing" baseline of leaving them gray.
+
+Besides PSNR, SSIM and colourfulness, each side gets chroma accuracy in CIE Lab (see
+`colorize_core.model.metrics`): `auc`, the mean over photos of Zhang et al.'s (2016) per-photo AuC
+of the ab-error curve (thresholds 0-150); `border_error` and `interior_error`, the means over photos
+of the mean ab error in the 8 px band along the edges and inside it; and `border_ratio`, the ratio
+of those two means (well above 1: coloured fringes along the borders).
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import numpy as np
 
 from colorize_core.data.dataset import list_image_files
 from colorize_core.model.infer import Colorizer
-from colorize_core.model.metrics import colourfulness, psnr, ssim
+from colorize_core.model.metrics import chroma_scores, colourfulness, psnr, ssim
 from colorize_core.storage.imageio import ImageDecodeError, luma_and_alpha, read_image, to_rgb_array
 
 # Below this colourfulness a "colour" photo is effectively gray: it has no colour to recover.
 MIN_TRUTH_COLOURFULNESS = 2.0
+# `border_ratio` is capped here (like PSNR at 100 dB) so that the report stays finite, valid JSON.
+MAX_BORDER_RATIO = 1000.0
 
 
 @dataclass
@@ -25,6 +33,10 @@ class Scores:
     ssim: float = 0.0
     colourfulness: float = 0.0
     colourfulness_gap: float = 0.0
+    auc: float = 0.0  # mean per-photo AuC of the ab-error curve, 0-1 (1: every pixel's ab exact)
+    border_error: float = 0.0  # mean ab error in the 8 px band along the edges (Lab units)
+    interior_error: float = 0.0  # mean ab error inside that band
+    border_ratio: float = 0.0  # border_error / interior_error (1: no worse at the borders)
 
 
 @dataclass
@@ -41,9 +53,19 @@ class EvalReport:
 
 
 def _scores(pred: np.ndarray, truth: np.ndarray, truth_c: float) -> np.ndarray:
+    """Per-photo figures whose means over photos make `Scores` (all fields but the ratio)."""
     c = colourfulness(pred)
     p = psnr(pred, truth)
-    return np.array([min(p, 100.0), ssim(pred, truth), c, c - truth_c])  # cap inf PSNR for means
+    chroma = chroma_scores(pred, truth)
+    b = chroma.border
+    return np.array([min(p, 100.0), ssim(pred, truth), c, c - truth_c, chroma.auc, b.border, b.interior])  # cap inf PSNR for means
+
+
+def _mean_scores(total: np.ndarray, n: int) -> Scores:
+    mean = (total / n).tolist()
+    border, interior = mean[5], mean[6]
+    ratio = border / interior if interior > 0 else (1.0 if border == 0 else MAX_BORDER_RATIO)
+    return Scores(*mean, border_ratio=min(ratio, MAX_BORDER_RATIO))
 
 
 def evaluate(
@@ -53,10 +75,11 @@ def evaluate(
     limit: int | None = None,
     on_image: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """Mean PSNR, SSIM, colourfulness and its gap to the truth, for the model and for gray."""
+    """Mean PSNR, SSIM, colourfulness and its gap to the truth, ab-error AuC and border / interior
+    ab error, for the model and for gray (a prediction with a* = b* = 0 everywhere)."""
     files = list_image_files(data)[:limit]
     report = EvalReport()
-    model_sum, gray_sum, truth_sum = np.zeros(4), np.zeros(4), 0.0
+    model_sum, gray_sum, truth_sum = np.zeros(7), np.zeros(7), 0.0
     for i, path in enumerate(files):
         try:
             img = read_image(path)
@@ -78,7 +101,7 @@ def evaluate(
         if on_image is not None:
             on_image(i + 1, len(files))
     if report.images:
-        report.model = Scores(*(model_sum / report.images).tolist())
-        report.gray_baseline = Scores(*(gray_sum / report.images).tolist())
+        report.model = _mean_scores(model_sum, report.images)
+        report.gray_baseline = _mean_scores(gray_sum, report.images)
         report.truth_colourfulness = truth_sum / report.images
     return report
