@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench ui clean prefect-yaml
+.PHONY: install demo test test-fast bench ui alerts clean prefect-yaml
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ test-fast: $(STAMP)
 ui: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
+# The Prefect automation that alerts when an archive run has failed photos (infra/automation-failures.yaml),
+# created or updated on the server PREFECT_API_URL names; BLOCK=TYPE/NAME sends through that notification block.
+alerts: $(STAMP)
+	$(BIN)/python -m flows.alerts create $(if $(BLOCK),--block $(BLOCK))
+
 bench: $(STAMP)
+	$(BIN)/python -m bench.bench_cli
 	$(BIN)/python -m bench.bench_models
 	$(BIN)/python -m bench.bench_dataset
 	$(BIN)/python -m bench.bench_infer --prefect

@@ -14,7 +14,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
 from prefect.futures import as_completed, wait
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive.gallery import gallery_html, gallery_markdown
@@ -23,7 +26,7 @@ from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.archive.lease import Lease
 from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
-from colorize_core.model.checkpoint import read_model_id
+from colorize_core.model.checkpoint import read_checkpoint_info, read_model_id, require_trained
 from colorize_core.model.device import resolve_device
 from colorize_core.storage.errors import Interrupted, forget_run, run_stop
 from colorize_core.storage.stores import LocalStore, child_uri, open_store
@@ -31,6 +34,16 @@ from colorize_core.training.registry import resolve_checkpoint
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
+
+# What a run shows in the Prefect UI and tells automations (README "What the UI shows", "Alerts").
+COUNTS_KEY = "colorize-counts"  # table artifact: rows {status, count}
+FAILURES_KEY = "colorize-failures"  # table artifact: rows {source, reason}; made every run, empty when clean
+FINISHED_EVENT = "colorize.archive.finished"  # emitted once per completed run; see _emit_finished
+OUTCOME_LABEL = "colorize.outcome"  # the event resource's label: "failures" or "clean"
+MAX_FAILURE_ROWS = 1000  # rows in the failures table
+MAX_FAILURE_LOGS = 50  # failed sources logged one per line as warnings
+MAX_EVENT_FAILURES = 10  # failed sources in the event's payload (for the notification's text)
+MAX_REASON_CHARS = 500
 
 
 def plan_uri(dest: str, run_id: str) -> str:
@@ -169,25 +182,34 @@ def colorize_archive(
     deployment: str | None = None,
     registry: str | None = None,
     wait_s: float = 0.0,
+    allow_untrained: bool = False,
 ) -> dict[str, Any]:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
     `deployment` ("colorize-shard/<name>"): run each shard as its own flow run on that
     deployment's work pool instead of in this process's threads.
     One run per destination at a time: a second one fails with DestinationBusy naming the
-    first, or waits up to `wait_s` seconds for it to finish."""
+    first, or waits up to `wait_s` seconds for it to finish.
+    A model that never trained (0 steps) is refused unless `allow_untrained`."""
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
+    info = read_checkpoint_info(checkpoint)
+    require_trained(info, allow_untrained=allow_untrained)
+    steps = "unknown" if info.step is None else info.step
+    get_run_logger().info("model %s (%s training steps) from %s", info.model_id, steps, checkpoint)
     try:
         with Lease(dest, run_id, wait_s=wait_s) as lease:
             try:
-                return _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
+                summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
             except Interrupted:
                 if lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
                 raise
     finally:
         forget_run(run_id)
+    # A returned State is the run's final state; whoever called the flow still gets the summary
+    # dict (Prefect unwraps the state's data), and `return_state=True` gets this state.
+    return _final_state(summary)  # type: ignore[return-value]
 
 
 def _colorize(
@@ -223,10 +245,10 @@ def _colorize(
                 run_stop(run_id).set()
                 wait(futures)
                 raise
-    return _report(source, dest, plan, outcomes)
+    return _report(source, dest, plan, outcomes, run_id)
 
 
-def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
     samples: list[tuple[str, str]] = []
@@ -242,9 +264,89 @@ def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[st
         "skipped": counts.get("skipped", 0),
         "failures": failures,
     }
-    table = [{"status": k, "images": summary[k]} for k in ("ok", "failed", "skipped", "already_done")]
-    table += [{"status": f"failed: {key}", "images": reason} for key, reason in failures[:200]]
-    create_table_artifact(table, key="colorize-counts", description=f"model {plan['model_id']}")
+    message = outcome_message(summary)
+    create_table_artifact(
+        [{"status": k, "count": summary[k]} for k in ("ok", "failed", "skipped", "already_done")],
+        key=COUNTS_KEY,
+        description=f"{message}: `{source}` → `{dest}`, model `{plan['model_id']}`",
+    )
+    _failures_table(failures, dest)
+    _log_failures(failures)
     _gallery(dest, source, samples, f"Colorized with {plan['model_id']}")
+    _emit_finished(summary, source, dest, run_id)
     return summary
+
+
+def outcome_message(summary: dict[str, Any]) -> str:
+    """"98 ok, 2 failed, 0 skipped (3 already done)": the run's state message."""
+    return f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped ({summary['already_done']} already done)"
+
+
+def _final_state(summary: dict[str, Any]) -> State:
+    """Completed even with failed sources (what succeeded is written; the CLI exits 2), but the
+    state's message says how many failed: it is what the run list and the run page show."""
+    return Completed(message=outcome_message(summary), data=summary)
+
+
+def _failures_table(failures: list[tuple[str, str]], dest: str) -> None:
+    """Made on every run, an empty table when nothing failed: the artifact catalogue shows the
+    latest version of a key, and a clean run must not leave an earlier run's failures there."""
+    rows = [{"source": key, "reason": _clip(reason)} for key, reason in failures[:MAX_FAILURE_ROWS]]
+    if not failures:
+        description = f"No failed sources in this run (`{dest}`)."
+    elif len(failures) > MAX_FAILURE_ROWS:
+        description = f"The first {MAX_FAILURE_ROWS} of {len(failures)} failed sources (`{dest}`); all are in its metadata (`colorize status`)."
+    else:
+        description = f"{len(failures)} failed source{'s' if len(failures) > 1 else ''} (`{dest}`)."
+    create_table_artifact(rows, key=FAILURES_KEY, description=description)
+
+
+def _log_failures(failures: list[tuple[str, str]]) -> None:
+    if not failures:
+        return
+    logger = get_run_logger()
+    for key, reason in failures[:MAX_FAILURE_LOGS]:
+        logger.warning("failed: %s: %s", key, _clip(reason))
+    if len(failures) > MAX_FAILURE_LOGS:
+        logger.warning("... and %d more; see the %s artifact", len(failures) - MAX_FAILURE_LOGS, FAILURES_KEY)
+
+
+def _emit_finished(summary: dict[str, Any], source: str, dest: str, run_id: str) -> None:
+    """One `colorize.archive.finished` event per completed run, about the destination. Its
+    resource's `colorize.outcome` label ("failures" or "clean") is what an automation matches
+    (triggers match labels, not payload numbers); the counts are in the payload for its message.
+    Related to this flow run (and, through the run context, its flow, deployment and tags), so
+    it shows on the run's page."""
+    dest_id = dest.rstrip("/") or dest
+    related = []
+    ctx = FlowRunContext.get()
+    if ctx is not None and ctx.flow_run is not None:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run", "prefect.resource.name": ctx.flow_run.name})
+    emit_event(
+        event=FINISHED_EVENT,
+        resource={
+            "prefect.resource.id": f"colorize.destination.{dest_id}",
+            "prefect.resource.name": dest_id,
+            OUTCOME_LABEL: "failures" if summary["failed"] else "clean",
+            "colorize.model-id": str(summary["model_id"]),
+        },
+        related=related,
+        payload={
+            "ok": summary["ok"],
+            "failed": summary["failed"],
+            "skipped": summary["skipped"],
+            "already_done": summary["already_done"],
+            "model_id": summary["model_id"],
+            "source": source,
+            "dest": dest,
+            "run_id": run_id,
+            "message": outcome_message(summary),
+            "first_failures": [{"source": k, "reason": _clip(r, 200)} for k, r in summary["failures"][:MAX_EVENT_FAILURES]],
+        },
+    )
+
+
+def _clip(text: object, limit: int = MAX_REASON_CHARS) -> str:
+    s = str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
 
