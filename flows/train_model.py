@@ -92,6 +92,7 @@ def train_model(
     batch_size: int = DEFAULTS["batch_size"],
     model: str = DEFAULTS["model"],
     head: str = DEFAULTS["head"],
+    padding: str = DEFAULTS["padding"],
     backbone_weights: str = DEFAULTS["backbone_weights"],
     train_backbone: bool = DEFAULTS["train_backbone"],
     optimizer: str = DEFAULTS["optimizer"],

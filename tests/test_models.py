@@ -59,3 +59,14 @@ def test_size_not_multiple_of_8_is_refused() -> None:
         ModelConfig(image_size=30)
     with pytest.raises(ValueError, match="unknown model"):
         ModelConfig(arch="unet")  # type: ignore[arg-type]
+
+
+def test_decoder_padding_is_part_of_the_config_and_old_configs_keep_zeros() -> None:
+    assert ModelConfig.from_dict({"arch": "residual_encoder", "image_size": 32}).padding == "zeros"
+    model = build_model(ModelConfig(image_size=32, padding="replicate"))
+    modes = {m.padding_mode for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and not name.startswith("backbone.") and m.kernel_size == (3, 3)}
+    assert modes == {"replicate"}
+    backbone_modes = {m.padding_mode for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert backbone_modes == {"zeros"}  # VGG16's own weights were learnt with zero padding
+    with pytest.raises(ValueError, match="padding"):
+        ModelConfig(padding="reflect")  # type: ignore[arg-type]

@@ -14,6 +14,10 @@ ARCHS: tuple[Arch, ...] = ("residual_encoder", "hypercolumn")
 # distribution over chroma bins under a rebalanced cross-entropy (Zhang et al. 2016).
 Head = Literal["regression", "classification"]
 HEADS: tuple[Head, ...] = ("regression", "classification")
+# How the decoder's 3x3 convolutions see past the image's edge: zeros (the seed's), or the edge
+# pixels repeated, so a border looks like more of the image instead of a black frame.
+Padding = Literal["zeros", "replicate"]
+PADDINGS: tuple[Padding, ...] = ("zeros", "replicate")
 
 
 @dataclass(frozen=True)
@@ -24,12 +28,15 @@ class ModelConfig:
     image_size: int = 224  # the working size inference resizes to; any multiple of 8 runs
     train_backbone: bool = False
     head: Head = "regression"
+    padding: Padding = "zeros"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown model {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
         if self.head == "classification" and self.arch != "residual_encoder":
             raise ValueError("the classification head is built on the residual encoder only")
         if self.image_size <= 0 or self.image_size % 8:
@@ -41,4 +48,4 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         # Checkpoints from before a field existed take its default (the seed's regression head).
-        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone", "head") if k in data})
+        return cls(**{k: data[k] for k in ("arch", "image_size", "train_backbone", "head", "padding") if k in data})

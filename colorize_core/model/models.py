@@ -22,9 +22,9 @@ from colorize_core.model.config import ModelConfig
 class ConvBNReLU(nn.Sequential):
     """Conv without bias, then batch norm (which supplies the shift), then ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+    def __init__(self, cin: int, cout: int, kernel: int = 3, padding: str = "zeros") -> None:
         super().__init__(
-            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False, padding_mode=padding),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -49,26 +49,26 @@ class ResidualEncoder(nn.Module):
     mode their annealed mean, upsampled and scaled as the regression head's output, so
     inference treats both heads alike."""
 
-    def __init__(self, backbone: VGG16Taps, *, classification: bool = False) -> None:
+    def __init__(self, backbone: VGG16Taps, *, classification: bool = False, padding: str = "zeros") -> None:
         super().__init__()
         c1, c2, c3, c4 = TAP_CHANNELS
         self.backbone = backbone
         self.classification = classification
         self.bn4, self.bn3, self.bn2 = (nn.BatchNorm2d(c) for c in (c4, c3, c2))
         self.reduce4 = ConvBNReLU(c4, c3, kernel=1)  # 512 -> 256
-        self.fuse3 = ConvBNReLU(c3, c2)  # 256 -> 128
-        self.fuse2 = ConvBNReLU(c2, c1)  # 128 -> 64
+        self.fuse3 = ConvBNReLU(c3, c2, padding=padding)  # 256 -> 128
+        self.fuse2 = ConvBNReLU(c2, c1, padding=padding)  # 128 -> 64
         if classification:
             self.register_buffer("centers", chroma_bins.bin_centers(), persistent=False)
             self.classify = nn.Conv2d(c1, self.centers.shape[0], 1)  # (N, Q, H/2, W/2) logits
             return
         self.bn1 = nn.BatchNorm2d(c1)
         self.bn_in = nn.BatchNorm2d(3)
-        self.fuse1 = ConvBNReLU(c1, 3)  # 64 -> 3
-        self.refine = ConvBNReLU(3, 3)
+        self.fuse1 = ConvBNReLU(c1, 3, padding=padding)  # 64 -> 3
+        self.refine = ConvBNReLU(3, 3, padding=padding)
         # The head keeps a bias (no BN): the sigmoid needs a free offset, and BN right before it
         # would pin the output's batch statistics.
-        self.head = nn.Conv2d(3, 2, 3, padding=1)
+        self.head = nn.Conv2d(3, 2, 3, padding=1, padding_mode=padding)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         _check_size(gray)
@@ -90,13 +90,13 @@ class ResidualEncoder(nn.Module):
 class Hypercolumn(nn.Module):
     """Dahl's first model: every tap upsampled to full size and concatenated (963 channels)."""
 
-    def __init__(self, backbone: VGG16Taps) -> None:
+    def __init__(self, backbone: VGG16Taps, *, padding: str = "zeros") -> None:
         super().__init__()
         self.backbone = backbone
         cin = sum(TAP_CHANNELS) + 3  # 963
-        self.conv1 = ConvBNReLU(cin, 128)
-        self.conv2 = ConvBNReLU(128, 64)
-        self.head = nn.Conv2d(64, 2, 3, padding=1)
+        self.conv1 = ConvBNReLU(cin, 128, padding=padding)
+        self.conv2 = ConvBNReLU(128, 64, padding=padding)
+        self.head = nn.Conv2d(64, 2, 3, padding=1, padding_mode=padding)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         _check_size(gray)
@@ -112,9 +112,9 @@ def build_model(config: ModelConfig, *, backbone_weights: str | os.PathLike[str]
     """Build the model a config names, with backbone weights "imagenet", "none" or a file path."""
     backbone = VGG16Taps(weights=backbone_weights, trainable=config.train_backbone)
     if config.arch == "residual_encoder":
-        model: nn.Module = ResidualEncoder(backbone, classification=config.head == "classification")
+        model: nn.Module = ResidualEncoder(backbone, classification=config.head == "classification", padding=config.padding)
     else:
-        model = Hypercolumn(backbone)
+        model = Hypercolumn(backbone, padding=config.padding)
     model.config = config  # type: ignore[assignment]  # travels with the model into checkpoints
     return model
 
