@@ -14,6 +14,7 @@ from pathlib import Path
 
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
+from colorize_core.storage.provenance import Provenance
 from colorize_core.storage.stores import atomic_write_bytes
 
 
@@ -46,18 +47,21 @@ def colorize_files(
     colorizer: Colorizer,
     *,
     on_result: Callable[[FileResult], None] | None = None,
+    label: bool = True,
 ) -> list[FileResult]:
     """Colorize every (source, relative output) pair from `expand_inputs` into `out_dir`;
-    returns one result per input, in input order."""
+    returns one result per input, in input order. `label`: each output's metadata says a trained
+    model colorized it, with the model id and the source's relative path, and keeps the source's
+    EXIF (storage/provenance.py); False writes bare outputs."""
     results: list[FileResult] = []
-    for result in _iter_results(pairs, Path(out_dir), colorizer):
+    for result in _iter_results(pairs, Path(out_dir), colorizer, label):
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
 
 
-def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer) -> Iterator[FileResult]:
+def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer, label: bool) -> Iterator[FileResult]:
     seen: set[Path] = set()
     for chunk in batched(pairs, colorizer.batch_size):
         started = time.perf_counter()
@@ -69,15 +73,17 @@ def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colo
                 continue
             seen.add(out)
             try:
-                decoded.append((src, out, read_image(src)))
+                decoded.append((src, rel, out, read_image(src)))
             except ImageDecodeError as exc:
                 failed[src] = FileResult(str(src), None, False, exc.reason)
-        images = colorizer.colorize([img for _, _, img in decoded]) if decoded else []
+        images = colorizer.colorize([img for _, _, _, img in decoded]) if decoded else []
         per_image = (time.perf_counter() - started) / max(len(chunk), 1)
         done: dict[Path, FileResult] = {}
-        for (src, out, _), colored in zip(decoded, images):
+        for (src, rel, out, img), colored in zip(decoded, images):
+            # The relative path names the source: an absolute one would leak the user's folders.
+            provenance = Provenance(colorizer.model_id, rel.as_posix(), img.info.get("source_exif")) if label else None
             try:
-                atomic_write_bytes(out, encode(colored, output_format_for(out.name)))
+                atomic_write_bytes(out, encode(colored, output_format_for(out.name), provenance))
                 done[src] = FileResult(str(src), str(out), True, "", per_image)
             except (OSError, ValueError) as exc:
                 done[src] = FileResult(str(src), None, False, f"cannot write {out}: {exc}", per_image)

@@ -139,6 +139,7 @@ def colorize_shard(
     skip_colour: bool = True,
     io_threads: int = 4,
     device_jpeg: bool | None = None,
+    label: bool = True,
 ) -> ShardOutcome:
     """Colorize `items` from `source` into `dest` and write the shard's metadata file.
 
@@ -146,7 +147,9 @@ def colorize_shard(
     while the model works on the current batch (Pillow, boto3 and torch release the GIL).
     `io_threads=0` does everything in this thread, in order: the plain path.
     `device_jpeg`: decode and encode plain JPEGs on the model's device (steps.py); None means
-    on CUDA only, where nvJPEG frees the CPUs from the work that would otherwise bound the run."""
+    on CUDA only, where nvJPEG frees the CPUs from the work that would otherwise bound the run.
+    `label`: each output's metadata says a trained model colorized it, with the model id and the
+    source key, and keeps the source's EXIF (storage/provenance.py); False writes bare outputs."""
     started = time.perf_counter()
     src, out = open_store(source), open_store(dest)
     model_id = colorizer.model_id
@@ -157,9 +160,9 @@ def colorize_shard(
 
     def store_later(item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any]) -> None:
         if pool:
-            writes.append(pool.submit(write_output, out, item, out_key, result, values, model_id, run_id))
+            writes.append(pool.submit(write_output, out, item, out_key, result, values, model_id, run_id, label))
         else:
-            rows[item.obj.key] = write_output(out, item, out_key, result, values, model_id, run_id)
+            rows[item.obj.key] = write_output(out, item, out_key, result, values, model_id, run_id, label)
 
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:

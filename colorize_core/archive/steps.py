@@ -28,6 +28,7 @@ from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness_tensor, image_colourfulness
 from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.storage.provenance import Provenance, jpeg_source_exif, label_output
 from colorize_core.storage.records import OUTPUT_SCHEMA
 from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
@@ -54,6 +55,7 @@ class Source:
     jpeg: bytes | None = None  # waiting for the device decoder
     header: JpegHeader | None = None
     luma: torch.Tensor | None = None  # (H, W) on the device: uint8, or float in [0, 1]
+    exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
     read_s: float = 0.0
     decode_s: float = 0.0
 
@@ -73,7 +75,7 @@ def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_
     read_s = time.perf_counter() - t0
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
-        return Source(obj, jpeg=data, header=header, read_s=read_s)
+        return Source(obj, jpeg=data, header=header, read_s=read_s, exif=jpeg_source_exif(data))
     return _decode_with_pillow(Source(obj, read_s=read_s), data, model_id, run_id, skip_colour)
 
 
@@ -88,7 +90,7 @@ def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, s
         # A real colour photo in the archive: colorizing it would replace true colour.
         item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
         return item
-    item.image, item.decode_s = img, time.perf_counter() - t0
+    item.image, item.decode_s, item.exif = img, time.perf_counter() - t0, img.info.get("source_exif")
     return item
 
 
@@ -173,14 +175,20 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
     return results
 
 
-def write_output(out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str) -> dict[str, Any]:
+def write_output(
+    out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str, label: bool = True
+) -> dict[str, Any]:
     """Encode (when given an image) and write one output (in an I/O thread); returns its row: ok,
-    or failed when the destination cannot hold this one name (a full disk fails the shard)."""
+    or failed when the destination cannot hold this one name (a full disk fails the shard).
+    `label`: the output's metadata says a trained model colorized it (provenance.py)."""
     t0 = time.perf_counter()
+    provenance = Provenance(model_id, item.obj.key, item.exif) if label else None
     if isinstance(result, Image.Image):
         if "colourfulness" not in values:  # the device path measured it already
             values = {**values, "width": result.width, "height": result.height, "colourfulness": image_colourfulness(result)}
-        result = encode(result, output_format_for(out_key))
+        result = encode(result, output_format_for(out_key), provenance)
+    elif provenance is not None:  # JPEG bytes from the device encoder: labelled by inserting segments
+        result = label_output(result, "JPEG", provenance)
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:

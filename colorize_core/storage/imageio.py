@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorize_core.model.color import KB, KG, KR
+from colorize_core.storage.provenance import Provenance, label_output, save_options, source_exif
 
 # Large archival scans reach ~100 MP (A3 at 600 dpi is ~70 MP); beyond this a file is refused.
 MAX_PIXELS = 180_000_000
@@ -57,6 +58,7 @@ def decode(
     if w * h > max_pixels:
         raise ImageDecodeError(name, f"claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
     orientation = img.getexif().get(0x0112, 1)
+    exif = source_exif(img)  # now, while a TIFF's tags can still be read: a labelled output keeps it
     full_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # as displayed, before any draft
     if draft_size is not None and img.format == "JPEG":
         # Decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while staying >= draft_size: far faster.
@@ -71,6 +73,7 @@ def decode(
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
         raise ImageDecodeError(name, f"corrupt or truncated image data: {exc}") from None
     img.info["source_size"] = full_size
+    img.info["source_exif"] = exif
     return img
 
 
@@ -185,10 +188,13 @@ def output_name_for(name: str) -> str:
     return name if p.suffix.lower() == fmt.suffix else str(p.with_suffix(fmt.suffix))
 
 
-def encode(img: Image.Image, fmt: OutputFormat) -> bytes:
-    """Encode to bytes in `fmt`, dropping alpha only where the format cannot hold it."""
+def encode(img: Image.Image, fmt: OutputFormat, provenance: Provenance | None = None) -> bytes:
+    """Encode to bytes in `fmt`, dropping alpha only where the format cannot hold it; with
+    `provenance`, labelled as a trained model's output (provenance.py: at encode time where
+    Pillow can, by inserting metadata into the encoded bytes where it cannot)."""
     if not fmt.keeps_alpha and img.mode == "RGBA":
         img = img.convert("RGB")
+    options = fmt.options if provenance is None else {**fmt.options, **save_options(fmt.pil_format, provenance, img.size)}
     buf = io.BytesIO()
-    img.save(buf, format=fmt.pil_format, **fmt.options)
-    return buf.getvalue()
+    img.save(buf, format=fmt.pil_format, **options)
+    return buf.getvalue() if provenance is None else label_output(buf.getvalue(), fmt.pil_format, provenance)
