@@ -8,24 +8,20 @@ destination, 130/143 when stopped by SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+# Only light imports here: `colorize --help` and a mistyped option must answer at once. torch,
+# Prefect and the library load inside the commands that use them.
 import argparse
 import json
 import os
 import sys
 import traceback
-import urllib.request
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
-from colorize_core.evaluate import evaluate
-from colorize_core.local_files import FileResult, colorize_files, expand_inputs
-from colorize_core.model.infer import Colorizer
+from colorize_core.data.config import DEFAULT_SAMPLE_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.home import HOME_ENV, colorize_home
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
-from flows.local_server import start_temporary_server
-from flows.logs import DETAILS, setup_logging
-from flows.progress import Progress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +29,31 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default where there is one worth showing: not on required options,
+    not for None or False, not when the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required or not action.option_strings or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _epilog() -> str:
+    import textwrap
+
+    home = (
+        f"${HOME_ENV} ({colorize_home()} here) holds the model registry (registry/: `colorize models` "
+        "lists it, `--checkpoint latest` reads it) and the log file (logs/colorize.log)."
+    )
+    status = (
+        "Exit status: 0 done; 1 error (one line on stderr, details in the log); 2 some inputs failed "
+        "(each named), the rest done; 75 destination busy (archive); 130/143 stopped by SIGINT/SIGTERM."
+    )
+    return "\n".join(textwrap.fill(text, 88) for text in (home, status))
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
@@ -48,6 +69,14 @@ def _checkpoint_arg(p: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-untrained", action="store_true", help="colorize even with a model that never trained (0 steps): its colours are noise")
+    p.add_argument(
+        "--no-label", dest="label", action="store_false",
+        help="do not write into each output that a trained model colorized it (XMP DigitalSourceType, model id, source)",
+    )
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     """`train`'s options, one per training parameter (colorize_core/training/train_params.py)."""
     for param in TRAIN_PARAMS:
@@ -59,8 +88,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", formatter_class=fmt)
+    fmt = _HelpFormatter
+    parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", epilog=_epilog(), formatter_class=fmt)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -70,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_arg(p, required=True)
     _device_arg(p)
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
+    _output_args(p)
 
     p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
     p.add_argument("--data", required=True, help="dataset from build-dataset (local or s3://), or a folder of colour photos")
@@ -91,19 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-dataset", help="build Parquet training shards from colour photos", formatter_class=fmt)
     p.add_argument("source", metavar="SOURCE", help="folder/prefix of photos, or a manifest .parquet")
     p.add_argument("--dest", required=True, help="dataset folder or s3:// prefix")
-    p.add_argument("--size", type=int, default=256, help="stored sample size (square)")
+    p.add_argument("--size", type=int, default=DEFAULT_SAMPLE_SIZE, help="stored sample size (square)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="photos per shard (when SOURCE is not a manifest)")
 
     p = sub.add_parser("archive", help="colorize an archive (folder or s3://) into a destination, incrementally", formatter_class=fmt)
     p.add_argument("source", metavar="SOURCE", help="archive of black-and-white photos: folder, file:// or s3://")
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
-    p.add_argument("--checkpoint", default="latest", help="model file/URI, or 'latest' from the registry")
+    p.add_argument("--checkpoint", default="latest", help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard task")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="if another run holds DEST, wait this long for it (then exit 75)")
     _device_arg(p)
+    _output_args(p)
+
+    p = sub.add_parser("models", help=f"list the models registered in ${HOME_ENV}/registry (what --checkpoint latest picks)", formatter_class=fmt)
+    p.add_argument("--registry", default=None, help=f"registry folder or s3:// prefix (default: ${HOME_ENV}/registry)")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
 
     p = sub.add_parser(
         "status", help="where a destination stands: each source's latest outcome, recent runs, what still fails (exit 2 if any)",
@@ -129,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from colorize_core.local_files import FileResult, colorize_files, expand_inputs
+    from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
+    from colorize_core.model.infer import Colorizer
+    from flows.progress import Progress
+
+    require_trained(read_checkpoint_info(args.checkpoint), allow_untrained=args.allow_untrained)
     colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
     pairs = expand_inputs(args.inputs)
     with Progress(len(pairs), "colorize") as progress:
@@ -138,7 +179,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             if not r.ok:
                 print(f"failed: {r.source}: {r.error}", file=sys.stderr)
 
-        results = colorize_files(pairs, args.out, colorizer, on_result=report)
+        results = colorize_files(pairs, args.out, colorizer, on_result=report, label=args.label)
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} colorized, {failed} failed -> {args.out} (model {colorizer.model_id})")
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -165,6 +206,7 @@ def _train_under_torchrun(args: argparse.Namespace) -> int:
     would be N runs); rank 0 writes checkpoints and registers the model."""
     from colorize_core.training.registry import register_model
     from colorize_core.training.train import train
+    from flows.progress import Progress
     from flows.train_model import make_train_config
 
     cfg = make_train_config(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
@@ -178,6 +220,9 @@ def _train_under_torchrun(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from colorize_core.evaluate import evaluate
+    from colorize_core.model.infer import Colorizer
+
     colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device)
     report = evaluate(args.data, colorizer, limit=args.limit)
     for path, reason in report.failed:
@@ -192,15 +237,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
-def format_report(report: dict[str, object], model_id: str) -> str:
+def format_report(report: dict[str, Any], model_id: str) -> str:
     m, g = report["model"], report["gray_baseline"]
-    assert isinstance(m, dict) and isinstance(g, dict)
     lines = [
-        f"model {model_id} on {report['images']} photos ({report['skipped_gray']} gray skipped, {len(report['failed'])} failed)",  # type: ignore[arg-type]
-        f"{'':14}{'PSNR dB':>9}{'SSIM':>8}{'colourful':>11}{'gap':>8}",
+        f"model {model_id} on {report['images']} photos ({report['skipped_gray']} gray skipped, {len(report['failed'])} failed)",
+        f"{'':14}{'PSNR dB':>9}{'SSIM':>8}{'AuC':>8}{'colourful':>11}{'gap':>8}{'border/interior ab error':>27}",
     ]
     for name, s in (("model", m), ("gray baseline", g)):
-        lines.append(f"{name:14}{s['psnr']:9.2f}{s['ssim']:8.4f}{s['colourfulness']:11.2f}{s['colourfulness_gap']:8.2f}")
+        border = f"{s['border_error']:.2f} / {s['interior_error']:.2f} ({s['border_ratio']:.2f}x)"
+        lines.append(f"{name:14}{s['psnr']:9.2f}{s['ssim']:8.4f}{s['auc']:8.4f}{s['colourfulness']:11.2f}{s['colourfulness_gap']:8.2f}{border:>27}")
     lines.append(f"ground truth colourfulness {report['truth_colourfulness']:.2f}")
     return "\n".join(lines)
 
@@ -211,6 +256,8 @@ LOCAL_UI_API = "http://127.0.0.1:4200/api"
 def _use_local_server_if_running() -> None:
     """`make ui` runs a Prefect server on the default port: record the demo there if it answers,
     so its runs show in the UI; otherwise Prefect runs a temporary server for this process."""
+    import urllib.request
+
     if os.environ.get("PREFECT_API_URL"):
         return
     try:
@@ -226,10 +273,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     result = demo(out=args.out, seconds=args.seconds, image_size=args.image_size, device=args.device)
     ds, tr, co = result["dataset"], result["trained"], result["colorized"]
-    print(f"demo: {result['photos']} sample photos -> {args.out}/photos (colour) and {args.out}/gray (gray)")
+    held_out = ", ".join(result["held_out"])
+    print(f"demo: {result['photos']} sample photos -> {args.out}/photos (colour, for training), {args.out}/held-out ({held_out}) and {args.out}/gray (gray)")
     print(f"demo: dataset {ds['rows']} rows, {sum(ds['skipped'].values())} skipped, {ds['failed']} failed -> {args.out}/dataset")
     print(f"demo: trained {tr['step']} steps -> {tr['checkpoint']} (model {tr['model_id']})")
     print(f"demo: colorized {co['ok']} images ({co['failed']} failed) -> {args.out}/colorized, gallery {args.out}/colorized/_colorize/gallery.html")
+    print(f"demo: scored on the {len(result['held_out'])} held-out photos, which the model never saw:")
     print(format_report(result["eval"], tr["model_id"]))
     print("demo: a minute of CPU training gives a toy model; see README 'Training a real model'.")
     return EXIT_OK if co["failed"] == 0 else EXIT_PARTIAL
@@ -260,7 +309,7 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
 def cmd_archive(args: argparse.Namespace) -> int:
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.colorize_archive import colorize_archive
+    from flows.colorize_archive import MAX_FAILURE_LOGS, colorize_archive
 
     runner = colorize_archive.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.workers))
     summary = runner(
@@ -272,8 +321,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         deployment=args.deployment,
         wait_s=args.wait,
+        allow_untrained=args.allow_untrained,
+        label=args.label,
     )
-    for key, reason in summary["failures"]:
+    # The run's log (on the terminal) named the first MAX_FAILURE_LOGS failures already.
+    for key, reason in summary["failures"][MAX_FAILURE_LOGS:]:
         print(f"failed: {key}: {reason}", file=sys.stderr)
     print(
         f"model {summary['model_id']}: {summary['ok']} colorized, {summary['failed']} failed, "
@@ -314,6 +366,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if summary.failing or summary.pending else EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import PurePosixPath
+
+    from colorize_core.training.registry import default_registry, list_models
+
+    where = args.registry or default_registry()
+    entries, latest = list_models(registry=where)
+    if args.json:
+        print(json.dumps({"registry": where, "latest": latest, "models": entries}, indent=2))
+        return EXIT_OK
+    if not entries:
+        print(f"no models registered in {where}: `colorize train` registers each model it writes")
+        return EXIT_OK
+    print(f"models registered in {where} (newest first; * = latest, what --checkpoint latest picks):")
+    rows = [("", "name", "model id", "steps", "registered", "data", "checkpoint")]
+    for e in entries:
+        step = e.get("step")
+        checkpoint = str(e.get("checkpoint", "?"))
+        rows.append((
+            "*" if e.get("model_id") == latest else "",
+            PurePosixPath(checkpoint).stem,  # models are named by their files
+            str(e.get("model_id", "?")),
+            "?" if step is None else str(step) + (" (untrained)" if step == 0 else ""),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(float(e.get("registered_at", 0.0)))),
+            str(e.get("data", "?")),
+            checkpoint,
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import Locations, serve_deployments
 
@@ -331,6 +417,7 @@ COMMANDS = {
     "status": cmd_status,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "models": cmd_models,
 }
 
 
@@ -344,11 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
     flow_command = args.command in FLOW_COMMANDS
     log_file = None
+    from flows.logs import DETAILS, setup_logging
+
     try:
         if args.command == "demo":
             _use_local_server_if_running()  # before Prefect reads its settings
         log_file = setup_logging(args.verbose, with_prefect=flow_command)
         if flow_command:
+            from flows.local_server import start_temporary_server
+
             start_temporary_server()
         return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: BLE001 - every failure ends as one line and a status

@@ -77,7 +77,9 @@ def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
-def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
+def colorize_shard_task(
+    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True
+) -> dict[str, Any]:
     """Colorize one shard of a plan. Object-store calls retry transient errors themselves; what
     still fails (an outage longer than the retry budget, a full disk) fails the task, and the
     next run redoes the shard."""
@@ -91,7 +93,7 @@ def colorize_shard_task(plan: str, shard: int, dest: str, checkpoint: str, run_i
     else:
         slot = nullcontext()
     with slot:
-        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard)
+        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard, label=label)
     return _outcome_dict(outcome)
 
 
@@ -100,9 +102,11 @@ def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
 
 
 @flow(name="colorize-shard", log_prints=True)
-def colorize_shard_flow(plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
+def colorize_shard_flow(
+    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True
+) -> dict[str, Any]:
     """One shard as its own flow run: what a work-pool worker (one GPU per pod) runs."""
-    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size)
+    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label)
 
 
 def ensure_gpu_limit(slots: int | None = None) -> int:
@@ -124,14 +128,14 @@ def ensure_gpu_limit(slots: int | None = None) -> int:
 
 
 def _run_shards_on_pool(
-    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, on_done: Callable[[int], None]
+    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, label: bool, on_done: Callable[[int], None]
 ) -> list[dict[str, Any]]:
     """One flow run per shard on the deployment's work pool; outcomes come back through the
     shards' metadata files in object storage, not through Prefect results (which live on the
     worker's machine)."""
     from prefect.deployments import run_deployment
 
-    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
+    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size, "label": label}
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
     runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
     failed = _wait_for_runs([r.id for r in runs], on_done)
@@ -183,6 +187,7 @@ def colorize_archive(
     registry: str | None = None,
     wait_s: float = 0.0,
     allow_untrained: bool = False,
+    label: bool = True,
 ) -> dict[str, Any]:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
@@ -190,7 +195,9 @@ def colorize_archive(
     deployment's work pool instead of in this process's threads.
     One run per destination at a time: a second one fails with DestinationBusy naming the
     first, or waits up to `wait_s` seconds for it to finish.
-    A model that never trained (0 steps) is refused unless `allow_untrained`."""
+    A model that never trained (0 steps) is refused unless `allow_untrained`.
+    `label`: each output's metadata says a trained model colorized it (IPTC DigitalSourceType
+    compositeWithTrainedAlgorithmicMedia, the model id, the source key) and keeps the source's EXIF."""
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
     info = read_checkpoint_info(checkpoint)
@@ -200,7 +207,7 @@ def colorize_archive(
     try:
         with Lease(dest, run_id, wait_s=wait_s) as lease:
             try:
-                summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id)
+                summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id, label)
             except Interrupted:
                 if lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
@@ -213,7 +220,7 @@ def colorize_archive(
 
 
 def _colorize(
-    source: str, dest: str, checkpoint: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str
+    source: str, dest: str, checkpoint: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str, label: bool
 ) -> dict[str, Any]:
     logger = get_run_logger()
     compact_metadata(dest)
@@ -229,11 +236,11 @@ def _colorize(
             update_progress_artifact(progress, 100.0 * done / n)
 
         if deployment:
-            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, shards_done)
+            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, shards_done)
         else:
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
-            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size) for s in range(n)]
+            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size, label) for s in range(n)]
             try:
                 for fut in as_completed(futures):
                     outcomes.append(fut.result())

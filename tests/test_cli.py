@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colorize_core.model import backbone
 from flows.cli import main
 from tests.conftest import SHARED_DATA
 
@@ -76,9 +78,38 @@ def test_train_then_eval_json(photo_dir: Path, tmp_path: Path, capsys: pytest.Ca
 
 def test_imagenet_weights_offline_is_a_clear_error(photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    with socket.socket() as s:  # a port nothing listens on: this machine offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(backbone, "IMAGENET_URL", f"http://127.0.0.1:{port}/vgg16-397923af.pth")
     code = main(["train", "--data", str(photo_dir), "--out", str(tmp_path / "m.safetensors"), "--steps", "0", "--image-size", "32"])
     assert code == 1
-    assert "vgg16-397923af.pth" in capsys.readouterr().err
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: the flow run's own log lines
+    assert last.startswith("colorize train: error: VGG16 ImageNet weights") and "vgg16-397923af.pth" in last and "--backbone-weights none" in last
+
+
+def test_train_checks_its_data_before_fetching_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fetched: list[str] = []
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(backbone, "download_imagenet_weights", lambda: fetched.append("weights") or tmp_path / "none")
+    code = main(["train", "--data", str(tmp_path / "no-such-photos"), "--out", str(tmp_path / "m.safetensors"), "--steps", "1", "--image-size", "32"])
+    assert code == 1
+    assert "no-such-photos" in capsys.readouterr().err and fetched == []
+
+
+def test_models_lists_what_train_registered(photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(photo_dir), "--out", str(ckpt), "--image-size", "32", "--batch-size", "2"]
+    assert main([*args, "--steps", "2", "--backbone-weights", "none", "--device", "cpu"]) == 0
+    model_id = capsys.readouterr().out.split("(model ")[1].split(")")[0]
+    assert main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["latest"] == model_id
+    entry = next(e for e in listing["models"] if e["model_id"] == model_id)
+    assert entry["step"] == 2 and entry["checkpoint"] == str(ckpt) and entry["data"] == str(photo_dir)
+    assert main(["models"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if model_id in line)
+    assert line.split()[:4] == ["*", "m", model_id, "2"] and line.endswith(str(ckpt))
 
 
 def test_console_script_help_shows_defaults() -> None:

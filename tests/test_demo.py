@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from flows.demo import demo
+from flows.demo import HELD_OUT, DemoLayout, clear_previous, demo
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -23,6 +23,11 @@ def test_demo_runs_are_recorded_with_their_tasks_and_artifacts(tmp_path: Path) -
     assert len(list((root / "colorized").glob("*.*"))) == result["photos"]
     assert (root / "colorized" / "_colorize" / "gallery.html").read_text().count("<img") >= 2
     assert json.loads((root / "demo-summary.json").read_text())["trained"]["model_id"] == result["trained"]["model_id"]
+    # Scored only on the photos it never trained on; those are not in the training set.
+    held_out = sorted(p.name for p in (root / "held-out").iterdir())
+    assert held_out == sorted(HELD_OUT) and result["eval"]["images"] == len(HELD_OUT)
+    assert not set(held_out) & {p.name for p in (root / "photos").iterdir()}
+    assert result["dataset"]["sources"] == result["photos"] - len(HELD_OUT)
 
     parent_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -44,3 +49,15 @@ def test_demo_runs_are_recorded_with_their_tasks_and_artifacts(tmp_path: Path) -
             progress = [a for a in arts if a.type == "progress"]
             assert all(float(a.data) == 100.0 for a in progress)
         assert {"colorize-progress", "colorize-counts", "colorize-gallery", "train-loss", "train-report", "train-progress", "build-dataset-counts"} <= keys
+
+
+def test_a_second_demo_starts_afresh_and_removes_only_its_own_outputs(tmp_path: Path) -> None:
+    layout = DemoLayout(tmp_path)
+    for folder in (layout.photos, layout.dataset / "shards", layout.registry):
+        folder.mkdir(parents=True)
+        (folder / "old").write_text("x")
+    layout.checkpoint.write_bytes(b"old model")
+    (tmp_path / "notes.txt").write_text("the user's")
+    removed = clear_previous(layout)
+    assert {p.name for p in removed} == {"photos", "dataset", "registry", "model.safetensors"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

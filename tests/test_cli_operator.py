@@ -1,0 +1,93 @@
+"""What an operator meets before any flow runs: help that tells the truth, and a model that
+never trained refused."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from colorize_core.model.checkpoint import save_checkpoint
+from colorize_core.model.models import ModelConfig, build_model
+from flows.cli import build_parser, main
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    return " ".join(parser.format_help().split())  # argparse wraps to the terminal's width
+
+
+def test_help_has_no_none_defaults_and_no_doubled_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLORIZE_CHECKPOINT", "/models/m.safetensors")
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert {"images", "archive", "models", "status", "train", "demo"} <= set(commands)
+    for name, sub in commands.items():
+        assert "(default: None)" not in _help(sub), name
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            shown = formatter._expand_help(action) if action.help else ""
+            assert shown.count("default") <= 1, f"{name} {action.option_strings}: {shown}"
+            if action.required:
+                assert "default" not in shown, f"{name} {action.option_strings}: required, yet a default shown"
+    assert "default: $COLORIZE_CHECKPOINT)" in _help(commands["images"])
+    assert "(default: 8 on CPU, 64 on CUDA)" in _help(commands["archive"])
+    assert "(default: 500)" in _help(commands["archive"]) and "(default: latest)" in _help(commands["archive"])
+
+
+def test_help_says_where_colorize_home_is_and_every_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLORIZE_HOME", str(tmp_path / "home"))
+    text = _help(build_parser())
+    assert f"$COLORIZE_HOME ({tmp_path / 'home'} here)" in text and "colorize models" in text
+    for status in ("0 done", "1 error", "2 some inputs failed", "75 destination busy", "130/143"):
+        assert status in text
+
+
+def test_models_on_an_empty_registry_says_how_one_gets_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLORIZE_HOME", str(tmp_path / "home"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "home" / "registry") in out and "colorize train" in out
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path: Path) -> Path:
+    """What `colorize train --steps 0` writes: a model that never saw a photo."""
+    torch.manual_seed(0)
+    path = tmp_path / "untrained.safetensors"
+    save_checkpoint(path, build_model(ModelConfig(image_size=32), backbone_weights="none"), meta={"step": 0})
+    return path
+
+
+def test_an_untrained_model_is_refused_unless_asked_for(tmp_path: Path, untrained_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (24, 16), 90).save(src / "a.png")
+    args = ["images", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(untrained_checkpoint), "--device", "cpu"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "never trained (0 steps)" in err and "--allow-untrained" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert main([*args, "--allow-untrained"]) == 0
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_images_labels_its_outputs_unless_told_not_to(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (24, 16), 90).save(src / "a.jpg")
+    base = ["images", str(src), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "labelled")]) == 0
+    assert main([*base, "-o", str(tmp_path / "bare"), "--no-label"]) == 0
+    with Image.open(tmp_path / "labelled" / "a.jpg") as img:
+        xmp = img.info.get("xmp", b"")
+        assert b"compositeWithTrainedAlgorithmicMedia" in xmp and b"a.jpg" in xmp
+    with Image.open(tmp_path / "bare" / "a.jpg") as img:
+        assert "xmp" not in img.info
