@@ -53,6 +53,10 @@ def gray_archive(uri: str, n: int, start: int = 0, size: tuple[int, int] = (36, 
 def colorize_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Models the tests train register here, and logs go here, not to the user's ~/.colorize.
     os.environ["COLORIZE_HOME"] = str(tmp_path_factory.mktemp("colorize-home"))
+    # The same inference path on every CI machine: on a CPU without native bf16 "auto" would
+    # convert each test's model to int8 (OpenVINO) and colours would differ by CPU. The int8 path
+    # has its own tests (test_cpu_fast.py), which ask for it explicitly.
+    os.environ.setdefault("COLORIZE_CPU_PATH", "plain")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

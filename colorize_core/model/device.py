@@ -23,13 +23,11 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast is ~2x fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """True on CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast is ~2x fp32,
+    unless PyTorch / oneDNN were capped below them (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)."""
+    from colorize_core.model.cpu_features import native_bf16
+
+    return native_bf16()
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:

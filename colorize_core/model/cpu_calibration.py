@@ -1,0 +1,68 @@
+"""Calibration inputs for int8 conversion: real photographs, gray, at the model's working size.
+
+Where they come from: COLORIZE_CPU_CALIBRATION (a folder of photos, e.g. a sample of the
+archive to be colorized) when set, else the photos bundled with scikit-image (a dependency:
+the demo's offline data set), so a conversion needs no network and gives the same int8 model
+on every machine. Each photo gives a few crops (whole, halves, mirrored) so ~a dozen photos
+make a calibration set of the size NNCF wants (tens of images)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+CALIBRATION_ENV = "COLORIZE_CPU_CALIBRATION"
+_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def _bundled_photos() -> list[Path]:
+    import skimage
+
+    data = Path(skimage.__file__).parent / "data"
+    return sorted(p for p in data.iterdir() if p.suffix.lower() in _SUFFIXES)
+
+
+def calibration_photos() -> list[Path]:
+    folder = os.environ.get(CALIBRATION_ENV)
+    if folder:
+        photos = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _SUFFIXES)
+        if not photos:
+            raise FileNotFoundError(f"{CALIBRATION_ENV}={folder}: no photos there")
+        return photos
+    return _bundled_photos()
+
+
+def _views(img: Image.Image) -> list[Image.Image]:
+    w, h = img.size
+    views = [img, ImageOps.mirror(img)]
+    if min(w, h) >= 256:  # halves: more scales of the same scene, as an archive has
+        views += [img.crop((0, 0, w // 2 + w // 4, h)), img.crop((w // 4, 0, w, h)), img.crop((0, h // 4, w, h))]
+    return views
+
+
+def calibration_batch(size: int, count: int = 64) -> np.ndarray:
+    """(count, 1, size, size) float32 luma in [0, 1], resized as the Colorizer resizes (antialiased)."""
+    out: list[np.ndarray] = []
+    photos = calibration_photos()
+    # Spread over the whole folder, not its first files (an archive folder is often by date).
+    step = max(1, len(photos) // count)
+    for path in photos[::step]:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                gray = img.convert("L")
+        except (OSError, ValueError):  # not an image after all; skip it
+            continue
+        if min(gray.size) < 32:
+            continue
+        for view in _views(gray):
+            small = view.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+            out.append(np.asarray(small, dtype=np.float32)[None] / 255.0)
+        if len(out) >= count:
+            break
+    if not out:
+        raise FileNotFoundError("no calibration photos could be read")
+    return np.stack(out[:count])
