@@ -1,4 +1,5 @@
-"""The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, serve, demo.
+"""The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, models,
+serve, demo.
 
 Exit status (flows/exits.py): 0 when everything succeeded, 2 when some inputs failed (each on
 stderr with its reason, every other output still written), 1 on an error (one line on stderr;
@@ -32,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows an option's default where there is one worth showing: not on required options,
-    not for None or False, not when the help already says it."""
+    """Shows an option's default where there is one worth showing: not on required options or
+    positionals, not for on/off flags or None, not when the help already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

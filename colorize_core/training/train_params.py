@@ -27,7 +27,7 @@ TRAIN_PARAMS = (
     TrainParam("batch_size", "batch_size", int, "images per step (per process under torchrun)"),
     TrainParam("model", "model.arch", str, "architecture", ARCHS),
     TrainParam("head", "model.head", str, "regression (the seed's blurred L2) or classification (chroma bins, Zhang et al. 2016)", HEADS),
-    TrainParam("padding", "model.padding", str, "decoder padding at the image's edge: zeros (the seed's) or replicate", PADDINGS),
+    TrainParam("padding", "model.padding", str, "decoder padding at the image's edge: replicate, or zeros (the seed's: coloured fringes)", PADDINGS),
     TrainParam("backbone_weights", "backbone_weights", str, "imagenet, none, or a VGG16 state-dict file"),
     TrainParam("train_backbone", "model.train_backbone", bool, "fine-tune VGG16 too (frozen by default)"),
     TrainParam("optimizer", "optimizer", str, "optimiser", OPTIMIZERS),
