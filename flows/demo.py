@@ -79,10 +79,17 @@ class DemoLayout:
     def summary(self) -> Path:
         return self.root / "demo-summary.json"
 
+    @property
+    def marker(self) -> Path:
+        """Written first by every demo: only a folder that has it holds a demo's outputs."""
+        return self.root / ".colorize-demo"
+
     def previous(self) -> list[Path]:
-        """What an earlier demo wrote here (validation triptychs sit beside the checkpoint)."""
+        """What a demo writes here that exists now (triptychs and the int8 model cache sit
+        beside the checkpoint), the marker last."""
         val = self.checkpoint.with_name(self.checkpoint.stem + "_val")
-        paths = (self.photos, self.held_out, self.gray, self.dataset, self.colorized, self.checkpoint, val, self.registry, self.summary)
+        cache = self.root / ".colorize-cache"
+        paths = (self.photos, self.held_out, self.gray, self.dataset, self.colorized, self.checkpoint, val, cache, self.registry, self.summary, self.marker)
         return [p for p in paths if p.exists()]
 
 
@@ -97,9 +104,18 @@ def sample_photo_paths() -> list[Path]:
     return found
 
 
+class NotADemoFolder(RuntimeError):
+    """--out holds things of the demo's names that no demo wrote: they are not the demo's to remove."""
+
+
 def clear_previous(layout: DemoLayout) -> list[Path]:
-    """Remove an earlier demo's outputs, so this one trains and scores afresh; returns them."""
+    """Remove an earlier demo's outputs, so this one trains and scores afresh; returns them.
+    Only in a folder a demo marked: anywhere else, paths of the demo's names are someone's data."""
     removed = layout.previous()
+    # demo-summary.json: what demos wrote last before the marker existed.
+    if removed and not (layout.marker.is_file() or layout.summary.is_file()):
+        names = ", ".join(p.name for p in removed)
+        raise NotADemoFolder(f"{layout.root} already has {names}, not written by a demo: pass another --out (an empty or new folder)")
     for path in removed:
         if path.is_dir():
             shutil.rmtree(path)
@@ -141,8 +157,10 @@ def demo(out: str = "demo-output", seconds: float = 60.0, image_size: int = 64, 
     """The whole pipeline on bundled photos, in a local folder."""
     layout = DemoLayout(Path(out).resolve())
     removed = clear_previous(layout)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.marker.write_text("a folder `colorize demo` writes and removes again at its next run\n")
     if removed:
-        print(f"demo: starting afresh: removed the previous demo's {', '.join(p.name for p in removed)} in {layout.root}")
+        print(f"demo: starting afresh: removed the previous demo's {', '.join(p.name for p in removed if p != layout.marker)} in {layout.root}")
     photos = make_archives(str(layout.root))
     dataset = build_dataset_flow(str(layout.photos), str(layout.dataset), size=2 * image_size, shard_size=4)
     trained = train_model(

@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from flows.demo import HELD_OUT, DemoLayout, clear_previous, demo
+from flows.demo import HELD_OUT, DemoLayout, NotADemoFolder, clear_previous, demo
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -58,6 +58,11 @@ def test_a_second_demo_starts_afresh_and_removes_only_its_own_outputs(tmp_path: 
         (folder / "old").write_text("x")
     layout.checkpoint.write_bytes(b"old model")
     (tmp_path / "notes.txt").write_text("the user's")
+    # Folders of the demo's names that no demo marked are someone's data: refused, kept.
+    with pytest.raises(NotADemoFolder, match="not written by a demo"):
+        clear_previous(layout)
+    assert (layout.photos / "old").is_file() and layout.checkpoint.is_file()
+    layout.marker.write_text("demo")
     removed = clear_previous(layout)
-    assert {p.name for p in removed} == {"photos", "dataset", "registry", "model.safetensors"}
+    assert {p.name for p in removed} == {"photos", "dataset", "registry", "model.safetensors", ".colorize-demo"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
