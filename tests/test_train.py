@@ -184,3 +184,11 @@ def test_loader_workers_default_to_none_on_cpu_and_some_on_cuda() -> None:
     assert loader_workers(None, torch.device("cpu")) == 0  # the model needs the cores
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
     assert loader_workers(3, torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0
+
+
+def test_a_model_resumes_with_the_padding_it_was_trained_with(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    old = _cfg(photo_dir, out, steps=3, model=ModelConfig(image_size=32, padding="zeros"))
+    train(old)
+    resumed = train(replace(old, steps=6, resume=True, model=ModelConfig(image_size=32, padding="replicate")))
+    assert resumed.step == 6 and load_checkpoint(out).config.padding == "zeros"

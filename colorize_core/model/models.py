@@ -19,12 +19,30 @@ from colorize_core.model.color import uv_to_unit
 from colorize_core.model.config import ModelConfig
 
 
+def edge_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Repeat the edge rows and columns `p` times (what padding_mode="replicate" does), from
+    slices and a concatenation: torch.compile's backward of replication_pad2d fails on
+    channels-last strides (torch 2.14), and these ops every backend handles."""
+    n, c, h, w = x.shape
+    x = torch.cat([x[:, :, :1].expand(n, c, p, w), x, x[:, :, -1:].expand(n, c, p, w)], dim=2)
+    return torch.cat([x[..., :1].expand(n, c, h + 2 * p, p), x, x[..., -1:].expand(n, c, h + 2 * p, p)], dim=3)
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d whose replicate padding is `edge_pad` (same weights, same state-dict keys)."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode == "replicate" and isinstance(self.padding, tuple) and len(set(self.padding)) == 1 and self.padding[0] > 0:
+            return F.conv2d(edge_pad(input, self.padding[0]), weight, bias, self.stride, 0, self.dilation, self.groups)
+        return super()._conv_forward(input, weight, bias)
+
+
 class ConvBNReLU(nn.Sequential):
     """Conv without bias, then batch norm (which supplies the shift), then ReLU."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, padding: str = "zeros") -> None:
         super().__init__(
-            nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False, padding_mode=padding),
+            Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False, padding_mode=padding),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -68,7 +86,7 @@ class ResidualEncoder(nn.Module):
         self.refine = ConvBNReLU(3, 3, padding=padding)
         # The head keeps a bias (no BN): the sigmoid needs a free offset, and BN right before it
         # would pin the output's batch statistics.
-        self.head = nn.Conv2d(3, 2, 3, padding=1, padding_mode=padding)
+        self.head = Conv2d(3, 2, 3, padding=1, padding_mode=padding)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         _check_size(gray)
@@ -96,7 +114,7 @@ class Hypercolumn(nn.Module):
         cin = sum(TAP_CHANNELS) + 3  # 963
         self.conv1 = ConvBNReLU(cin, 128, padding=padding)
         self.conv2 = ConvBNReLU(128, 64, padding=padding)
-        self.head = nn.Conv2d(64, 2, 3, padding=1, padding_mode=padding)
+        self.head = Conv2d(64, 2, 3, padding=1, padding_mode=padding)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         _check_size(gray)

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from colorize_core.data.dataset import FolderImages, ShardImages, StepBatchSampler, as_float, open_training_data
+from colorize_core.model import chroma_bins
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from colorize_core.model.color import rgb_to_yuv, unit_to_uv, uv_to_unit
+from colorize_core.model.cpu_features import auto_cpu_path
 from colorize_core.model.device import amp_dtype
 from colorize_core.model.infer import Colorizer, InferenceOptions
-from colorize_core.model import chroma_bins
 from colorize_core.model.loss import BlurredUVLoss, ChromaClassLoss
 from colorize_core.model.models import build_model
 from colorize_core.training import distributed
@@ -105,7 +106,9 @@ def write_triptych(path: Path, model: nn.Module, truth: torch.Tensor, device: to
     gray, _ = gray_and_target(truth)
     # The model is borrowed mid-training: keep its memory format (channels_last would convert its
     # parameters in place) and its fp32/amp choice as the inference defaults make them.
-    colorizer = Colorizer(model, device=device, image_size=truth.shape[-1], options=InferenceOptions(channels_last=False))
+    # PyTorch's own CPU path (never the int8 conversion, whatever COLORIZE_CPU_PATH says).
+    options = InferenceOptions(channels_last=False, cpu_path=auto_cpu_path())
+    colorizer = Colorizer(model, device=device, image_size=truth.shape[-1], options=options)
     rows = []
     for y, t in zip(gray, truth):
         col = colorizer.colorize_luma([y[0].numpy()])[0]
@@ -120,7 +123,11 @@ def write_triptych(path: Path, model: nn.Module, truth: torch.Tensor, device: to
 def _resume_state(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any] | None, dict[str, Any]]:
     if cfg.resume and Path(cfg.out).is_file():
         ckpt = load_checkpoint(cfg.out)
-        if ckpt.config != cfg.model:
+        if ckpt.config != cfg.model and replace(ckpt.config, padding=cfg.model.padding) == cfg.model:
+            # Padding holds no weights: a model resumes with the padding it was trained with (a
+            # scheduled retrain of a model from before replicate became the default, say).
+            log.warning("resuming %s with its own padding=%s (this run asked for %s)", cfg.out, ckpt.config.padding, cfg.model.padding)
+        elif ckpt.config != cfg.model:
             raise CheckpointError(f"cannot resume {cfg.out}: it holds {ckpt.config}, the run asks for {cfg.model}")
         return model_from_checkpoint(ckpt), ckpt.optim_state, ckpt.meta
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial head weights
