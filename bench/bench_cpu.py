@@ -12,7 +12,8 @@ median and the median of each round's ratio to plain, since the machine may be s
 conversion time, the peak RSS of a process that only loads, converts and runs that case
 (VmHWM, one child process per case), and the colour error against fp32 on held-out
 photos (../shared/data/photos-val when present, else synthetic): mean |dU|, |dV| in /255 and the
-PSNR change. Int8 models are calibrated on photos-train (64, spread over the folder) when present.
+PSNR change. Int8 models are calibrated as the product calibrates them (scikit-image's bundled
+photographs, or COLORIZE_CPU_CALIBRATION when set).
 The int8 path's end-to-end cost (`Colorizer.colorize` on full-size photos vs `predict_uv` alone)
 is measured too. JSON lines, each with machine() and the CPU flags; emulation (an AVX2 cap via
 ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY) is reported in each line.
@@ -44,7 +45,7 @@ from bench.common import SHARED, machine, smooth_photo
 from colorize_core.model import cpu_openvino
 from colorize_core.model.checkpoint import load_model, save_checkpoint
 from colorize_core.model.color import rgb_to_yuv, unit_to_uv, uv_to_unit, yuv_to_rgb_in_gamut
-from colorize_core.model.cpu_calibration import CALIBRATION_ENV, calibration_batch
+from colorize_core.model.cpu_calibration import calibration_batch
 from colorize_core.model.cpu_features import cpu_flags, isa_capped_to_avx2, native_bf16
 from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions, _shrink
 from colorize_core.model.models import ModelConfig, build_model
@@ -314,8 +315,6 @@ def main() -> None:
     p.add_argument("--e2e-path", default="int8", help="cpu_path for the end-to-end figure ('' to skip)")
     p.add_argument("--memory-case", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if (SHARED / "photos-train").is_dir() and not os.environ.get(CALIBRATION_ENV):
-        os.environ[CALIBRATION_ENV] = str(SHARED / "photos-train")
     if args.memory_case:
         memory_case(args.memory_case, args)
         return

@@ -15,11 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
+from colorize_core.archive.shards import colorize_shard
+from colorize_core.data.sharding import list_images
 from colorize_core.model import cpu_features, cpu_openvino
 from colorize_core.model.checkpoint import save_checkpoint
 from colorize_core.model.color import rgb_to_yuv
 from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions, default_cache_dir
 from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.storage.stores import open_store
 from tests.conftest import make_photo
 
 SIZE = 64  # the real architecture at a small working size
@@ -132,11 +135,48 @@ def test_auto_uses_the_int8_path_for_a_checkpoint_on_either_cpu(checkpoint: Path
 
 
 def test_isa_caps_count_as_an_avx2_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert cpu_features.isa_capped_to_avx2() and not cpu_features.native_bf16()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
-    flags = cpu_features.cpu_flags()
-    assert set(flags) == {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx"}
+    assert not cpu_features.isa_capped_to_avx2()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # ATEN_CPU_CAPABILITY=avx2
+    assert cpu_features.isa_capped_to_avx2() and not cpu_features.native_bf16()
+
+
+def test_a_failed_conversion_falls_back_under_auto_and_fails_when_asked_for(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(cpu_features.CPU_PATH_ENV, raising=False)
+    monkeypatch.setattr(cpu_openvino, "available", lambda: None)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the converter met an op it does not know\nmore detail")
+
+    monkeypatch.setattr(cpu_openvino, "load_or_convert", broken)
+    with caplog.at_level(logging.INFO, logger="colorize_core"):
+        auto = Colorizer.from_checkpoint(checkpoint, device="cpu")
+    assert auto.cpu_path == cpu_features.auto_cpu_path()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "int8 CPU path failed" in warnings[0] and "more detail" not in warnings[0]
+    with pytest.raises(RuntimeError, match="does not know"):
+        Colorizer.from_checkpoint(checkpoint, device="cpu", options=INT8)
+
+
+def test_an_archive_shard_runs_the_int8_path_under_auto(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_openvino()
+    monkeypatch.delenv(cpu_features.CPU_PATH_ENV, raising=False)
+    src = tmp_path / "bw"
+    src.mkdir()
+    for i, photo in enumerate(_photos(11, 3)):
+        photo.convert("L").save(src / f"p{i}.png")
+    colorizer = Colorizer.from_checkpoint(checkpoint, device="cpu", batch_size=2)
+    assert colorizer.cpu_path == "int8"
+    items = list_images(open_store(str(src)))
+    outcome = colorize_shard(str(src), str(tmp_path / "out"), items, colorizer, run_id="r1", shard=0)
+    assert outcome.counts == {"ok": 3}
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
 
 
 def test_missing_dependency_falls_back_with_one_line(checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

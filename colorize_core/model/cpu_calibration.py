@@ -1,7 +1,7 @@
 """Calibration inputs for int8 conversion: real photographs, gray, at the model's working size.
 
 Where they come from: COLORIZE_CPU_CALIBRATION (a folder of photos, e.g. a sample of the
-archive to be colorized) when set, else the photos bundled with scikit-image (a dependency:
+archive to be colorized) when set, else the photographs bundled with scikit-image (a dependency:
 the demo's offline data set), so a conversion needs no network and gives the same int8 model
 on every machine. Each photo gives a few crops (whole, halves, mirrored) so ~a dozen photos
 make a calibration set of the size NNCF wants (tens of images)."""
@@ -18,11 +18,19 @@ CALIBRATION_ENV = "COLORIZE_CPU_CALIBRATION"
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
+# The photographs among scikit-image's bundled images (not its charts, text, masks or drawings:
+# chessboards, a logo, a phantom, a page would calibrate for what an archive never holds).
+BUNDLED_PHOTOS = (
+    "astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "rocket.jpg", "moon.png", "grass.png",
+    "gravel.png", "brick.png", "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg",
+)  # fmt: skip
+
+
 def _bundled_photos() -> list[Path]:
     import skimage
 
     data = Path(skimage.__file__).parent / "data"
-    return sorted(p for p in data.iterdir() if p.suffix.lower() in _SUFFIXES)
+    return [data / name for name in BUNDLED_PHOTOS if (data / name).is_file()]
 
 
 def calibration_photos() -> list[Path]:

@@ -1,12 +1,13 @@
 """The int8 CPU path: the model converted to OpenVINO, quantized to int8 with NNCF (static,
 calibrated on real photos), compiled for this CPU, cached on disk by model id.
 
-Chosen by measurement (bench/bench_cpu.py, BENCHMARKS.md): on an AVX2-only CPU it runs the
-model ~2x as fast as PyTorch fp32 eager with the colours within 2/255. The first conv (the gray
-input, whose 3 identical channels make it sensitive) and the decoder's last three convs (fuse1,
-refine, head: 3 channels, right before the sigmoid) stay in fp32; they are a small part of the
-compute. Conversion takes ~30-60 s on 2 cores, once per model: the IR (.xml + .bin) goes into
-the cache, and later runs only compile it (~1 s).
+Chosen by measurement (bench/bench_cpu.py, BENCHMARKS.md): about 2.5x PyTorch fp32 eager on an
+AVX2-only CPU and 1.9x bf16 autocast on a CPU with bf16, the output's mean |dU|, |dV| well under
+the 2/255 tolerance (tests/test_cpu_fast.py checks it). The first conv (the gray input, whose 3
+identical channels make it sensitive) and the decoder's last three convs (FP32_LAST)
+stay in fp32; they are a small part of the compute. Conversion takes ~15-60 s on 2 cores (by
+working size and CPU), once per model: the IR (.xml + .bin) goes into the cache, and later runs
+only compile it (~1 s).
 
 Optional dependencies (`pip install archive-colorizer[cpu]`): openvino, nncf.
 """
@@ -14,6 +15,7 @@ Optional dependencies (`pip install archive-colorizer[cpu]`): openvino, nncf.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -34,9 +36,14 @@ log = logging.getLogger(__name__)
 # phones nowhere (Prefect's analytics are off too), so the import is blocked for this process.
 sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
 
+_CONVERTING = threading.Lock()
 BACKEND = "openvino-int8-v1"  # in cache names: a new recipe gets new files, not stale ones
 FP32_FIRST = 1  # convs kept in fp32 at the input
-FP32_LAST = 3  # ... and at the output (fuse1, refine, head)
+# ... and the last three, nearest the output (by position: OpenVINO renames a convolution it
+# fuses with its batch norm): the regression head's fuse1, refine and head (3 channels, right
+# before the sigmoid); the classification head's fuse3, fuse2 and classify (its logits go
+# through an annealed softmax, which sharpens any error in them).
+FP32_LAST = 3
 
 
 def available() -> str | None:
@@ -59,7 +66,8 @@ def convert(model: nn.Module, image_size: int, calibration: np.ndarray):  # -> o
     import nncf
     import openvino as ov
 
-    model = model.float().eval().to(memory_format=torch.contiguous_format)
+    # A copy: the caller's model keeps its memory format and mode (it may be mid-training).
+    model = copy.deepcopy(model).float().eval().to(memory_format=torch.contiguous_format)
     example = torch.from_numpy(calibration[:1])
     with torch.no_grad():
         ov_model = ov.convert_model(model, example_input=example, input=[(-1, 1, image_size, image_size)])
@@ -68,8 +76,10 @@ def convert(model: nn.Module, image_size: int, calibration: np.ndarray):  # -> o
     data = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
     # NNCF logs at INFO and draws progress bars on stdout: in a command's output (or a bench's
     # JSON lines) they are noise. Its warnings still reach the log; the caller logs the conversion.
+    # redirect_stdout swaps sys.stdout for the whole process: _CONVERTING keeps two conversions
+    # from interleaving their swaps (which could leave sys.stdout pointing at a discarded buffer).
     nncf.set_log_level(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with _CONVERTING, contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(
             ov_model,
             data,
@@ -123,7 +133,7 @@ def load_or_convert(
         except Exception as exc:  # a damaged cache entry: convert again and replace it
             log.warning("int8 model cache %s unreadable (%s); converting again", path, exc)
     where = f"; cached in {path.parent}" if path is not None else ""
-    log.info("converting model %s to int8 for this CPU (OpenVINO, once per model: about a minute%s)", model_id, where)
+    log.info("converting model %s to int8 for this CPU (OpenVINO, once per model: 15-60 s%s)", model_id, where)
     if calibration is None:
         from colorize_core.model.cpu_calibration import calibration_batch
 

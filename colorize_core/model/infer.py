@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from colorize_core.home import colorize_home
 from colorize_core.model.checkpoint import load_model
 from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.home import colorize_home
 from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.storage.imageio import luma_plane
@@ -74,11 +74,14 @@ PLAIN = InferenceOptions(channels_last=False, mixed_precision=False, compile=Fal
 
 def default_cache_dir(checkpoint: str | os.PathLike[str]) -> Path:
     """Where converted models of a checkpoint go: `.colorize-cache/` beside a local checkpoint,
-    $COLORIZE_HOME/cache for one in object storage."""
+    $COLORIZE_HOME/cache for one in object storage or in a folder this process cannot write."""
     text = os.fspath(checkpoint)
     if "://" in text and not text.startswith("file://"):
         return colorize_home() / "cache"
-    return Path(text.removeprefix("file://")).resolve().parent / ".colorize-cache"
+    folder = Path(text.removeprefix("file://")).resolve().parent
+    if not os.access(folder, os.W_OK):  # a read-only model folder: convert once all the same
+        return colorize_home() / "cache"
+    return folder / ".colorize-cache"
 
 
 class Colorizer:
@@ -120,10 +123,11 @@ class Colorizer:
         CPU and ~1.9x bf16 autocast on one with bf16, colours closer to fp32 than bf16's); bf16
         where the CPU has it natively; else fp32. A model not loaded from a checkpoint may still
         be changing (validation during training): converting it would cost more than it saves."""
-        choice = requested_cpu_path(option)
-        if choice == "auto" and not self.options.mixed_precision:
+        requested = requested_cpu_path(option)
+        if requested == "auto" and not self.options.mixed_precision:
             return "plain"  # fp32 asked for
         fallback = auto_cpu_path() if self.options.mixed_precision else "plain"  # what runs without int8
+        choice = requested
         if choice == "auto":
             from_checkpoint = cache_dir is not None and self.model_id != "untracked"
             choice = "int8" if from_checkpoint else fallback
@@ -135,9 +139,16 @@ class Colorizer:
         if missing:
             log.warning("int8 CPU path unavailable (%s not installed: pip install 'archive-colorizer[cpu]'); running %s", missing, fallback)
             return fallback
-        self._runner = cpu_openvino.load_or_convert(
-            self.model, self.image_size, cache_dir=cache_dir if self.model_id != "untracked" else None, model_id=self.model_id
-        )
+        try:
+            self._runner = cpu_openvino.load_or_convert(
+                self.model, self.image_size, cache_dir=cache_dir if self.model_id != "untracked" else None, model_id=self.model_id
+            )
+        except Exception as exc:  # noqa: BLE001 - a speed-up that fails must not fail the night's run
+            if requested == "int8":
+                raise
+            log.warning("int8 CPU path failed for model %s (%s); running %s", self.model_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, fallback)
+            log.debug("int8 conversion failure", exc_info=exc)
+            return fallback
         return "int8"
 
     @classmethod
