@@ -33,14 +33,15 @@ from colorize_core.model.infer import Colorizer
 from colorize_core.training.config import TrainConfig
 from colorize_core.training.train import train
 
-# name -> what differs from the seed's model (frozen VGG16 backbone, regression head, zero padding).
+# name -> the model: each says its padding, so a change of ModelConfig's defaults never changes
+# what a variant name measured (the seed's model: frozen VGG16, regression head, zero padding).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "regression": {},
+    "regression": {"padding": "zeros"},
     "regression-replicate": {"padding": "replicate"},
-    "classification": {"head": "classification"},
+    "classification": {"head": "classification", "padding": "zeros"},
     "classification-replicate": {"head": "classification", "padding": "replicate"},
-    "regression-train-backbone": {"train_backbone": True},
-    "classification-train-backbone": {"head": "classification", "train_backbone": True},
+    "regression-train-backbone": {"train_backbone": True, "padding": "zeros"},
+    "classification-train-backbone": {"head": "classification", "train_backbone": True, "padding": "zeros"},
 }
 STRIP_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,13 +83,20 @@ def create_or_update(path: Path = AUTOMATION_FILE, block: str | None = None) -> 
         return existing[0].id, False, block_id
 
 
+def _api_url() -> str | None:
+    """The server Prefect would talk to: the environment or the active profile."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.alerts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["create", "show"])
     parser.add_argument("--block", help="the notification block to send through, TYPE/NAME (e.g. slack-webhook/colorize-ops)")
     parser.add_argument("--file", type=Path, default=AUTOMATION_FILE, help="the automation file (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.command == "create" and not os.environ.get("PREFECT_API_URL"):
+    if args.command == "create" and not _api_url():
         # Without it Prefect would start a temporary server and the automation would vanish with it.
         print("set PREFECT_API_URL to the Prefect server your runs report to (`make ui` serves http://127.0.0.1:4200/api)", file=sys.stderr)
         return 1
@@ -103,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 block_id = notification_block_id(client, args.block)
         print(json.dumps(load_automation(args.file, block_id).model_dump(mode="json"), indent=2))
         return 0
-    automation_id, created, block_id = create_or_update(args.file, args.block)
+    try:
+        automation_id, created, block_id = create_or_update(args.file, args.block)
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback: a server down, a bad file
+        print(f"alerts: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} ({_api_url()})", file=sys.stderr)
+        return 1
     how = f"notifies through block {args.block or block_id}" if block_id else "no notification block: it records its firings only (--block TYPE/NAME to add one)"
     print(f"{'created' if created else 'updated'} automation {automation_id}; {how}")
     return 0

@@ -228,10 +228,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(args.data, colorizer, limit=args.limit)
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
+    # What ran: on CPU a checkpoint's model may run as its int8 conversion (what `archive` runs too).
+    path = f"{colorizer.device.type} {colorizer.cpu_path}" if colorizer.cpu_path else colorizer.device.type
     if args.json:
-        print(json.dumps({"model_id": colorizer.model_id, **report.to_dict()}, indent=2))
+        print(json.dumps({"model_id": colorizer.model_id, "inference_path": path, **report.to_dict()}, indent=2))
     else:
         print(format_report(report.to_dict(), colorizer.model_id))
+        print(f"inference path: {path} (COLORIZE_CPU_PATH=plain scores the fp32 model)")
     if report.images == 0:
         print(f"no colour photos to evaluate under {args.data}", file=sys.stderr)
         return EXIT_ERROR

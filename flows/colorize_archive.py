@@ -135,7 +135,9 @@ def _run_shards_on_pool(
     worker's machine)."""
     from prefect.deployments import run_deployment
 
-    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size, "label": label}
+    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
+    if not label:  # only when not the default: a shard deployment registered before `label` existed still takes the rest
+        params["label"] = False
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
     runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
     failed = _wait_for_runs([r.id for r in runs], on_done)
