@@ -17,7 +17,7 @@ HEADS: tuple[Head, ...] = ("regression", "classification")
 # How the decoder's 3x3 convolutions see past the image's edge: zeros (the seed's), or the edge
 # pixels repeated, so a border looks like more of the image instead of a black frame. Zero
 # padding gave the seed's model coloured fringes along the borders; replicate, the default since
-# issue 13, cut the border's excess chroma error by about two thirds (QUALITY.md).
+# issue 13, cut the border's excess chroma error by 41-69% in three seeds (QUALITY.md).
 Padding = Literal["zeros", "replicate"]
 PADDINGS: tuple[Padding, ...] = ("zeros", "replicate")
 
