@@ -73,7 +73,7 @@ def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colo
                 continue
             seen.add(out)
             try:
-                decoded.append((src, rel, out, read_image(src)))
+                decoded.append((src, rel, out, read_image(src, keep_exif=True)))
             except ImageDecodeError as exc:
                 failed[src] = FileResult(str(src), None, False, exc.reason)
         images = colorizer.colorize([img for _, _, _, img in decoded]) if decoded else []

@@ -82,7 +82,7 @@ def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_
 def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, skip_colour: bool) -> Source:
     t0 = time.perf_counter()
     try:
-        img = decode(data, name=item.obj.key)
+        img = decode(data, name=item.obj.key, keep_exif=True)
     except ImageDecodeError as exc:
         item.row = make_row(item.obj, model_id, run_id, status="failed", error=exc.reason, read_s=item.read_s)
         return item

@@ -38,8 +38,11 @@ def decode(
     name: str = "<bytes>",
     max_pixels: int = MAX_PIXELS,
     draft_size: tuple[int, int] | None = None,
+    keep_exif: bool = False,
 ) -> Image.Image:
-    """Bytes -> a loaded, upright PIL image (first frame), or `ImageDecodeError`."""
+    """Bytes -> a loaded, upright PIL image (first frame), or `ImageDecodeError`.
+    `keep_exif`: put the source's EXIF in `img.info["source_exif"]` (bytes or None) for a
+    labelled output to keep; only writers of outputs ask (training decodes skip the work)."""
     if not data:
         raise ImageDecodeError(name, "empty file")
     try:
@@ -58,7 +61,7 @@ def decode(
     if w * h > max_pixels:
         raise ImageDecodeError(name, f"claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
     orientation = img.getexif().get(0x0112, 1)
-    exif = source_exif(img)  # now, while a TIFF's tags can still be read: a labelled output keeps it
+    exif = source_exif(img) if keep_exif else None  # now, while a TIFF's tags can still be read
     full_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # as displayed, before any draft
     if draft_size is not None and img.format == "JPEG":
         # Decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while staying >= draft_size: far faster.
@@ -73,7 +76,8 @@ def decode(
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
         raise ImageDecodeError(name, f"corrupt or truncated image data: {exc}") from None
     img.info["source_size"] = full_size
-    img.info["source_exif"] = exif
+    if keep_exif:
+        img.info["source_exif"] = exif
     return img
 
 
