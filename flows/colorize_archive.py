@@ -26,7 +26,7 @@ from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.archive.lease import Lease
 from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
-from colorize_core.model.checkpoint import read_checkpoint_info, read_model_id, require_trained
+from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
 from colorize_core.storage.errors import Interrupted, forget_run, run_stop
 from colorize_core.storage.stores import LocalStore, child_uri, open_store
@@ -68,9 +68,8 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
-def plan_shards(source: str, dest: str, checkpoint: str, shard_size: int, run_id: str) -> dict[str, Any]:
+def plan_shards(source: str, dest: str, model_id: str, shard_size: int, run_id: str) -> dict[str, Any]:
     """List the source, drop what already has an ok row for this model, write the plan."""
-    model_id = read_model_id(checkpoint)  # the header only: shard tasks load and verify the weights
     plan = plan_archive(source, dest, model_id, shard_size)
     write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
     return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}
@@ -209,7 +208,7 @@ def colorize_archive(
     try:
         with Lease(dest, run_id, wait_s=wait_s) as lease:
             try:
-                summary = _colorize(source, dest, checkpoint, shard_size, device, batch_size, deployment, run_id, label)
+                summary = _colorize(source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label)
             except Interrupted:
                 if lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
@@ -222,11 +221,11 @@ def colorize_archive(
 
 
 def _colorize(
-    source: str, dest: str, checkpoint: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str, label: bool
+    source: str, dest: str, checkpoint: str, model_id: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str, label: bool
 ) -> dict[str, Any]:
     logger = get_run_logger()
     compact_metadata(dest)
-    plan = plan_shards(source, dest, checkpoint, shard_size, run_id)
+    plan = plan_shards(source, dest, model_id, shard_size, run_id)
     logger.info("model %s: %d to do, %d already done, %d shards", plan["model_id"], plan["todo"], plan["already_done"], plan["shards"])
     plan_file = plan_uri(dest, run_id)
     n = plan["shards"]
