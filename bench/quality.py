@@ -17,12 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from bench.common import SHARED, machine
@@ -54,7 +52,7 @@ def _train_variant(name: str, args: argparse.Namespace, out: Path) -> tuple[str,
         seed=args.seed, checkpoint_every=args.steps, device=args.device, val_dir=str(out / f"{name}_val"),
     )  # fmt: skip
     started = time.perf_counter()
-    result = train(replace(cfg), log_every=50)
+    result = train(cfg, log_every=50)
     budget = {"steps": result.step, "train_s": round(time.perf_counter() - started, 1), "samples": result.step * args.batch_size}
     return cfg.out, budget
 

@@ -31,6 +31,7 @@ from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
 from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.storage.imageio import luma_plane
+from colorize_core.storage.stores import LocalStore, split_uri
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,13 +76,10 @@ PLAIN = InferenceOptions(channels_last=False, mixed_precision=False, compile=Fal
 def default_cache_dir(checkpoint: str | os.PathLike[str]) -> Path:
     """Where converted models of a checkpoint go: `.colorize-cache/` beside a local checkpoint,
     $COLORIZE_HOME/cache for one in object storage or in a folder this process cannot write."""
-    text = os.fspath(checkpoint)
-    if "://" in text and not text.startswith("file://"):
+    store, _ = split_uri(checkpoint)
+    if not isinstance(store, LocalStore) or not os.access(store.root, os.W_OK):  # read-only: still convert once
         return colorize_home() / "cache"
-    folder = Path(text.removeprefix("file://")).resolve().parent
-    if not os.access(folder, os.W_OK):  # a read-only model folder: convert once all the same
-        return colorize_home() / "cache"
-    return folder / ".colorize-cache"
+    return store.root / ".colorize-cache"
 
 
 class Colorizer:
