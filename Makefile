@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The unit tests alone: no Prefect server, no S3 server, no subprocess clusters (under a minute).
+# The unit tests alone: no Prefect server, no S3 server, no subprocess clusters (about 2 minutes).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not prefect and not s3 and not slow and not chaos and not gpu" -p no:cacheprovider
 
@@ -29,10 +29,12 @@ test-fast: $(STAMP)
 ui: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
-# The Prefect automation that alerts when an archive run has failed photos (infra/automation-failures.yaml),
-# created or updated on the server PREFECT_API_URL names; BLOCK=TYPE/NAME sends through that notification block.
+# The Prefect automations that alert when an archive run has failed photos (infra/automation-failures.yaml)
+# and when a destination's nightly run has not finished (infra/automation-no-run.yaml), created or updated on
+# the server PREFECT_API_URL names; BLOCK=TYPE/NAME sends through that notification block, WITHIN=36h sets
+# the no-run alert's window (default 30h).
 alerts: $(STAMP)
-	$(BIN)/python -m flows.alerts create $(if $(BLOCK),--block $(BLOCK))
+	$(BIN)/python -m flows.alerts create $(if $(BLOCK),--block $(BLOCK)) $(if $(WITHIN),--within $(WITHIN))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_cli

@@ -9,7 +9,14 @@ max/mean difference against the first version's formula (full-size float32 plane
 `F.interpolate` of the chroma to (H, W), then `yuv_to_rgb_in_gamut`), computed in a second
 subprocess. The reference needs ~10 GB at 100 MP; skip it on smaller machines.
 
-Run: `.venv/bin/python -m bench.bench_memory [--megapixels 100] [--no-reference]`. JSON lines.
+`--source gray16-tiff`: a 16-bit gray TIFF scan (uncompressed, as scanners write masters; the
+smooth scan in the high byte, noise in the low byte, as a sensor gives) goes through the whole
+`colorize images` path instead (`colorize_files`: decode, colorize, encode a labelled 16-bit RGB
+TIFF, write), after a warm-up on a small one. Reported as well: the output's size and the largest
+difference between its BT.601 luma and the source's, in levels of 65,535.
+
+Run: `.venv/bin/python -m bench.bench_memory [--megapixels 100] [--no-reference] [--source gray16-tiff]`.
+JSON lines.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from bench.common import machine, smooth_photo
-from colorize_core.model.color import yuv_to_rgb_in_gamut
+from colorize_core.local_files import colorize_files, expand_inputs
+from colorize_core.model.color import KB, KG, KR, yuv_to_rgb_in_gamut
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.models import ModelConfig, build_model
 from colorize_core.storage.imageio import luma_and_alpha
@@ -83,8 +92,50 @@ def child(megapixels: float, out: Path, reference: bool) -> None:
                       "bytes_per_pixel": round((peak - before) / (w * h), 2), "seconds": round(seconds, 2)}))
 
 
-def run_child(megapixels: float, out: Path, reference: bool) -> dict[str, object]:
-    cmd = [sys.executable, "-m", "bench.bench_memory", "--child", str(out), "--megapixels", str(megapixels)]
+def gray16_scan(width: int, height: int, path: Path, seed: int = 0) -> None:
+    """A 16-bit gray TIFF at `path`: the smooth scan in the high byte, uniform noise in the low."""
+    rng = np.random.default_rng(seed)
+    high = np.asarray(smooth_photo(rng, width, height))
+    scan = np.empty((height, width), dtype=np.uint16)
+    for r in range(0, height, 1024):
+        rows = high[r : r + 1024].astype(np.uint16) << 8
+        scan[r : r + 1024] = rows | rng.integers(0, 256, rows.shape, dtype=np.uint16)
+    tifffile.imwrite(path, scan, metadata=None)
+
+
+def child_gray16_tiff(megapixels: float, tmp: Path) -> None:
+    """One measurement of `colorize_files` on a 16-bit gray TIFF in this (fresh) process."""
+    w, h = scan_size(megapixels)
+    torch.manual_seed(0)
+    colorizer = Colorizer(build_model(ModelConfig(image_size=64), backbone_weights="none"), device="cpu", batch_size=1)
+    gray16_scan(300, 200, tmp / "warmup.tif", seed=1)
+    colorize_files(expand_inputs([tmp / "warmup.tif"]), tmp / "warmup-out", colorizer)  # lazy kernels, allocator pools
+    before = rss_bytes()
+    start = time.perf_counter()
+    (result,) = colorize_files(expand_inputs([tmp / "scan.tif"]), tmp / "out", colorizer)
+    seconds = time.perf_counter() - start
+    peak = peak_rss_bytes()
+    assert result.ok, result.error
+    out = Path(result.output)  # type: ignore[arg-type]
+    print(json.dumps({"width": w, "height": h, "rss_before_mb": round(before / MB), "peak_rss_mb": round(peak / MB),
+                      "bytes_per_pixel": round((peak - before) / (w * h), 2), "seconds": round(seconds, 2),
+                      "output_mb": round(out.stat().st_size / MB), "max_luma_diff_levels": luma_difference(tmp / "scan.tif", out)}))
+
+
+def luma_difference(src: Path, out: Path, rows: int = 512) -> float:
+    """Largest |BT.601 luma of the 16-bit RGB output - the 16-bit gray source|, in levels."""
+    gray, rgb = tifffile.imread(src), tifffile.imread(out)
+    assert rgb.dtype == np.uint16 and rgb.shape == (*gray.shape, 3), (rgb.dtype, rgb.shape)
+    worst = 0.0
+    for r in range(0, gray.shape[0], rows):
+        f = rgb[r : r + rows].astype(np.float64)
+        y = f[..., 0] * KR + f[..., 1] * KG + f[..., 2] * KB
+        worst = max(worst, float(np.abs(y - gray[r : r + rows]).max()))
+    return round(worst, 3)
+
+
+def run_child(megapixels: float, out: Path, reference: bool, source: str = "gray8") -> dict[str, object]:
+    cmd = [sys.executable, "-m", "bench.bench_memory", "--child", str(out), "--megapixels", str(megapixels), "--source", source]
     cmd += ["--reference"] if reference else []
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,13 +156,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--megapixels", type=float, default=100.0)
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference (needs ~10 GB at 100 MP)")
+    p.add_argument("--source", choices=["gray8", "gray16-tiff"], default="gray8",
+                   help="gray8: an 8-bit scan through Colorizer.colorize; gray16-tiff: a 16-bit TIFF through colorize_files")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
-        child(args.megapixels, args.child, args.reference)
+        if args.source == "gray16-tiff":
+            child_gray16_tiff(args.megapixels, args.child)
+        else:
+            child(args.megapixels, args.child, args.reference)
         return
     common = {"machine": machine(), "torch": torch.__version__, "megapixels": args.megapixels}
+    if args.source == "gray16-tiff":
+        with tempfile.TemporaryDirectory() as tmp:
+            gray16_scan(*scan_size(args.megapixels), Path(tmp) / "scan.tif")
+            row = {"bench": "colorize_memory_gray16_tiff", **run_child(args.megapixels, Path(tmp), False, args.source)}
+        print(json.dumps({**row, **common}), flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out, ref = Path(tmp) / "out.npy", Path(tmp) / "ref.npy"
         row = {"bench": "colorize_memory", **run_child(args.megapixels, out, reference=False)}

@@ -37,7 +37,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
             for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
                 pairs.append((f, f.relative_to(p)))
         else:
-            pairs.append((p, Path(p.name)))  # a missing file still gets a row: it fails with a reason
+            pairs.append((p, Path(p.name)))  # one that vanished since it was named still gets a result: failed, with the reason
     return pairs
 
 
@@ -76,12 +76,17 @@ def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colo
                 decoded.append((src, rel, out, read_image(src, keep_exif=True)))
             except ImageDecodeError as exc:
                 failed[src] = FileResult(str(src), None, False, exc.reason)
-        images = colorizer.colorize([img for _, _, _, img in decoded]) if decoded else []
+        # 16-bit sources give 16-bit outputs (TIFF, PNG): a preservation master keeps its gray levels.
+        images = colorizer.colorize_keeping_depth([img for _, _, _, img in decoded]) if decoded else []
+        # Only the sources' EXIF is needed from here: their pixels go before the encodes (a 100 MP
+        # 16-bit scan holds 200 MB).
+        targets = [(src, rel, out, img.info.get("source_exif")) for src, rel, out, img in decoded]
+        del decoded
         per_image = (time.perf_counter() - started) / max(len(chunk), 1)
         done: dict[Path, FileResult] = {}
-        for (src, rel, out, img), colored in zip(decoded, images):
+        for (src, rel, out, exif), colored in zip(targets, images):
             # The relative path names the source: an absolute one would leak the user's folders.
-            provenance = Provenance(colorizer.model_id, rel.as_posix(), img.info.get("source_exif")) if label else None
+            provenance = Provenance(colorizer.model_id, rel.as_posix(), exif) if label else None
             try:
                 atomic_write_bytes(out, encode(colored, output_format_for(out.name), provenance))
                 done[src] = FileResult(str(src), str(out), True, "", per_image)

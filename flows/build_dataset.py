@@ -13,6 +13,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from colorize_core.archive.markup import markdown_code
 from colorize_core.data.build import ShardResult, build_shard, finish_build, plan_build
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, read_manifest_shard, write_manifest
@@ -76,6 +77,8 @@ def build_dataset_flow(source: str, dest: str, size: int = DEFAULT_SAMPLE_SIZE, 
     summary = finish_dataset(plan["manifest"], dest, size, results)
     table = [{"outcome": "rows", "count": summary["rows"]}, {"outcome": "failed", "count": summary["failed"]}]
     table += [{"outcome": f"skipped: {k}", "count": v} for k, v in summary["skipped"].items()]
-    table += [{"outcome": f"failed: {key}", "count": reason} for key, reason in summary["failures"][:200]]
-    create_table_artifact(table, key="build-dataset-counts", description=f"{summary['sources']} sources -> {dest}")
+    # The UI renders table cells and the description as markdown: keys, reasons and the path
+    # (anyone's text) go in code spans (colorize_core/archive/markup.py).
+    table += [{"outcome": f"failed: {markdown_code(key)}", "count": markdown_code(reason)} for key, reason in summary["failures"][:200]]
+    create_table_artifact(table, key="build-dataset-counts", description=f"{summary['sources']} sources -> {markdown_code(dest)}")
     return summary

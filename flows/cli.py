@@ -1,8 +1,9 @@
 """The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, models,
 serve, demo.
 
-Exit status (flows/exits.py): 0 when everything succeeded, 2 when some inputs failed (each on
-stderr with its reason, every other output still written), 1 on an error (one line on stderr;
+Exit status (flows/exits.py): 0 when everything succeeded, 2 when some inputs failed in this run
+(each on stderr with its reason, every other output still written; `archive` does not count the
+known failures it left alone), 1 on an error or a wrong argument (one line on stderr;
 the traceback in the log file, and on stderr with --verbose), 75 when another run holds the
 destination, 130/143 when stopped by SIGINT/SIGTERM.
 """
@@ -17,8 +18,10 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
+from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE, DEFAULT_SHARD_SIZE
 from colorize_core.home import HOME_ENV, colorize_home
 from colorize_core.training.train_params import TRAIN_PARAMS, default
@@ -51,8 +54,9 @@ def _epilog() -> str:
         "lists it, `--checkpoint latest` reads it) and the log file (logs/colorize.log)."
     )
     status = (
-        "Exit status: 0 done; 1 error (one line on stderr, details in the log); 2 some inputs failed "
-        "(each named), the rest done; 75 destination busy (archive); 130/143 stopped by SIGINT/SIGTERM."
+        "Exit status: 0 done; 1 error (one line on stderr, details in the log; a wrong argument is refused "
+        "at once); 2 some inputs failed in this run (each named; archive: known failures left alone do not "
+        "count), the rest done; 75 destination busy (archive); 130/143 stopped by SIGINT/SIGTERM."
     )
     return "\n".join(textwrap.fill(text, 88) for text in (home, status))
 
@@ -134,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="if another run holds DEST, wait this long for it (then exit 75)")
+    p.add_argument(
+        "--retry-failed", action="store_true",
+        help="also retry the known failures: sources that failed for good (corrupt, not an image, unsafe name) and have not changed since",
+    )
+    p.add_argument(
+        "--colour-photos", choices=COLOUR_PHOTOS, default="skip",
+        help="real colour photos: skip them (toned and aged black-and-white prints are still colorized), or colorize them too",
+    )
+    p.add_argument(
+        "--colorize-all", dest="colour_photos", action="store_const", const="colorize",
+        help="colorize every photo, whatever its colour: the same as --colour-photos colorize (an archive known to be all black-and-white)",
+    )
+    p.add_argument(
+        "--inventory", default=None, metavar="MANIFEST_URI",
+        help="take the listing from this S3 Inventory report (its manifest.json) instead of listing SOURCE: CSV, ORC or Parquet",
+    )
     _device_arg(p)
     _output_args(p)
 
@@ -168,10 +188,12 @@ def cmd_images(args: argparse.Namespace) -> int:
     from colorize_core.local_files import FileResult, colorize_files, expand_inputs
     from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
     from colorize_core.model.infer import Colorizer
+    from colorize_core.training.registry import resolve_checkpoint
     from flows.progress import Progress
 
-    require_trained(read_checkpoint_info(args.checkpoint), allow_untrained=args.allow_untrained)
-    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    checkpoint = resolve_checkpoint(args.checkpoint)  # `latest` works here as in `archive`
+    require_trained(read_checkpoint_info(checkpoint), allow_untrained=args.allow_untrained)
+    colorizer = Colorizer.from_checkpoint(checkpoint, device=args.device, batch_size=args.batch_size)
     pairs = expand_inputs(args.inputs)
     with Progress(len(pairs), "colorize") as progress:
 
@@ -223,8 +245,9 @@ def _train_under_torchrun(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from colorize_core.evaluate import evaluate
     from colorize_core.model.infer import Colorizer
+    from colorize_core.training.registry import resolve_checkpoint
 
-    colorizer = Colorizer.from_checkpoint(args.checkpoint, device=args.device)
+    colorizer = Colorizer.from_checkpoint(resolve_checkpoint(args.checkpoint), device=args.device)
     report = evaluate(args.data, colorizer, limit=args.limit)
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
@@ -327,15 +350,24 @@ def cmd_archive(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         allow_untrained=args.allow_untrained,
         label=args.label,
+        retry_failed=args.retry_failed,
+        colour_photos=args.colour_photos,
+        inventory=args.inventory,
     )
     # The run's log (on the terminal) named the first MAX_FAILURE_LOGS failures already.
     for key, reason in summary["failures"][MAX_FAILURE_LOGS:]:
         print(f"failed: {key}: {reason}", file=sys.stderr)
-    print(
-        f"model {summary['model_id']}: {summary['ok']} colorized, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped (already colour), {summary['already_done']} already done -> {args.dest}"
-    )
+    from colorize_core.archive.vocabulary import outcome_message, plural  # the words the run's UI state says too
+
+    print(f"model {summary['model_id']}: {outcome_message(summary)} -> {args.dest}")
+    known = summary.get("known_failed", 0)
+    if known:
+        # Not this run's failures: the exit status is about what failed now; `status` lists them.
+        print(f"{plural(known, 'known failure')} not retried; see `colorize status {args.dest}`", file=sys.stderr)
     return EXIT_PARTIAL if summary["failed"] else EXIT_OK
+
+
+MAX_LISTED = 20  # sources skipped as colour that `colorize status` names; --json has them all
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -350,7 +382,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**summary.to_dict(), "lease": lease[0].__dict__ if lease else None}, indent=2))
     else:
-        counts = ", ".join(f"{status} {n}" for status, n in sorted(summary.latest.items()))
+        counts = ", ".join(f"{STATUS_WORDS.get(status, status)} {n}" for status, n in sorted(summary.latest.items()))
         print(f"{args.dest}: {summary.sources} sources; latest outcome: {counts}")
         if lease:
             print(f"  in progress: {lease[0].describe()}")
@@ -363,10 +395,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         if summary.pending:
             runs = sorted({run_id for _, run_id in summary.pending})
             print(f"pending ({len(summary.pending)}): planned by run {', '.join(runs)} and not done yet; the next run does them")
-        if summary.failing:
-            print(f"still failing ({len(summary.failing)}):")
-            for key, error in summary.failing:
+        known = set(summary.known_failures)
+        if known:
+            print(f"known failures ({len(known)}): not retried until the file changes (`colorize archive --retry-failed` retries them):")
+            for key, error in summary.known_failures:
                 print(f"  {key}: {error}")
+        if summary.skipped_as_colour:
+            n = len(summary.skipped_as_colour)
+            print(f"skipped as colour ({n}): real colour photos, left alone (`colorize archive --colour-photos colorize` colorizes them):")
+            for key, reason in summary.skipped_as_colour[:MAX_LISTED]:
+                print(f"  {key}: {reason}")
+            if n > MAX_LISTED:
+                print(f"  ... and {n - MAX_LISTED} more (`colorize status --json` lists every one)")
+        retried = [f for f in summary.failing if f not in known]
+        if retried:
+            print(f"failed ({len(retried)}): retried by the next run:")
+            for key, error in retried:
+                print(f"  {key}: {error}")
+    # 2 while anything still fails, known failures included: what a monitor watches.
     return EXIT_PARTIAL if summary.failing or summary.pending else EXIT_OK
 
 
@@ -405,10 +451,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.exits import stopped_by
     from flows.serve import Locations, serve_deployments
 
     serve_deployments(Locations(archive=args.source, colorized=args.dest, photos=args.photos, dataset=args.dataset, checkpoint=args.checkpoint))
-    return EXIT_OK
+    status = stopped_by()  # SIGTERM stops the runner gracefully: it returns rather than raises
+    if status is None:
+        return EXIT_OK
+    print("colorize serve: stopped", file=sys.stderr)
+    return status
 
 
 COMMANDS = {
@@ -432,10 +483,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # This machine-local tool phones nowhere: no Prefect server telemetry from ephemeral servers.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
+    from flows.logs import DETAILS, setup_logging
+    from flows.preflight import UsageError, check_arguments
+
+    try:
+        check_arguments(args)  # before the temporary server, torch or Prefect: a wrong path fails at once
+    except UsageError as exc:
+        print(f"colorize {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a check that could not be made (a registry out of reach, ...)
+        _report_error(args, exc, setup_logging(args.verbose, with_prefect=False))
+        return EXIT_ERROR  # the arguments' status: nothing was started
     install_signal_handlers()
     flow_command = args.command in FLOW_COMMANDS
     log_file = None
-    from flows.logs import DETAILS, setup_logging
 
     try:
         if args.command == "demo":
@@ -450,15 +511,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, SystemExit):
             raise
         status = exit_status(exc)
-        DETAILS.error("colorize %s failed", args.command, exc_info=exc)
         if status in (EXIT_SIGINT, EXIT_SIGTERM):
-            print(f"colorize {args.command}: stopped; what was not finished is redone by the next run", file=sys.stderr)
+            DETAILS.error("colorize %s failed", args.command, exc_info=exc)
+            rest = "" if args.command == "serve" else "; what was not finished is redone by the next run"
+            print(f"colorize {args.command}: stopped{rest}", file=sys.stderr)
         else:
-            if args.verbose:
-                traceback.print_exception(exc)
-            details = f" (details: {log_file})" if log_file and not args.verbose else ""
-            print(f"colorize {args.command}: error: {one_line(exc)}{details}", file=sys.stderr)
+            _report_error(args, exc, log_file)
         return status
+
+
+def _report_error(args: argparse.Namespace, exc: BaseException, log_file: Path | None) -> None:
+    """A failed command's one line on stderr; its traceback to the log file (and with
+    `--verbose` to the terminal too)."""
+    from flows.logs import DETAILS
+
+    DETAILS.error("colorize %s failed", args.command, exc_info=exc)
+    if args.verbose:
+        traceback.print_exception(exc)
+    details = f" (details: {log_file})" if log_file and not args.verbose else ""
+    print(f"colorize {args.command}: error: {one_line(exc)}{details}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Run: `colorize archive SOURCE --dest DEST [--checkpoint FILE|latest]`, or as a d
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from prefect.futures import as_completed, wait
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.archive.gallery import gallery_html, gallery_markdown
+from colorize_core.archive.gallery import FAILURES_ARTIFACT, GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
 from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.archive.lease import Lease
+from colorize_core.archive.markup import markdown_code
 from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
+from colorize_core.archive.vocabulary import COLOUR_PHOTOS, COUNTS, count, count_rows, number, outcome_message, plural, state_name
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
@@ -37,9 +40,11 @@ GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 
 # What a run shows in the Prefect UI and tells automations (README "What the UI shows", "Alerts").
 COUNTS_KEY = "colorize-counts"  # table artifact: rows {status, count}
-FAILURES_KEY = "colorize-failures"  # table artifact: rows {source, reason}; made every run, empty when clean
+# The failures table's key is gallery.FAILURES_ARTIFACT: the gallery names it too.
+GALLERY_KEY_ARTIFACT = "colorize-gallery"  # markdown artifact: before/after samples; made every run
 FINISHED_EVENT = "colorize.archive.finished"  # emitted once per completed run; see _emit_finished
 OUTCOME_LABEL = "colorize.outcome"  # the event resource's label: "failures" or "clean"
+DESTINATION_RESOURCE = "colorize.destination."  # + DEST: the event's resource id (the automation matches the prefix)
 MAX_FAILURE_ROWS = 1000  # rows in the failures table
 MAX_FAILURE_LOGS = 50  # failed sources logged one per line as warnings
 MAX_EVENT_FAILURES = 10  # failed sources in the event's payload (for the notification's text)
@@ -68,16 +73,21 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
-def plan_shards(source: str, dest: str, model_id: str, shard_size: int, run_id: str) -> dict[str, Any]:
-    """List the source, drop what already has an ok row for this model, write the plan."""
-    plan = plan_archive(source, dest, model_id, shard_size)
+def plan_shards(
+    source: str, dest: str, model_id: str, shard_size: int, run_id: str, retry_failed: bool = False, inventory: str | None = None
+) -> dict[str, Any]:
+    """List the source (or read its listing from the S3 Inventory report at `inventory`), drop
+    what already has an ok row for this model and the known failures whose file has not
+    changed (unless `retry_failed`), write the plan."""
+    plan = plan_archive(source, dest, model_id, shard_size, retry_failed=retry_failed, inventory=inventory)
     write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
-    return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "shards": plan.num_shards}
+    return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "known_failed": plan.known_failed, "shards": plan.num_shards}
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def colorize_shard_task(
-    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True
+    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
+    colour_photos: str = "skip",
 ) -> dict[str, Any]:
     """Colorize one shard of a plan. Object-store calls retry transient errors themselves; what
     still fails (an outage longer than the retry budget, a full disk) fails the task, and the
@@ -92,7 +102,7 @@ def colorize_shard_task(
     else:
         slot = nullcontext()
     with slot:
-        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard, label=label)
+        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard, label=label, skip_colour=colour_photos == "skip")
     return _outcome_dict(outcome)
 
 
@@ -102,10 +112,11 @@ def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
 
 @flow(name="colorize-shard", log_prints=True)
 def colorize_shard_flow(
-    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True
+    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
+    colour_photos: str = "skip",
 ) -> dict[str, Any]:
     """One shard as its own flow run: what a work-pool worker (one GPU per pod) runs."""
-    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label)
+    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
 
 
 def ensure_gpu_limit(slots: int | None = None) -> int:
@@ -127,7 +138,17 @@ def ensure_gpu_limit(slots: int | None = None) -> int:
 
 
 def _run_shards_on_pool(
-    deployment: str, plan: str, n: int, dest: str, checkpoint: str, run_id: str, device: str, batch_size: int | None, label: bool, on_done: Callable[[int], None]
+    deployment: str,
+    plan: str,
+    n: int,
+    dest: str,
+    checkpoint: str,
+    run_id: str,
+    device: str,
+    batch_size: int | None,
+    label: bool,
+    colour_photos: str,
+    on_done: Callable[[int], None],
 ) -> list[dict[str, Any]]:
     """One flow run per shard on the deployment's work pool; outcomes come back through the
     shards' metadata files in object storage, not through Prefect results (which live on the
@@ -137,12 +158,35 @@ def _run_shards_on_pool(
     params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
     if not label:  # only when not the default: a shard deployment registered before `label` existed still takes the rest
         params["label"] = False
+    if colour_photos != "skip":  # likewise
+        params["colour_photos"] = colour_photos
     # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
     runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
-    failed = _wait_for_runs([r.id for r in runs], on_done)
+    try:
+        failed = _wait_for_runs([r.id for r in runs], on_done)
+    except BaseException:
+        # The run is ending (a signal, an error) and will let go of DEST's lease: shard runs
+        # still queued or writing on the pool must not go on beside the next run.
+        _cancel_runs([r.id for r in runs])
+        raise
     if failed:
         raise RuntimeError(f"{len(failed)} of {n} shard flow runs did not complete: {', '.join(failed)}; re-run to finish them")
     return [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
+
+
+def _cancel_runs(run_ids: list[Any]) -> None:
+    """Ask the server to cancel each flow run not yet final (best effort: each in its own try)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    with get_client(sync_client=True) as client:
+        for rid in run_ids:
+            try:
+                run = client.read_flow_run(rid)
+                if run.state is None or not run.state.is_final():
+                    client.set_flow_run_state(rid, Cancelling(), force=True)
+            except Exception:  # noqa: BLE001 - the others still get their cancel
+                logging.getLogger(__name__).warning("could not cancel shard flow run %s", rid, exc_info=True)
 
 
 def _wait_for_runs(run_ids: list[Any], on_done: Callable[[int], None], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[str]:
@@ -167,13 +211,16 @@ def _wait_for_runs(run_ids: list[Any], on_done: Callable[[int], None], poll_s: f
     return [f"{r.name} ({r.state.name})" for r in finals.values() if not r.state.is_completed()]
 
 
-def _gallery(dest: str, source: str, samples: list[tuple[str, str]], title: str) -> None:
-    if not samples:
-        return
+def _gallery(dest: str, source: str, samples: list[list[tuple[str, str]]], run: GalleryRun) -> None:
+    """The `colorize-gallery` artifact, made by every run (like the failures table, so the
+    Artifacts page never shows an earlier run's photos beside this run's counts unremarked), and
+    DEST/_colorize/gallery.html, rewritten only by a run with photos to show (a page of the run
+    that colorized the latest ones beats an empty one; it says which run it is)."""
     src, out = open_store(source), open_store(dest)
-    pairs = [(key, src.read(key), out.read(out_key)) for key, out_key in samples[:6]]
-    create_markdown_artifact(gallery_markdown(pairs, title), key="colorize-gallery", description=title)
-    out.write(GALLERY_KEY, gallery_html(pairs, title).encode())
+    pairs = [(key, src.read(key), out.read(out_key)) for key, out_key in spread(samples)]
+    create_markdown_artifact(gallery_markdown(pairs, run), key=GALLERY_KEY_ARTIFACT, description=gallery_description(run))
+    if pairs:
+        out.write(GALLERY_KEY, gallery_html(pairs, run).encode())
 
 
 @flow(name="colorize-archive", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -189,6 +236,9 @@ def colorize_archive(
     wait_s: float = 0.0,
     allow_untrained: bool = False,
     label: bool = True,
+    retry_failed: bool = False,
+    colour_photos: str = "skip",
+    inventory: str | None = None,
 ) -> dict[str, Any]:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
@@ -198,7 +248,17 @@ def colorize_archive(
     first, or waits up to `wait_s` seconds for it to finish.
     A model that never trained (0 steps) is refused unless `allow_untrained`.
     `label`: each output's metadata says a trained model colorized it (IPTC DigitalSourceType
-    compositeWithTrainedAlgorithmicMedia, the model id, the source key) and keeps the source's EXIF."""
+    compositeWithTrainedAlgorithmicMedia, the model id, the source key) and keeps the source's EXIF.
+    `retry_failed`: also retry the known failures (sources that failed for a permanent reason,
+    colorize_core/archive/failures.py), which runs otherwise skip until their file changes.
+    `colour_photos`: "skip" leaves real colour photos alone (skipped rows; toned and aged
+    black-and-white prints are colorized, colorize_core/monochrome.py), "colorize" colorizes
+    every photo, for an archive known to be all black-and-white.
+    `inventory`: the URI of an S3 Inventory report's manifest.json for `source`'s bucket; the
+    listing is read from it instead of listing `source` (objects newer than the report wait
+    for the next one)."""
+    if colour_photos not in COLOUR_PHOTOS:
+        raise ValueError(f"colour_photos must be one of {', '.join(COLOUR_PHOTOS)}, not {colour_photos!r}")
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
     info = read_checkpoint_info(checkpoint)
@@ -208,7 +268,7 @@ def colorize_archive(
     try:
         with Lease(dest, run_id, wait_s=wait_s) as lease:
             try:
-                summary = _colorize(source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label)
+                summary = _colorize(source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory)
             except Interrupted:
                 if lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
@@ -217,31 +277,45 @@ def colorize_archive(
         forget_run(run_id)
     # A returned State is the run's final state; whoever called the flow still gets the summary
     # dict (Prefect unwraps the state's data), and `return_state=True` gets this state.
-    return _final_state(summary)  # type: ignore[return-value]
+    return final_state(summary)  # type: ignore[return-value]
 
 
 def _colorize(
-    source: str, dest: str, checkpoint: str, model_id: str, shard_size: int, device: str, batch_size: int | None, deployment: str | None, run_id: str, label: bool
+    source: str,
+    dest: str,
+    checkpoint: str,
+    model_id: str,
+    shard_size: int,
+    device: str,
+    batch_size: int | None,
+    deployment: str | None,
+    run_id: str,
+    label: bool,
+    retry_failed: bool = False,
+    colour_photos: str = "skip",
+    inventory: str | None = None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     compact_metadata(dest)
-    plan = plan_shards(source, dest, model_id, shard_size, run_id)
-    logger.info("model %s: %d to do, %d already done, %d shards", plan["model_id"], plan["todo"], plan["already_done"], plan["shards"])
+    plan = plan_shards(source, dest, model_id, shard_size, run_id, retry_failed, inventory)
+    if plan["known_failed"]:
+        logger.info("%s, not retried (--retry-failed to retry)", plural(plan["known_failed"], "known failure"))
+    logger.info("model %s: %s to do, %s already done, %s", plan["model_id"], number(plan["todo"]), number(plan["already_done"]), plural(plan["shards"], "shard"))
     plan_file = plan_uri(dest, run_id)
     n = plan["shards"]
     outcomes: list[dict[str, Any]] = []
     if n:
-        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{n} shards of {plan['todo']} images")
+        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{plural(n, 'shard')} of {plural(plan['todo'], 'photo')}")
 
         def shards_done(done: int) -> None:
             update_progress_artifact(progress, 100.0 * done / n)
 
         if deployment:
-            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, shards_done)
+            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, colour_photos, shards_done)
         else:
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
-            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size, label) for s in range(n)]
+            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size, label, colour_photos) for s in range(n)]
             try:
                 for fut in as_completed(futures):
                     outcomes.append(fut.result())
@@ -259,54 +333,67 @@ def _colorize(
 def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
-    samples: list[tuple[str, str]] = []
+    samples: list[list[tuple[str, str]]] = []  # per shard, in shard order: the gallery spreads over them
     for o in sorted(outcomes, key=lambda o: o["shard"]):
         counts.update(o["counts"])
         failures.extend(tuple(f) for f in o["failures"])  # type: ignore[misc]
-        samples.extend(tuple(s) for s in o["samples"])  # type: ignore[misc]
+        samples.append([tuple(s) for s in o["samples"]])  # type: ignore[misc]
     summary = {
         "model_id": plan["model_id"],
         "already_done": plan["already_done"],
+        "known_failed": plan.get("known_failed", 0),
         "ok": counts.get("ok", 0),
         "failed": counts.get("failed", 0),
         "skipped": counts.get("skipped", 0),
         "failures": failures,
     }
     message = outcome_message(summary)
+    # The cells are this module's words; the description is markdown, so the paths (anyone's
+    # text) go in code spans.
     create_table_artifact(
-        [{"status": k, "count": summary[k]} for k in ("ok", "failed", "skipped", "already_done")],
+        [{"photos": words, "count": n} for _, words, n in count_rows(summary)],
         key=COUNTS_KEY,
-        description=f"{message}: `{source}` → `{dest}`, model `{plan['model_id']}`",
+        description=f"{message}: {markdown_code(source)} → {markdown_code(dest)}, model {markdown_code(plan['model_id'])}, colorize run {markdown_code(run_id)}",
     )
     _failures_table(failures, dest)
     _log_failures(failures)
-    _gallery(dest, source, samples, f"Colorized with {plan['model_id']}")
+    flow_run = _flow_run()
+    run = GalleryRun(
+        run_id=run_id, dest=dest, message=message, failed=summary["failed"], flow_run_name=flow_run.name if flow_run else None,
+        shards=len(outcomes), new_photos=summary["ok"],
+    )
+    _gallery(dest, source, samples, run)
     _emit_finished(summary, source, dest, run_id)
     return summary
 
 
-def outcome_message(summary: dict[str, Any]) -> str:
-    """"98 ok, 2 failed, 0 skipped (3 already done)": the run's state message."""
-    return f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped ({summary['already_done']} already done)"
+def _flow_run() -> Any:
+    ctx = FlowRunContext.get()
+    return ctx.flow_run if ctx is not None else None
 
 
-def _final_state(summary: dict[str, Any]) -> State:
-    """Completed even with failed sources (what succeeded is written; the CLI exits 2), but the
-    state's message says how many failed: it is what the run list and the run page show."""
-    return Completed(message=outcome_message(summary), data=summary)
+def final_state(summary: dict[str, Any]) -> State:
+    """Completed even with failed sources (what succeeded is written; the CLI exits 2), but named
+    "Completed with failures" (its type stays COMPLETED, so whatever checks the type still sees
+    a completed run): the run list's badge shows the state's name, and a run that failed on some
+    photos must not look like a clean one there. The message (the counts) is on the run page."""
+    return Completed(name=state_name(summary), message=outcome_message(summary), data=summary)
 
 
 def _failures_table(failures: list[tuple[str, str]], dest: str) -> None:
     """Made on every run, an empty table when nothing failed: the artifact catalogue shows the
-    latest version of a key, and a clean run must not leave an earlier run's failures there."""
-    rows = [{"source": key, "reason": _clip(reason)} for key, reason in failures[:MAX_FAILURE_ROWS]]
+    latest version of a key, and a clean run must not leave an earlier run's failures there.
+    The UI renders each table cell as markdown, as it does the description: keys, reasons and
+    the path (anyone's text) go in code spans (the exact keys are in the run's metadata)."""
+    rows = [{"source": markdown_code(key), "reason": markdown_code(_clip(reason))} for key, reason in failures[:MAX_FAILURE_ROWS]]
+    where = markdown_code(dest)
     if not failures:
-        description = f"No failed sources in this run (`{dest}`)."
+        description = f"No failed sources in this run ({where})."
     elif len(failures) > MAX_FAILURE_ROWS:
-        description = f"The first {MAX_FAILURE_ROWS} of {len(failures)} failed sources (`{dest}`); all are in its metadata (`colorize status`)."
+        description = f"The first {MAX_FAILURE_ROWS:,} of {len(failures):,} failed sources ({where}); all are in its metadata (`colorize status`)."
     else:
-        description = f"{len(failures)} failed source{'s' if len(failures) > 1 else ''} (`{dest}`)."
-    create_table_artifact(rows, key=FAILURES_KEY, description=description)
+        description = f"{plural(len(failures), 'failed source')} ({where})."
+    create_table_artifact(rows, key=FAILURES_ARTIFACT, description=description)
 
 
 def _log_failures(failures: list[tuple[str, str]]) -> None:
@@ -316,39 +403,51 @@ def _log_failures(failures: list[tuple[str, str]]) -> None:
     for key, reason in failures[:MAX_FAILURE_LOGS]:
         logger.warning("failed: %s: %s", key, _clip(reason))
     if len(failures) > MAX_FAILURE_LOGS:
-        logger.warning("... and %d more; see the %s artifact", len(failures) - MAX_FAILURE_LOGS, FAILURES_KEY)
+        logger.warning("... and %d more; see the %s artifact", len(failures) - MAX_FAILURE_LOGS, FAILURES_ARTIFACT)
 
 
 def _emit_finished(summary: dict[str, Any], source: str, dest: str, run_id: str) -> None:
     """One `colorize.archive.finished` event per completed run, about the destination. Its
     resource's `colorize.outcome` label ("failures" or "clean") is what an automation matches
-    (triggers match labels, not payload numbers); the counts are in the payload for its message.
+    (triggers match labels, not payload numbers); the counts are in the payload for its message,
+    and in labels. The Event Feed's card shows resources by `prefect.resource.name`: the
+    destination, and related resources for the outcome with its counts and for the source; its
+    URL filter (`?resource=colorize.destination.<DEST>`) matches ids by prefix, related ones too.
     Related to this flow run (and, through the run context, its flow, deployment and tags), so
-    it shows on the run's page."""
+    it shows on the run's page. Names are shown as text there, never as markup."""
     dest_id = dest.rstrip("/") or dest
-    related = []
-    ctx = FlowRunContext.get()
-    if ctx is not None and ctx.flow_run is not None:
-        related.append({"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run", "prefect.resource.name": ctx.flow_run.name})
+    outcome = "failures" if summary["failed"] else "clean"
+    message = outcome_message(summary)
+    related = [
+        {"prefect.resource.id": f"colorize.outcome.{outcome}", "prefect.resource.role": "colorize-outcome", "prefect.resource.name": f"{state_name(summary)}: {message}"},
+        {"prefect.resource.id": f"colorize.source.{source.rstrip('/') or source}", "prefect.resource.role": "colorize-source", "prefect.resource.name": f"from {source}"},
+    ]
+    flow_run = _flow_run()
+    if flow_run is not None:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.role": "flow-run", "prefect.resource.name": flow_run.name})
     emit_event(
         event=FINISHED_EVENT,
         resource={
-            "prefect.resource.id": f"colorize.destination.{dest_id}",
+            "prefect.resource.id": f"{DESTINATION_RESOURCE}{dest_id}",
             "prefect.resource.name": dest_id,
-            OUTCOME_LABEL: "failures" if summary["failed"] else "clean",
+            OUTCOME_LABEL: outcome,
             "colorize.model-id": str(summary["model_id"]),
+            # Every count, zeros too (count_rows leaves out the optional ones): a filter on a
+            # label must find it on every run's event.
+            **{f"colorize.{key}": str(count(summary, key)) for key, _, _ in COUNTS},
         },
         related=related,
         payload={
             "ok": summary["ok"],
             "failed": summary["failed"],
+            "known_failed": summary.get("known_failed", 0),
             "skipped": summary["skipped"],
             "already_done": summary["already_done"],
             "model_id": summary["model_id"],
             "source": source,
             "dest": dest,
             "run_id": run_id,
-            "message": outcome_message(summary),
+            "message": message,
             "first_failures": [{"source": k, "reason": _clip(r, 200)} for k, r in summary["failures"][:MAX_EVENT_FAILURES]],
         },
     )

@@ -3,8 +3,8 @@
 | status | meaning |
 |---|---|
 | 0 | everything succeeded |
-| 1 | an error: usage, a missing source, credentials, a bad checkpoint, a full disk, ... |
-| 2 | some inputs failed (each named with its reason); everything else was done |
+| 1 | an error: usage (refused before anything starts: flows/preflight.py), a missing source, credentials, a bad checkpoint, a full disk, ... |
+| 2 | some inputs failed in this run (each named with its reason); everything else was done |
 | 75 | the destination is busy: another run holds its lease (EX_TEMPFAIL: try again later) |
 | 130 | stopped by SIGINT (Ctrl-C); what was not committed is redone by the next run |
 | 143 | stopped by SIGTERM; likewise |
@@ -29,9 +29,22 @@ class Terminated(BaseException):
 _received: list[int] = []  # the signals this process was stopped by
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
+def note_signal(signum: int) -> None:
+    """Record that a signal stops this process, for code that handles the signal itself
+    (`colorize serve`'s runner): every thread sees `STOP`, and the exit status is the signal's."""
     _received.append(signum)
     STOP.set()
+
+
+def stopped_by() -> int | None:
+    """The exit status for the signal that stopped this process (130 or 143), or None."""
+    if not _received:
+        return None
+    return EXIT_SIGINT if _received[0] == signal.SIGINT else EXIT_SIGTERM
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    note_signal(signum)
     if len(_received) == 1:  # a second signal must not break the cleanup the first one started
         raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
@@ -47,8 +60,9 @@ def install_signal_handlers() -> None:
 def exit_status(exc: BaseException) -> int:
     if isinstance(exc, DestinationBusy):
         return EXIT_BUSY
-    if _received:  # however the stop surfaced (Prefect's TerminationSignal, Interrupted, ...)
-        return EXIT_SIGINT if _received[0] == signal.SIGINT else EXIT_SIGTERM
+    stopped = stopped_by()
+    if stopped is not None:  # however the stop surfaced (Prefect's TerminationSignal, Interrupted, ...)
+        return stopped
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_SIGINT
     if isinstance(exc, (Terminated, Interrupted)) or type(exc).__name__ == "TerminationSignal":

@@ -11,10 +11,13 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
 
+from colorize_core.archive.markup import markdown_code
+from colorize_core.archive.vocabulary import outcome_message
 from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
 from colorize_core.training.registry import LATEST
-from flows.colorize_archive import colorize_archive
+from flows.colorize_archive import colorize_archive, final_state
 
 
 @flow(name="nightly", log_prints=True)
@@ -26,21 +29,35 @@ def nightly(
     device: str = "auto",
     deployment: str | None = None,
     registry: str | None = None,
-) -> dict[str, Any]:
-    summary = colorize_archive(
-        source, dest, checkpoint=checkpoint, shard_size=shard_size, device=device, deployment=deployment, registry=registry
+    retry_failed: bool = False,
+    colour_photos: str = "skip",
+) -> State:
+    """`colorize-archive` with these settings (`retry_failed`: retry the known failures too;
+    `colour_photos`: "colorize" colorizes real colour photos too), and a report. Ends as that run
+    ends: "Completed with failures" when photos failed."""
+    summary: dict[str, Any] = colorize_archive(
+        source,
+        dest,
+        checkpoint=checkpoint,
+        shard_size=shard_size,
+        device=device,
+        deployment=deployment,
+        registry=registry,
+        retry_failed=retry_failed,
+        colour_photos=colour_photos,
     )
+    # Paths, keys and reasons are anyone's text: code spans (colorize_core/archive/markup.py).
     lines = [
-        f"# Nightly colorization of `{source}`",
+        f"# Nightly colorization of {markdown_code(source)}",
         "",
-        f"- model: `{summary['model_id']}`",
-        f"- new and colorized: **{summary['ok']}**",
-        f"- failed: **{summary['failed']}**; skipped (already colour): {summary['skipped']}",
-        f"- already done before tonight: {summary['already_done']}",
-        f"- outputs and metadata: `{dest}`",
+        f"- model: {markdown_code(summary['model_id'])}",
+        f"- {outcome_message(summary)}",
+        f"- outputs and metadata: {markdown_code(dest)}",
     ]
     if summary["failures"]:
         lines += ["", "| failed source | reason |", "|---|---|"]
-        lines += [f"| `{key}` | {reason} |" for key, reason in summary["failures"][:100]]
+        lines += [f"| {markdown_code(key, in_table=True)} | {markdown_code(reason, in_table=True)} |" for key, reason in summary["failures"][:100]]
     create_markdown_artifact("\n".join(lines), key="nightly-report", description="what tonight's run did")
-    return summary
+    # The run list's badge is the final state's name: a night with failed photos must not read
+    # plain "Completed". Callers still get the summary (Prefect unwraps the state's data).
+    return final_state(summary)

@@ -49,6 +49,7 @@ class Deployment:
     work_pool: str = "colorize-cpu"
     gpus: int = 0  # the pool's `gpu_limit` job variable
     pool_parameters: dict[str, Any] = field(default_factory=dict)  # only where it runs on a work pool
+    env: dict[str, str] = field(default_factory=dict)  # the pool's `env` job variable
 
     def all_parameters(self, where: Locations, on_pool: bool) -> dict[str, Any]:
         params = {k: v for k, v in self.parameters(where).items() if v is not None}
@@ -60,7 +61,16 @@ DEPLOYMENTS = (
         "nightly",
         "flows/nightly.py:nightly",
         "Colorize what is new in the archive with the latest model.",
-        lambda at: {"source": at.archive, "dest": at.colorized, "checkpoint": "latest", "registry": at.registry},
+        # retry_failed: set true for one night to retry the known failures (after fixing files).
+        # colour_photos: "colorize" for an archive known to be all black-and-white (README).
+        lambda at: {
+            "source": at.archive,
+            "dest": at.colorized,
+            "checkpoint": "latest",
+            "registry": at.registry,
+            "retry_failed": False,
+            "colour_photos": "skip",
+        },
         cron=NIGHTLY_CRON,
         pool_parameters={"deployment": "colorize-shard/shard"},  # one flow run per shard on the GPU pool
     ),
@@ -105,10 +115,68 @@ def deployments(where: Locations) -> list[Any]:
     ]
 
 
-def serve_deployments(where: Locations) -> None:
-    from prefect import serve
+# How long stopping waits for the server to pause the schedules, and to cancel the flow runs in
+# progress: a server that is slow but healthy answers well within these, one that is gone must
+# not hold the stop.
+PAUSE_TIMEOUT_S = 5.0
+CANCEL_TIMEOUT_S = 5.0
 
-    serve(*deployments(where))
+
+def serve_deployments(where: Locations) -> None:
+    """Serve every deployment from this process until SIGTERM or SIGINT (Ctrl-C). Either stops
+    the runner (its flow runs are cancelled, for at most `CANCEL_TIMEOUT_S`), pauses the
+    deployments' schedules for at most `PAUSE_TIMEOUT_S`, and records the signal
+    (flows/exits.py), so the command ends with 143 or 130 as any stopped command does."""
+    import asyncio
+
+    served = deployments(where)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in served)
+    runner = _runner(f"serving {names} (nightly: cron '{NIGHTLY_CRON}' UTC); `prefect deployment run FLOW/NAME` starts one now; SIGTERM or Ctrl-C stops")
+    for deployment in served:
+        runner.add_deployment(deployment)
+    asyncio.run(runner.start())
+
+
+def _runner(ready: str) -> Any:
+    """Prefect's Runner, with the stop made bounded and the signal kept for the exit status;
+    it prints `ready` once it has started (from then on a signal pauses the schedules)."""
+    import asyncio
+    import logging
+    import signal
+
+    from prefect.runner import Runner
+
+    from flows.exits import Terminated, note_signal
+
+    log = logging.getLogger(__name__)
+
+    class BoundedRunner(Runner):  # type: ignore[misc]
+        async def __aenter__(self) -> Any:
+            entered = await super().__aenter__()
+            print(ready, flush=True)  # the line a supervisor (or a test) waits for
+            return entered
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            note_signal(signal.SIGTERM)  # Prefect's handler replaces ours, and would exit 0
+            if not self.started or self.stopping or self._loop is None:
+                raise Terminated()  # not running yet, or a second SIGTERM: unwind now
+            super().handle_sigterm(*args, **kwargs)
+
+        async def cancel_all(self) -> None:
+            # `astop` cancels the runs, then the polling loops: a server that does not answer
+            # the cancellation must not keep the loops (and the command) running.
+            try:
+                await asyncio.wait_for(super().cancel_all(), CANCEL_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - the server is gone or slow: stop anyway
+                log.warning("could not mark the flow runs in progress cancelled (%s); the server shows them as they were", type(exc).__name__)
+
+        async def _pause_schedules(self) -> None:
+            try:
+                await asyncio.wait_for(super()._pause_schedules(), PAUSE_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - the server is gone or slow: stop anyway
+                log.warning("could not pause the deployments' schedules (%s); they stay active on the server", type(exc).__name__)
+
+    return BoundedRunner(pause_on_shutdown=True)
 
 
 HEADER = """\
@@ -134,7 +202,8 @@ def prefect_yaml(where: Locations = EXAMPLE) -> str:
         params = d.all_parameters(where, on_pool=True)
         if params:
             entry["parameters"] = params
-        entry["work_pool"] = {"name": d.work_pool, **({"job_variables": {"gpu_limit": d.gpus}} if d.gpus else {})}
+        job_variables = {**({"gpu_limit": d.gpus} if d.gpus else {}), **({"env": d.env} if d.env else {})}
+        entry["work_pool"] = {"name": d.work_pool, **({"job_variables": job_variables} if job_variables else {})}
         entries.append(entry)
     body = {
         "name": "archive-colorizer",

@@ -1,7 +1,8 @@
 """A small fault-injecting TCP proxy on 127.0.0.1, for the chaos tests: put it between boto3 and
 the test S3 server and it resets or delays a fraction of connections, or cuts everything for
 an outage (existing connections reset, new ones refused), as a flaky network or an S3 outage
-would. Decisions come from a seeded generator, so a failing run can be replayed."""
+would; or it adds a fixed latency to every request, as a distant store has (the listing
+benchmark). Decisions come from a seeded generator, so a failing run can be replayed."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class FaultProxy:
         self.reset_fraction = 0.0  # of new connections, reset after the request starts
         self.delay_fraction = 0.0  # of new connections, held `delay_s` before they go through
         self.delay_s = 0.0
+        self.latency_s = 0.0  # added to every request (a request: the client's bytes after a response)
         self.counts = {"connections": 0, "resets": 0, "delays": 0, "refused": 0}
         self._rng = random.Random(seed)
         self._down = threading.Event()
@@ -118,16 +120,23 @@ class FaultProxy:
             _reset(client)
             _reset(upstream)
             return
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-        self._pump(client, upstream)
+        # Whose turn it is on this connection: the client's next bytes after a response start a
+        # new request, which waits `latency_s` (one request's round trip to a distant store).
+        turn = {"request": True}
+        threading.Thread(target=self._pump, args=(upstream, client, turn, False), daemon=True).start()
+        self._pump(client, upstream, turn, True)
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, turn: dict[str, bool] | None = None, requests: bool = False) -> None:
         try:
             src.settimeout(None)
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if turn is not None:
+                    if requests and turn["request"] and self.latency_s > 0:
+                        time.sleep(self.latency_s)
+                    turn["request"] = not requests
                 dst.sendall(data)
         except OSError:
             pass

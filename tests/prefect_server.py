@@ -72,6 +72,8 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tupl
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "server.log", "wb")
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    # The UI (served by the same process) asks this for its API; unset, it would try port 4200.
+    server_env["PREFECT_UI_API_URL"] = api_url
     proc = subprocess.Popen(
         [*prefect_cli(), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=server_env, stdout=log, stderr=subprocess.STDOUT
     )

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from colorize_core.model import backbone
+from colorize_core.model.checkpoint import read_checkpoint_info
+from colorize_core.training.registry import register_model
 from flows.cli import main
 from tests.conftest import SHARED_DATA
 
@@ -60,6 +62,17 @@ def test_checkpoint_and_usage_errors_exit_1(tmp_path: Path, photo_dir: Path, cap
     assert exc.value.code == 1
 
 
+def test_images_resolves_latest_through_the_registry(
+    tmp_path: Path, photo_dir: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLORIZE_HOME", str(tmp_path / "home"))
+    model_id = read_checkpoint_info(str(tiny_checkpoint)).model_id
+    register_model(str(tiny_checkpoint), model_id)  # into $COLORIZE_HOME/registry, as `train` does
+    one = sorted(photo_dir.iterdir())[0]
+    assert main(["images", str(one), "-o", str(tmp_path / "out"), "--checkpoint", "latest", "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / one.name).is_file() and f"(model {model_id})" in capsys.readouterr().out
+
+
 def test_train_then_eval_json(photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "m.safetensors"
     args = ["train", "--data", str(photo_dir), "--out", str(ckpt), "--image-size", "32", "--batch-size", "4"]
@@ -67,9 +80,11 @@ def test_train_then_eval_json(photo_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(args) == 0
     assert ckpt.is_file() and (tmp_path / "m_val" / "step_0000003.png").is_file()
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(photo_dir), "--json", "--device", "cpu"]) == 0
+    # `train` registered it as the latest: `eval` resolves `latest` through the registry.
+    assert main(["eval", "--checkpoint", "latest", "--data", str(photo_dir), "--json", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 8 and report["failed"] == []
+    assert report["model_id"] == read_checkpoint_info(str(ckpt)).model_id
     assert report["gray_baseline"]["colourfulness"] == 0.0
     assert report["truth_colourfulness"] > 10
     assert report["model"]["colourfulness_gap"] == pytest.approx(report["model"]["colourfulness"] - report["truth_colourfulness"], abs=1e-6)
@@ -159,10 +174,10 @@ def test_archive_command_is_incremental(tmp_path: Path, photo_dir: Path, tiny_ch
         Image.open(p).convert("L").save(src / p.name)
     args = ["archive", str(src), "--dest", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--workers", "1"]
     assert main(args) == 0
-    assert "3 colorized, 0 failed" in capsys.readouterr().out
+    assert "3 ok, 0 failed" in capsys.readouterr().out
     (src / "new.png").write_bytes((src / "photo_0.png").read_bytes())
     assert main(args) == 0
-    assert "1 colorized, 0 failed, 0 skipped (already colour), 3 already done" in capsys.readouterr().out
+    assert "1 ok, 0 failed, 0 skipped as colour, 3 already done" in capsys.readouterr().out
 
 
 def test_status_reports_latest_outcomes_runs_and_what_still_fails(tmp_path: Path, photo_dir: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,7 +49,7 @@ def test_serve_puts_each_location_in_its_role() -> None:
     where = Locations(archive="bw", colorized="out", photos="colour", dataset="ds", checkpoint="model.safetensors")
     served = {d.name: d for d in deployments(where)}
     assert set(served) == {d.name for d in DEPLOYMENTS}
-    assert served["nightly"].parameters == {"source": "bw", "dest": "out", "checkpoint": "latest"}
+    assert served["nightly"].parameters == {"source": "bw", "dest": "out", "checkpoint": "latest", "retry_failed": False, "colour_photos": "skip"}
     # The training set is rebuilt from colour photos, never from the black-and-white archive.
     assert served["rebuild-dataset"].parameters == {"source": "colour", "dest": "ds", "size": 256}
     assert served["train"].parameters == {"data": "ds", "checkpoint": "model.safetensors", "resume": True}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from colorize_core.archive.history import read_output_rows
+from colorize_core.archive.vocabulary import COMPLETED, COMPLETED_WITH_FAILURES, outcome_message
 from colorize_core.storage.imageio import decode, luma_and_alpha
 from colorize_core.storage.stores import StorageError, open_store
 from colorize_core.training.registry import resolve_checkpoint
@@ -68,6 +69,21 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     assert (third["ok"], third["already_done"]) == (2, 5)
     rows = read_output_rows(out)
     assert len(rows) == 7 and {r["key"] for r in rows} == set(keys) | set(new_keys)
+
+
+def test_a_nightly_run_with_failures_is_named_so_and_retries_known_failures_on_request(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src, out = str(tmp_path / "bw"), str(tmp_path / "out")
+    gray_archive(src, 1)
+    open_store(src).write("text.jpg", b"a text file, not a photograph\n" * 20)
+    run = {"checkpoint": str(tiny_checkpoint), "device": "cpu"}
+    first = nightly(src, out, **run, return_state=True)
+    summary = first.result()
+    assert (summary["ok"], summary["failed"]) == (1, 1)
+    assert first.is_completed() and first.name == COMPLETED_WITH_FAILURES and first.message == outcome_message(summary)
+    second = nightly(src, out, **run, return_state=True)  # the known failure is left alone
+    assert second.name == COMPLETED and second.result()["known_failed"] == 1
+    third = nightly(src, out, **run, retry_failed=True)
+    assert (third["failed"], third["known_failed"]) == (1, 0)
 
 
 def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> None:

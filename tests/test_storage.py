@@ -140,16 +140,16 @@ def test_local_listing_walks_only_the_prefix_folder(tmp_path: Path, monkeypatch:
     store = open_store(str(tmp_path / "s"))
     for key in ("photos/a.jpg", "photos/b/c.jpg", "_colorize/metadata/r-shard-00000.parquet", "_colorize/metadata/x.parquet"):
         store.write(key, b"x")
-    walked: list[str] = []
-    real_walk = storage.os.walk
+    scanned: list[str] = []
+    real_scandir = storage.os.scandir
 
-    def recording_walk(top, *args, **kwargs):  # type: ignore[no-untyped-def]
-        walked.append(Path(top).relative_to(tmp_path / "s").as_posix())
-        return real_walk(top, *args, **kwargs)
+    def recording_scandir(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scanned.append(Path(path).relative_to(tmp_path / "s").as_posix())
+        return real_scandir(path, *args, **kwargs)
 
-    monkeypatch.setattr(storage.os, "walk", recording_walk)
+    monkeypatch.setattr(storage.os, "scandir", recording_scandir)
     assert [o.key for o in store.list("_colorize/metadata/r-")] == ["_colorize/metadata/r-shard-00000.parquet"]
-    assert walked == ["_colorize/metadata"]  # the photos were never visited
+    assert scanned == ["_colorize/metadata"]  # the photos were never visited
     assert [o.key for o in store.list("photos/")] == ["photos/a.jpg", "photos/b/c.jpg"]
     assert list(store.list("missing/")) == [] and len(list(store.list())) == 4
 

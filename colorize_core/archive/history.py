@@ -16,40 +16,51 @@ to read its shard files, is left alone (a scale-out run waits at most 24 h for i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from colorize_core.archive.failures import current_judge, is_known_failure
 from colorize_core.archive.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
-from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
+from colorize_core.storage.records import OUTPUT_SCHEMA, output_table_from_bytes, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
 from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
 
 MIN_AGE = timedelta(hours=48)
+T = TypeVar("T")
 
 
 def _files(store: ObjectStore) -> list[str]:
     return [o.key for o in store.list(META_PREFIX) if o.key.endswith(".parquet")]
 
 
-def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Rows of the live files among `keys`: compacted files first (they say which files they
-    absorbed), then the rest; one row per (run_id, key)."""
+def _tables(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[pa.Table]:
+    """Tables of the live files among `keys`: compacted files first (they say which files they
+    absorbed), then the rest. A row may be in two of them (two compactions at once): whoever
+    counts rows keeps one per (run_id, key)."""
     compacted = [k for k in keys if k[len(META_PREFIX) :].startswith(COMPACTED)]
-    want = None if columns is None else sorted(set(columns) | {"run_id", "key"})
-    tables: list[tuple[str, Any]] = []
+    tables: list[tuple[str, pa.Table]] = []
     absorbed: set[str] = set()
     for key in compacted:
-        table = table_from_bytes(store.read(key), columns=want)
+        table = output_table_from_bytes(store.read(key), columns=columns)
         absorbed.update(table_metadata(table).get("absorbed", []))
         tables.append((key, table))
     tables = [(k, t) for k, t in tables if k not in absorbed]  # a newer compaction folded it in
     for key in keys:
         if key not in absorbed and key not in compacted:
-            tables.append((key, table_from_bytes(store.read(key), columns=want)))
+            tables.append((key, output_table_from_bytes(store.read(key), columns=columns)))
+    return [t for _, t in tables]
+
+
+def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Rows of the live files among `keys`, one per (run_id, key)."""
+    want = None if columns is None else sorted(set(columns) | {"run_id", "key"})
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-    for _, table in tables:
+    for table in _tables(store, keys, want):
         for row in table.to_pylist():
             ident = (row["run_id"], row["key"])
             if ident not in seen:
@@ -58,18 +69,66 @@ def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None
     return rows
 
 
-def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int = 3) -> list[dict[str, Any]]:
-    """Every metadata row written under `dest`, once each."""
-    store = open_store(dest)
+def _listed_again(read: Callable[[], T], attempts: int) -> T:
+    """`read()`, again while a compaction elsewhere deletes a file after our listing (its rows
+    are then in a compacted file that listing missed)."""
     for attempt in range(attempts):
         try:
-            return _read(store, sorted(_files(store)), columns)
+            return read()
         except ObjectNotFound:
-            # A compaction elsewhere deleted a file after our listing: its rows are now in a
-            # compacted file this listing missed. List again.
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int = 3) -> list[dict[str, Any]]:
+    """Every metadata row written under `dest`, once each."""
+    store = open_store(dest)
+    return _listed_again(lambda: _read(store, sorted(_files(store)), columns), attempts)
+
+
+def read_output_tables(dest: str, columns: Sequence[str], attempts: int = 3) -> list[pa.Table]:
+    """The metadata under `dest` as Arrow tables, one per live file, for planning: no Python
+    object per row. A row may appear twice (see `_tables`): use it for sets, not counts."""
+    store = open_store(dest)
+    return _listed_again(lambda: _tables(store, sorted(_files(store)), columns), attempts)
+
+
+PLAN_COLUMNS = ("key", "source_etag", "model_id", "status", "permanent", "judged_by", "error", "run_id", "processed_at")
+
+
+def ok_pairs(tables: Sequence[pa.Table], model_id: str) -> set[tuple[str, str]]:
+    """(key, etag) pairs that have an ok row for this model."""
+    done: set[tuple[str, str]] = set()
+    for table in tables:
+        ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["model_id"], model_id)))
+        done.update(zip(ok.column("key").to_pylist(), ok.column("source_etag").to_pylist()))
+    return done
+
+
+def _recency(row: dict[str, Any]) -> tuple[Any, str]:
+    """The order of a source's rows: the latest decides its state."""
+    return (row["processed_at"], row["run_id"])
+
+
+def known_failures(tables: Sequence[pa.Table]) -> dict[str, tuple[str, str]]:
+    """key -> (etag, reason) of every source whose latest row is a known failure (failures.py):
+    the next run leaves it alone while its etag is the same. Only the rows of sources that ever
+    failed become Python objects."""
+    failed: set[str] = set()
+    for table in tables:
+        failed.update(table.filter(pc.equal(table["status"], "failed")).column("key").to_pylist())
+    if not failed:
+        return {}
+    value_set = pa.array(sorted(failed), pa.string())
+    latest: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        for row in table.filter(pc.is_in(table["key"], value_set=value_set)).to_pylist():
+            held = latest.get(row["key"])
+            if held is None or _recency(row) >= _recency(held):
+                latest[row["key"]] = row
+    judged_by = current_judge()
+    return {key: (row["source_etag"], row["error"]) for key, row in latest.items() if is_known_failure(row, judged_by)}
 
 
 @dataclass
@@ -88,8 +147,14 @@ class HistorySummary:
     latest: dict[str, int]  # status -> sources whose latest row has it
     ok_by_model: dict[str, int]  # model id -> sources whose latest row is ok with it
     runs: list[RunSummary]  # newest first
-    failing: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of sources still failing
+    failing: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of every source still failing
+    # The failing sources that are known failures (failures.py): the next run does not retry
+    # them unless the file changes, or `--retry-failed`. The rest of `failing` it retries.
+    known_failures: list[tuple[str, str]] = field(default_factory=list)
     pending: list[tuple[str, str]] = field(default_factory=list)  # (key, run id) planned by a run that did not finish them
+    # (key, reason with the decision's figures) of every source whose latest row skipped it as a
+    # real colour photo (colorize_core/monochrome.py); `--colour-photos colorize` colorizes them.
+    skipped_as_colour: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,14 +190,14 @@ def planned_not_done(dest: str, rows: list[dict[str, Any]]) -> dict[str, str]:
 def summarize(dest: str) -> HistorySummary:
     """Summarize every row under `dest` (the latest row of each source decides its state; a
     source planned since then and not done yet is `pending`)."""
-    rows = read_output_rows(dest, columns=["key", "model_id", "status", "error", "run_id", "processed_at"])
+    rows = read_output_rows(dest, columns=["key", "model_id", "status", "error", "permanent", "judged_by", "run_id", "processed_at"])
     pending = planned_not_done(dest, rows)
     latest: dict[str, dict[str, Any]] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         runs.setdefault(row["run_id"], []).append(row)
         held = latest.get(row["key"])
-        if held is None or (row["processed_at"], row["run_id"]) >= (held["processed_at"], held["run_id"]):
+        if held is None or _recency(row) >= _recency(held):
             latest[row["key"]] = row
     run_list = [
         RunSummary(
@@ -146,6 +211,8 @@ def summarize(dest: str) -> HistorySummary:
     run_list.sort(key=lambda r: r.started, reverse=True)
     settled = [r for key, r in latest.items() if key not in pending]
     states = Counter(r["status"] for r in settled)
+    failing = sorted((r["key"], r["error"]) for r in settled if r["status"] == "failed")
+    known = sorted((r["key"], r["error"]) for r in settled if is_known_failure(r))
     if pending:
         states["pending"] = len(pending)
     return HistorySummary(
@@ -153,8 +220,10 @@ def summarize(dest: str) -> HistorySummary:
         latest=dict(states),
         ok_by_model=dict(Counter(r["model_id"] for r in settled if r["status"] == "ok")),
         runs=run_list,
-        failing=sorted((r["key"], r["error"]) for r in settled if r["status"] == "failed"),
+        failing=failing,
+        known_failures=known,
         pending=sorted(pending.items()),
+        skipped_as_colour=sorted((r["key"], r["error"]) for r in settled if r["status"] == "skipped"),
     )
 
 

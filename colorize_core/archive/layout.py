@@ -22,6 +22,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+from colorize_core.storage.stores import open_store
+
 # colorize-archive destinations
 META_PREFIX = "_colorize/metadata/"
 PLANS_PREFIX = "_colorize/plans/"
@@ -71,3 +73,21 @@ def shard_key(index: int) -> str:
 
 def status_key(index: int) -> str:
     return f"{STATUS_PREFIX}shard-{index:05d}.parquet"
+
+
+def overlap(source: str, dest: str) -> str | None:
+    """Why an archive's `dest` cannot be where it is relative to its `source` ("is the source",
+    "is inside the source", "holds the source"), or None when neither holds the other. Outputs
+    keep the sources' keys, so outputs under the source would be listed as new photos by the
+    next run, and a source under the destination could be overwritten by an output
+    (`archive DEST/bw --dest DEST`: the output of `bw/x.jpg` is `DEST/bw/x.jpg`). Locations are
+    compared as their stores name them (resolved paths, s3://bucket/prefix); a scheme no store
+    supports is a ValueError."""
+    src, out = open_store(source).uri.rstrip("/"), open_store(dest).uri.rstrip("/")
+    if out == src:
+        return "is the source"
+    if out.startswith(src + "/"):
+        return "is inside the source"
+    if src.startswith(out + "/"):
+        return "holds the source"
+    return None

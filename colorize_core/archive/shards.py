@@ -7,7 +7,8 @@ key the destination cannot hold, is a failed row; a storage error that outlived 
 propagates, and the shard stays uncommitted for the next run. A photo that is already in real
 colour is a skipped row: colorizing it would only lose its true colours. Planning skips every source whose
 (key, etag) already has an `ok` row for the same model, so a re-run after a crash, or a nightly
-run over an archive that gained ten photos, processes only what is left.
+run over an archive that gained ten photos, processes only what is left; and every known failure
+(failures.py) whose etag is unchanged, unless asked to retry them.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from PIL import Image
-
-from colorize_core.archive.history import read_output_rows
-from colorize_core.archive.layout import META_PREFIX, metadata_key
+from colorize_core.archive.history import PLAN_COLUMNS, known_failures, ok_pairs, read_output_tables
+from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
 from colorize_core.data.sharding import list_images
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
-from colorize_core.storage.imageio import output_name_for
+from colorize_core.storage.imageio import ColorImage, output_name_for
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import ObjectInfo, ObjectStore, open_store
 
@@ -56,8 +55,7 @@ def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[Sha
 
 def done_sources(dest: str, model_id: str) -> set[tuple[str, str]]:
     """(key, etag) pairs that already have an ok row for this model."""
-    rows = read_output_rows(dest, columns=["key", "source_etag", "model_id", "status"])
-    return {(r["key"], r["source_etag"]) for r in rows if r["status"] == "ok" and r["model_id"] == model_id}
+    return ok_pairs(read_output_tables(dest, ["key", "source_etag", "model_id", "status"]), model_id)
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,7 @@ class ArchivePlan:
     todo: list[ObjectInfo]
     already_done: int
     shard_size: int
+    known_failed: int = 0  # listed sources left alone: known failures with the same etag
 
     @property
     def num_shards(self) -> int:
@@ -77,15 +76,33 @@ class ArchivePlan:
         return self.todo[index * self.shard_size : (index + 1) * self.shard_size]
 
 
-def plan_archive(source: str, dest: str, model_id: str, shard_size: int) -> ArchivePlan:
-    """List the source and keep what has no ok row for this model yet."""
+def check_locations(source: str, dest: str) -> None:
+    """Neither the destination nor the source may hold the other (layout.overlap says why)."""
+    problem = overlap(source, dest)
+    if problem is not None:
+        raise ValueError(f"the destination {dest} {problem} {source}: choose a destination apart from it")
+
+
+def plan_archive(source: str, dest: str, model_id: str, shard_size: int, *, retry_failed: bool = False, inventory: str | None = None) -> ArchivePlan:
+    """List the source (or read its listing from the S3 Inventory report whose manifest.json is
+    `inventory`) and keep what has no ok row for this model yet, less the known failures
+    (history.known_failures) whose etag has not changed, unless `retry_failed`."""
+    check_locations(source, dest)
     src, out = open_store(source), open_store(dest)
-    if src.uri.rstrip("/") == out.uri.rstrip("/"):
-        raise ValueError("the destination must differ from the source: outputs keep the sources' keys")
-    objects = list_images(src, out)
-    done = done_sources(dest, model_id)
-    todo = [o for o in objects if (o.key, o.etag) not in done]
-    return ArchivePlan(src.uri, out.uri, model_id, todo, len(objects) - len(todo), shard_size)
+    objects = list_images(src, out, inventory=inventory)
+    tables = read_output_tables(dest, PLAN_COLUMNS)
+    done = ok_pairs(tables, model_id)
+    known = {} if retry_failed else known_failures(tables)
+    todo, known_failed = [], 0
+    for o in objects:
+        if (o.key, o.etag) in done:
+            continue
+        failure = known.get(o.key)
+        if failure is not None and failure[0] == o.etag:
+            known_failed += 1
+            continue
+        todo.append(o)
+    return ArchivePlan(src.uri, out.uri, model_id, todo, len(objects) - len(todo) - known_failed, shard_size, known_failed)
 
 
 @dataclass
@@ -157,10 +174,21 @@ def colorize_shard(
     rows: dict[str, dict[str, Any]] = {}
     pool = ThreadPoolExecutor(max_workers=io_threads) if io_threads > 0 else None
     writes: list[Future[dict[str, Any]]] = []
+    # Each write in flight holds its colorized image until it is encoded (a 100 MP output at 16
+    # bits is 600 MB): at most two per I/O thread, so the model waits for the writers instead of
+    # memory filling up with a shard's outputs.
+    writes_in_flight = threading.BoundedSemaphore(2 * max(io_threads, 1))
 
-    def store_later(item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any]) -> None:
+    def store_later(item: Source, out_key: str, result: bytes | ColorImage, values: dict[str, Any]) -> None:
         if pool:
-            writes.append(pool.submit(write_output, out, item, out_key, result, values, model_id, run_id, label))
+            writes_in_flight.acquire()
+            try:
+                fut = pool.submit(write_output, out, item, out_key, result, values, model_id, run_id, label)
+            except BaseException:
+                writes_in_flight.release()
+                raise
+            fut.add_done_callback(lambda _: writes_in_flight.release())
+            writes.append(fut)
         else:
             rows[item.obj.key] = write_output(out, item, out_key, result, values, model_id, run_id, label)
 
@@ -187,7 +215,7 @@ def colorize_shard(
 
 
 def _colorize_chunk(
-    chunk: list[Source], colorizer: Colorizer, run_id: str, skip_colour: bool, store_later: Callable[[Source, str, bytes | Image.Image, dict[str, Any]], None]
+    chunk: list[Source], colorizer: Colorizer, run_id: str, skip_colour: bool, store_later: Callable[[Source, str, bytes | ColorImage, dict[str, Any]], None]
 ) -> None:
     """Colorize one batch's decoded sources and hand each result to `store_later`: plain JPEGs
     on the device (decode, colorize, encode there; what it refuses falls to Pillow), the rest
@@ -202,7 +230,7 @@ def _colorize_chunk(
     todo = [item for item in chunk if item.image is not None]  # Pillow's, and the device's refusals
     if todo:
         t0 = time.perf_counter()
-        colored = colorizer.colorize([item.image for item in todo])  # type: ignore[misc]
+        colored = colorizer.colorize_keeping_depth([item.image for item in todo])  # type: ignore[misc]  # 16-bit in, 16-bit out
         infer_each = (time.perf_counter() - t0) / len(todo)
         for item, result in zip(todo, colored):
             item.image = None  # free the decoded source early

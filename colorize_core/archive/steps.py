@@ -22,26 +22,34 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize_core.data.samples import THUMB, colour_stats, colour_stats_array, skip_reason
+from colorize_core.archive.failures import current_judge
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
-from colorize_core.model.metrics import colourfulness_tensor, image_colourfulness
-from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for
+from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
+from colorize_core.monochrome import GRAYSCALE, THUMB, ColourEvidence, Verdict, decide, judge, measure
+from colorize_core.storage.deep import Image16
+from colorize_core.storage.imageio import ColorImage, ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
 from colorize_core.storage.provenance import Provenance, jpeg_source_exif, label_output
 from colorize_core.storage.records import OUTPUT_SCHEMA
 from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
-ALREADY_COLOUR = "already a colour photo"
+ALREADY_COLOUR = "already a colour photo"  # how a skipped row's reason starts; the figures follow
 # Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):
 # a batch of 100 MP scans is split rather than run out of GPU memory.
 DEVICE_BATCH_PIXELS = 400_000_000
 
 
 def make_row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str, Any]:
+    """One metadata row. A failed row says whether its fault is the file's (`permanent`, given by
+    whoever failed it; unknown counts as not, so it is retried) and which tool judged it: the next
+    run's planning trusts both (archive/failures.py)."""
     base = {name: None for name in OUTPUT_SCHEMA.names}
     base.update(key=obj.key, source_etag=obj.etag, model_id=model_id, run_id=run_id, error="", processed_at=datetime.now(timezone.utc))
     base.update(values)
+    if base["status"] == "failed":
+        base["permanent"] = bool(base["permanent"])
+        base["judged_by"] = current_judge()
     return base
 
 
@@ -54,6 +62,7 @@ class Source:
     image: Image.Image | None = None  # decoded by Pillow
     jpeg: bytes | None = None  # waiting for the device decoder
     header: JpegHeader | None = None
+    colour: ColourEvidence | None = None  # what the black-and-white-or-colour decision saw
     luma: torch.Tensor | None = None  # (H, W) on the device: uint8, or float in [0, 1]
     exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
     read_s: float = 0.0
@@ -64,14 +73,14 @@ def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
     decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
     if obj.problem:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be processed safely: {obj.problem}"))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be processed safely: {obj.problem}", permanent=True))
     t0 = time.perf_counter()
     try:
         data = src.read(obj.key)
     except ObjectNotFound:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error="object vanished since listing"))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error="object vanished since listing", permanent=False))
     except InvalidKeyError as exc:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be read safely: {exc}"))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be read safely: {exc}", permanent=exc.permanent))
     read_s = time.perf_counter() - t0
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
@@ -84,14 +93,29 @@ def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, s
     try:
         img = decode(data, name=item.obj.key, keep_exif=True)
     except ImageDecodeError as exc:
-        item.row = make_row(item.obj, model_id, run_id, status="failed", error=exc.reason, read_s=item.read_s)
+        item.row = make_row(item.obj, model_id, run_id, status="failed", error=exc.reason, permanent=exc.permanent, read_s=item.read_s)
         return item
-    if skip_colour and skip_reason(colour_stats(img)) is None:
-        # A real colour photo in the archive: colorizing it would replace true colour.
-        item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
+    if skip_colour and _skipped_as_colour(item, judge(img), model_id, run_id):
         return item
     item.image, item.decode_s, item.exif = img, time.perf_counter() - t0, img.info.get("source_exif")
     return item
+
+
+def _skipped_as_colour(item: Source, verdict: Verdict, model_id: str, run_id: str) -> bool:
+    """Keep the decision's figures with the source (its row shows them, ok or skipped); a real
+    colour photo ends here as a skipped row: colorizing it would replace true colour."""
+    item.colour = verdict.evidence
+    if verdict.monochrome:
+        return False
+    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=f"{ALREADY_COLOUR} ({verdict.reason})", read_s=item.read_s, **colour_values(item))
+    return True
+
+
+def colour_values(item: Source) -> dict[str, float]:
+    """The decision's figures for the source's row (none when it was not asked: --colour-photos colorize)."""
+    if item.colour is None:
+        return {}
+    return {"mean_chroma": item.colour.mean_chroma, "unexplained_colour": item.colour.unexplained}
 
 
 def pixel_groups(items: list[Source], budget: int = DEVICE_BATCH_PIXELS) -> list[list[Source]]:
@@ -110,7 +134,7 @@ def pixel_groups(items: list[Source], budget: int = DEVICE_BATCH_PIXELS) -> list
 
 
 def _thumbnail(rgb: torch.Tensor) -> np.ndarray:
-    """(3, H, W) uint8 on any device -> a <= 96 px uint8 (h, w, 3) array, as colour_stats makes."""
+    """(3, H, W) uint8 on any device -> a <= THUMB px uint8 (h, w, 3) array, as monochrome.thumbnail makes."""
     h, w = rgb.shape[-2:]
     scale = min(THUMB / w, THUMB / h, 1.0)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -136,9 +160,8 @@ def decode_on_device(items: list[Source], device: torch.device, model_id: str, r
             pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
             if gray:
                 item.luma = pixels[0]  # uint8: colorize_planes reads it a strip at a time
-            elif skip_colour and skip_reason(colour_stats_array(_thumbnail(pixels))) is None:
-                item.row = make_row(item.obj, model_id, run_id, status="skipped", error=ALREADY_COLOUR, read_s=item.read_s)
-            else:
+                item.colour = GRAYSCALE if skip_colour else None
+            elif not (skip_colour and _skipped_as_colour(item, decide(measure(_thumbnail(pixels))), model_id, run_id)):
                 item.luma = rgb_to_y(pixels.float() / 255.0)[0]
     each = (time.perf_counter() - t0) / max(1, len(items))
     for item in items:
@@ -176,25 +199,31 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
 
 
 def write_output(
-    out: ObjectStore, item: Source, out_key: str, result: bytes | Image.Image, values: dict[str, Any], model_id: str, run_id: str, label: bool = True
+    out: ObjectStore, item: Source, out_key: str, result: bytes | ColorImage, values: dict[str, Any], model_id: str, run_id: str, label: bool = True
 ) -> dict[str, Any]:
-    """Encode (when given an image) and write one output (in an I/O thread); returns its row: ok,
-    or failed when the destination cannot hold this one name (a full disk fails the shard).
+    """Encode (when given an image: a PIL image, or an `Image16` from a 16-bit source, written as
+    a 16-bit TIFF or PNG) and write one output (in an I/O thread); returns its row: ok, or failed
+    when the destination cannot hold this one name (a full disk fails the shard).
     `label`: the output's metadata says a trained model colorized it (provenance.py)."""
     t0 = time.perf_counter()
     provenance = Provenance(model_id, item.obj.key, item.exif) if label else None
-    if isinstance(result, Image.Image):
+    if isinstance(result, (Image.Image, Image16)):
         if "colourfulness" not in values:  # the device path measured it already
-            values = {**values, "width": result.width, "height": result.height, "colourfulness": image_colourfulness(result)}
+            values = {**values, "width": result.width, "height": result.height, "colourfulness": _colourfulness(result)}
         result = encode(result, output_format_for(out_key), provenance)
     elif provenance is not None:  # JPEG bytes from the device encoder: labelled by inserting segments
         result = label_output(result, "JPEG", provenance)
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:
-        return make_row(item.obj, model_id, run_id, status="failed", error=f"cannot be stored: {exc}", read_s=item.read_s)
+        return make_row(item.obj, model_id, run_id, status="failed", error=f"cannot be stored: {exc}", permanent=exc.permanent, read_s=item.read_s)
     # encode and write: the device's share of the batch encode (if any) plus this thread's work
     values = {**values, "encode_s": values.get("encode_s", 0.0) + time.perf_counter() - t0}
     return make_row(
-        item.obj, model_id, run_id, status="ok", output_key=out_key, read_s=item.read_s, decode_s=item.decode_s, **values
+        item.obj, model_id, run_id, status="ok", output_key=out_key, read_s=item.read_s, decode_s=item.decode_s, **values, **colour_values(item)
     )
+
+
+def _colourfulness(img: ColorImage) -> float:
+    """`image_colourfulness` (0..255 units), of an 8-bit sample for a 16-bit image."""
+    return image_colourfulness(img.preview(REDUCED_PIXELS) if isinstance(img, Image16) else img)

@@ -97,8 +97,8 @@ def build_shard(source: str, dest: str, index: int, items: list[ObjectInfo], siz
                 "width": result.width,
                 "height": result.height,
                 "colourfulness": st.colourfulness,
-                "mean_chroma": st.mean_chroma,
-                "hue_concentration": st.hue_concentration,
+                "mean_chroma": st.evidence.mean_chroma,
+                "unexplained_colour": st.evidence.unexplained,
             }
         )
         status.append({"key": obj.key, "etag": obj.etag, "status": "ok", "reason": ""})

@@ -1,13 +1,10 @@
-"""Turning one source photo into one training sample: decode small, measure its colour, decide
-whether it can teach colour at all, crop and resize to the working size, encode.
+"""Turning one source photo into one training sample: decode small, decide whether it can teach
+colour at all, crop and resize to the working size, encode.
 
-Colour is measured on a thumbnail (<= 96 px) in YUV units:
-- mean chroma: the mean of |UV|. Gray scans have ~0; near-gray photos a little.
-- hue concentration: |mean UV| / mean |UV|: 1 when every pixel has the same hue.
-- tone residual: how far UV strays from a function of brightness alone (UV averaged per
-  luminance bin). A sepia or cyanotype print's colour is set by its tone: residual ~0.
-A sample is skipped as "gray", "near-gray" or "tinted" (one hue, set by brightness); such photos
-teach the model nothing, or worse, teach it sepia.
+Only real colour photos teach colour: gray scans, and toned or aged black-and-white prints
+(sepia, cyanotype, yellowed paper, stains: colour that says nothing about the scene, and would
+teach the model sepia), are skipped by the same decision the archive uses to leave real colour
+photos alone (colorize_core/monochrome.py), with the reason and its figures.
 """
 
 from __future__ import annotations
@@ -15,70 +12,31 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 from PIL import Image
 
-from colorize_core.model.color import rgb_to_yuv
 from colorize_core.model.metrics import colourfulness
+from colorize_core.monochrome import ColourEvidence, MonochromeThresholds, decide, measure, thumbnail
 from colorize_core.storage.imageio import decode, source_size
 
-THUMB = 96
 JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
 class ColourStats:
     colourfulness: float
-    mean_chroma: float
-    hue_concentration: float
-    tone_residual: float
-
-
-@dataclass(frozen=True)
-class ColourThresholds:
-    """Calibrated on ../shared/data/photos-train (ImageNet): see the storage issue's note."""
-
-    gray_chroma: float = 0.004  # about 1/255 of chroma: numerically gray
-    near_gray_chroma: float = 0.010
-    tint_concentration: float = 0.97
-    tint_residual_ratio: float = 0.12  # tone residual / mean chroma
+    evidence: ColourEvidence  # the black-and-white-or-colour decision's figures
 
 
 def colour_stats(img: Image.Image) -> ColourStats:
-    """Measure an RGB image's colour on a <= 96 px thumbnail."""
-    thumb = img.convert("RGB")
-    thumb.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
-    return colour_stats_array(np.asarray(thumb))
+    """Measure an image's colour on the decision's thumbnail (<= monochrome.THUMB px)."""
+    thumb = thumbnail(img)
+    return ColourStats(colourfulness(thumb), measure(thumb))
 
 
-def colour_stats_array(thumb: np.ndarray) -> ColourStats:
-    """Measure the colour of a uint8 RGB thumbnail (h, w, 3), <= 96 px for the usual figures."""
-    rgb = torch.from_numpy(thumb.astype(np.float32) / 255.0).permute(2, 0, 1)  # (3, h, w)
-    y, u, v = rgb_to_yuv(rgb).numpy()
-    chroma = np.hypot(u, v)
-    mean_chroma = float(chroma.mean())
-    concentration = float(np.hypot(u.mean(), v.mean()) / mean_chroma) if mean_chroma > 0 else 0.0
-    bins = np.minimum((y * 16).astype(np.int64), 15).ravel()
-    counts = np.maximum(np.bincount(bins, minlength=16), 1)
-    mu = np.bincount(bins, u.ravel(), 16) / counts
-    mv = np.bincount(bins, v.ravel(), 16) / counts
-    residual = float(np.hypot(u.ravel() - mu[bins], v.ravel() - mv[bins]).mean())
-    return ColourStats(colourfulness(thumb), mean_chroma, concentration, residual)
-
-
-def skip_reason(stats: ColourStats, limits: ColourThresholds = ColourThresholds()) -> str | None:
-    """Why a photo cannot teach colour ("gray: ...", "near-gray: ...", "tinted: ..."), or None."""
-    if stats.mean_chroma < limits.gray_chroma:
-        return f"gray: mean chroma {stats.mean_chroma:.4f}"
-    if stats.mean_chroma < limits.near_gray_chroma:
-        return f"near-gray: mean chroma {stats.mean_chroma:.4f} < {limits.near_gray_chroma}"
-    if stats.hue_concentration >= limits.tint_concentration and stats.tone_residual < limits.tint_residual_ratio * stats.mean_chroma:
-        return (
-            f"tinted: one hue (concentration {stats.hue_concentration:.3f}) "
-            f"set by brightness (residual {stats.tone_residual:.4f})"
-        )
-    return None
+def skip_reason(stats: ColourStats, limits: MonochromeThresholds = MonochromeThresholds()) -> str | None:
+    """Why a photo cannot teach colour ("gray: ...", "toned: ...", with the figures), or None."""
+    verdict = decide(stats.evidence, limits)
+    return verdict.reason if verdict.monochrome else None
 
 
 def square_crop_resize(img: Image.Image, size: int) -> Image.Image:
@@ -110,7 +68,7 @@ def prepare_sample(
     size: int,
     *,
     fast: bool = True,
-    limits: ColourThresholds | None = ColourThresholds(),
+    limits: MonochromeThresholds | None = MonochromeThresholds(),
 ) -> Sample | str:
     """Bytes -> a `Sample`, or the reason to skip it. Bad data raises `ImageDecodeError`.
 

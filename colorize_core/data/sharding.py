@@ -6,6 +6,7 @@ The same listing always gives the same shards: keys sorted in byte order, consec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -22,16 +23,24 @@ def is_image_key(key: str) -> bool:
     return not name.startswith(".") and ("." + name.rsplit(".", 1)[-1].lower()) in IMAGE_SUFFIXES
 
 
-def list_images(store: ObjectStore, dest: ObjectStore | None = None) -> list[ObjectInfo]:
+def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None) -> list[ObjectInfo]:
     """Image objects under the store, sorted by key, each key checked here, once: an object
     whose key cannot be read safely, or whose output (`dest`) cannot be stored safely, carries
-    the reason in `problem` and becomes a failed row, never a failed shard.
+    the reason in `problem` and becomes a failed row, never a failed shard. `inventory`: the
+    URI of an S3 Inventory report's manifest.json, read instead of listing the store
+    (storage/inventory.py).
 
     Raises `LocationNotFound` when the store's root does not exist: a typo in a nightly job is
     an error, while an existing empty folder is an empty archive."""
     store.require_root()
+    if inventory:
+        from colorize_core.storage.inventory import read_inventory
+
+        objects: Iterable[ObjectInfo] = read_inventory(inventory, store)
+    else:
+        objects = store.list()
     listed = []
-    for o in store.list():
+    for o in objects:
         if is_image_key(o.key):
             problem = store.check_key(o.key) or (dest.check_key(output_name_for(o.key)) if dest is not None else None)
             listed.append(replace(o, problem=problem) if problem else o)

@@ -6,7 +6,8 @@ detail and gray levels come from the input and only the colour comes from the mo
 
 Memory stays bounded per pixel: luma stays at the source's precision (uint8 for 8-bit scans),
 and everything in float (the resize for the model, chroma upsampling, the join) runs over strips
-of rows, written into one preallocated uint8 output. A 100 MP gray scan takes ~8 bytes a pixel
+of rows, written into one preallocated uint8 output (uint16 for a 16-bit source whose writer
+keeps its depth: `colorize_keeping_depth`). A 100 MP gray scan takes ~8 bytes a pixel
 beyond its input (luma 1, output array 3, output PIL image 4), not ~96 in full-size float planes.
 """
 
@@ -30,7 +31,8 @@ from colorize_core.model.checkpoint import load_model
 from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
 from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
-from colorize_core.storage.imageio import luma_plane
+from colorize_core.storage.deep import Image16
+from colorize_core.storage.imageio import ColorImage, is_sixteen_bit, luma_plane, luma_plane16
 from colorize_core.storage.stores import LocalStore, split_uri
 
 T = TypeVar("T")
@@ -172,36 +174,61 @@ class Colorizer:
         return unit_to_uv(unit[:n].float())
 
     @torch.inference_mode()
-    def colorize_planes(self, lumas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def colorize_planes(self, lumas: Sequence[torch.Tensor], *, keep_16bit: bool = False) -> list[torch.Tensor]:
         """Full-size luma planes (H, W), one batch -> uint8 RGB (3, H, W) each, on the planes' device.
 
         A plane is float in [0, 1], or uint8 (0..255) or uint16 (0..65535) as `luma_plane` gives.
+        `keep_16bit`: a uint16 plane gives uint16 RGB (0..65535), joined at 16-bit precision.
         Works where the planes are: CPU planes (the Pillow path) meet the model's device only at
         its working size; planes already on the GPU (nvJPEG) never leave it. CPU outputs are
         channels-last in memory: `.permute(1, 2, 0)` is a contiguous (H, W, 3) image."""
         s = self.image_size
         small = torch.cat([_shrink(y, s) for y in lumas])  # (N, 1, S, S)
         uv_small = self.predict_uv(small.clamp(0.0, 1.0))  # (N, 2, S, S) on the model's device
-        return [_join(y, uv) for y, uv in zip(lumas, uv_small.to(lumas[0].device))]
+        return [_join(y, uv, keep_16bit and y.dtype == torch.uint16) for y, uv in zip(lumas, uv_small.to(lumas[0].device))]
 
-    def colorize_luma(self, lumas: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Full-size luma arrays (H, W) (float in [0, 1], uint8 or uint16) -> uint8 RGB (H, W, 3), one batch."""
-        planes = self.colorize_planes([torch.from_numpy(y) for y in lumas])
+    def colorize_luma(self, lumas: Sequence[np.ndarray], *, keep_16bit: bool = False) -> list[np.ndarray]:
+        """Full-size luma arrays (H, W) (float in [0, 1], uint8 or uint16) -> uint8 RGB (H, W, 3), one
+        batch; with `keep_16bit`, uint16 RGB for uint16 lumas."""
+        planes = self.colorize_planes([torch.from_numpy(y) for y in lumas], keep_16bit=keep_16bit)
         return [rgb.permute(1, 2, 0).numpy() for rgb in planes]
 
     def colorize(self, images: Sequence[Image.Image]) -> list[Image.Image]:
-        """Colorize decoded images (any mode; alpha kept) at their own resolution."""
-        results: list[Image.Image] = []
+        """Colorize decoded images (any mode; alpha kept) at their own resolution; 8-bit RGB(A)
+        outputs whatever the source's depth (`colorize_keeping_depth` keeps 16 bits)."""
+        return self._colorize(images, keep_16bit=False)  # type: ignore[return-value]
+
+    def colorize_keeping_depth(self, images: Sequence[Image.Image]) -> list[ColorImage]:
+        """`colorize`, except that a 16-bit source (`imageio.is_sixteen_bit`) gives an `Image16`:
+        its 16-bit luma joined with the chroma at 16-bit precision, alpha kept at 16 bits. What
+        writers of outputs call; 8-bit sources give exactly `colorize`'s images."""
+        return self._colorize(images, keep_16bit=True)
+
+    def _colorize(self, images: Sequence[Image.Image], *, keep_16bit: bool) -> list[ColorImage]:
+        results: list[ColorImage] = []
         for batch in batched(images, self.batch_size):
-            lumas, alphas = zip(*(luma_plane(img) for img in batch))
-            rgbs = self.colorize_luma(lumas)
+            deep = [keep_16bit and is_sixteen_bit(img) for img in batch]
+            lumas, alphas = zip(*(luma_plane16(img) if d else luma_plane(img) for img, d in zip(batch, deep)))
+            rgbs = self.colorize_luma(lumas, keep_16bit=keep_16bit)
             del lumas  # the luma copies go before the output images come
-            for rgb, alpha in zip(rgbs, alphas):
-                out = Image.fromarray(rgb, "RGB")  # contiguous: read in place, no extra copy
-                if alpha is not None:
-                    out.putalpha(alpha)
-                results.append(out)
+            for rgb, alpha, d in zip(rgbs, alphas, deep):
+                results.append(_image16(rgb, alpha) if d else _image8(rgb, alpha))
         return results
+
+
+def _image8(rgb: np.ndarray, alpha: Image.Image | None) -> Image.Image:
+    out = Image.fromarray(rgb, "RGB")  # contiguous: read in place, no extra copy
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+def _image16(rgb: np.ndarray, alpha: np.ndarray | None) -> Image16:
+    if alpha is None:
+        return Image16(rgb)
+    rgba = np.empty((*rgb.shape[:2], 4), dtype=np.uint16)  # a 16-bit RGBA source: rare, one copy
+    rgba[..., :3], rgba[..., 3] = rgb, alpha
+    return Image16(rgba)
 
 
 def _unit(y: torch.Tensor) -> torch.Tensor:
@@ -243,23 +270,25 @@ def _source_rows(r0: int, r1: int, n_in: int, n_out: int, device: torch.device) 
     return i0, i1, (src - i0).clamp_(max=1.0)
 
 
-def _join(y: torch.Tensor, uv_small: torch.Tensor) -> torch.Tensor:
-    """Full-size luma (H, W) and small chroma (2, S, S) -> uint8 RGB (3, H, W), strip by strip.
+def _join(y: torch.Tensor, uv_small: torch.Tensor, sixteen_bit: bool = False) -> torch.Tensor:
+    """Full-size luma (H, W) and small chroma (2, S, S) -> uint8 RGB (3, H, W), strip by strip;
+    uint16 RGB (0..65535) with `sixteen_bit`, so a 16-bit source's gray levels survive the join.
 
     Bilinear upsampling is separable: the chroma is resized to full width once (2, S, W), then
     each strip of output rows blends its two source rows; the strip is joined with its luma in
     float and written as uint8. Within float rounding of `F.interpolate` to (H, W) in one go."""
     h, w = y.shape
     s = uv_small.shape[-2]
+    dtype, top = (torch.uint16, 65535.0) if sixteen_bit else (torch.uint8, 255.0)
     uv_wide = F.interpolate(uv_small[None], size=(s, w), mode="bilinear", align_corners=False)[0]  # (2, S, W)
     if y.is_cuda:  # planar, as nvJPEG encodes it
-        out = torch.empty((3, h, w), dtype=torch.uint8, device=y.device)
+        out = torch.empty((3, h, w), dtype=dtype, device=y.device)
     else:  # channels-last: (H, W, 3) in memory, as Pillow reads it without a copy
-        out = torch.empty((h, w, 3), dtype=torch.uint8).permute(2, 0, 1)
+        out = torch.empty((h, w, 3), dtype=dtype).permute(2, 0, 1)
     for r0, r1 in _strips(y):
         i0, i1, l1 = _source_rows(r0, r1, s, h, y.device)
         l1 = l1[:, None]
         uv = uv_wide[:, i0] * (1.0 - l1) + uv_wide[:, i1] * l1  # (2, rows, W)
         rgb = yuv_to_rgb_in_gamut(_unit(y[r0:r1])[None], uv)  # (3, rows, W) in [0, 1]
-        out[:, r0:r1] = rgb.mul_(255.0).round_()
+        out[:, r0:r1] = rgb.mul_(top).round_()
     return out

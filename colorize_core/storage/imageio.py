@@ -3,12 +3,19 @@
 Decoding reads the header first and refuses decompression bombs before any pixel is allocated,
 applies EXIF orientation, takes the first frame of animations, and (for JPEG) can decode at a
 reduced size with Pillow's `draft` when the caller will downscale anyway.
+
+16-bit sources (gray modes I;16, I;16B, I; RGB(A) TIFFs with 16 bits a sample, which Pillow
+reads cut to 8 bits and deep.py's tifffile reader reads again whole) colorize to an `Image16`
+(deep.py), which `encode` writes as a 16-bit RGB(A) TIFF or PNG.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,20 +23,43 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorize_core.model.color import KB, KG, KR
+from colorize_core.storage import deep
+from colorize_core.storage.deep import RGB16_INFO, Image16, encode_png16, encode_tiff16
 from colorize_core.storage.provenance import Provenance, label_output, save_options, source_exif
+
+log = logging.getLogger(__name__)
 
 # Large archival scans reach ~100 MP (A3 at 600 dpi is ~70 MP); beyond this a file is refused.
 MAX_PIXELS = 180_000_000
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+# Pillow's 16-bit gray modes ("I": 32-bit integers, as older Pillow opens 16-bit PNGs and some
+# scanners write gray TIFFs; values over 65535 are clipped, as `luma_plane` does).
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
 
 class ImageDecodeError(ValueError):
-    """An input that is not a usable image; `reason` says why in words a user can act on."""
+    """An input that is not a usable image; `reason` says why in words a user can act on, and
+    `permanent` whether it is the file's fault (False: retrying the same bytes may pass)."""
 
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, *, permanent: bool = True) -> None:
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+        self.permanent = permanent
+
+
+# What Pillow raises for bad bytes (a broken header, truncated or corrupt data): the file's
+# fault. Anything else it raises is not assumed to be, and MemoryError is the machine's.
+_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError)
+
+
+def _pillow_error(name: str, exc: Exception, what: str) -> ImageDecodeError:
+    """An exception from Pillow reading `name` as an ImageDecodeError that says whose fault it is."""
+    if isinstance(exc, MemoryError):
+        return ImageDecodeError(name, "not enough memory to decode it", permanent=False)
+    if isinstance(exc, _DATA_ERRORS):
+        return ImageDecodeError(name, f"{what}: {exc}")
+    return ImageDecodeError(name, f"could not be decoded ({type(exc).__name__}: {exc})", permanent=False)
 
 
 def decode(
@@ -54,7 +84,7 @@ def decode(
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(name, f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
-        raise ImageDecodeError(name, f"unreadable header: {exc}") from None
+        raise _pillow_error(name, exc, "unreadable header") from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageDecodeError(name, f"invalid size {w}x{h}")
@@ -70,11 +100,26 @@ def decode(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
-            img = ImageOps.exif_transpose(img)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(name, f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
-        raise ImageDecodeError(name, f"corrupt or truncated image data: {exc}") from None
+        raise _pillow_error(name, exc, "corrupt or truncated image data") from None
+    try:
+        rgb16 = deep.tiff_rgb16(img, data, name)  # our own code: any other error of it propagates, a bug
+    except MemoryError:
+        raise ImageDecodeError(name, "not enough memory to decode it", permanent=False) from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block surfaces as many types
+        raise _pillow_error(name, exc, "unreadable orientation") from None
+    if rgb16 is not None:
+        # Pillow turns a TIFF upright while loading it (newer versions) or in exif_transpose:
+        # either way, the stored pixels tifffile read turn by the orientation read before.
+        rgb16 = deep.upright(rgb16, orientation)
+        if rgb16.shape[:2] == (img.height, img.width):
+            img.info[RGB16_INFO] = rgb16
+        else:
+            log.warning("%s: 16-bit RGB TIFF read with 8 bits a sample (orientation %s: %s vs %s)", name, orientation, rgb16.shape, img.size)
     img.info["source_size"] = full_size
     if keep_exif:
         img.info["source_exif"] = exif
@@ -92,7 +137,7 @@ def read_image(path: str | Path, **kwargs: object) -> Image.Image:
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise ImageDecodeError(str(p), f"cannot read file: {exc.strerror or exc}") from None
+        raise ImageDecodeError(str(p), f"cannot read file: {exc.strerror or exc}", permanent=False) from None
     return decode(data, name=str(p), **kwargs)  # type: ignore[arg-type]
 
 
@@ -134,6 +179,28 @@ def luma_plane(img: Image.Image) -> tuple[np.ndarray, Image.Image | None]:
     return y, alpha
 
 
+def is_sixteen_bit(img: Image.Image) -> bool:
+    """Whether a decoded image holds more than 8 bits a sample: its output can keep them."""
+    return img.mode in SIXTEEN_BIT_MODES or RGB16_INFO in img.info
+
+
+def luma_plane16(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit source (`is_sixteen_bit`) -> (uint16 luma (H, W), uint16 alpha (H, W) or None).
+    RGB(A) at 16 bits: BT.601 weights in float32, a strip of rows at a time, rounded to uint16."""
+    rgb16 = img.info.get(RGB16_INFO)
+    if rgb16 is None:
+        y, _ = luma_plane(img)  # Pillow's 16-bit modes are gray without alpha
+        if y.dtype != np.uint16:
+            raise ValueError(f"not a 16-bit image: mode {img.mode}")
+        return y, None
+    y = np.empty(rgb16.shape[:2], dtype=np.uint16)
+    rows = max(1, (1 << 20) // max(1, rgb16.shape[1]))
+    for r in range(0, rgb16.shape[0], rows):
+        f = rgb16[r : r + rows].astype(np.float32)
+        y[r : r + rows] = np.clip(np.rint(f[..., 0] * KR + f[..., 1] * KG + f[..., 2] * KB), 0, 65535)
+    return y, (rgb16[..., 3].copy() if rgb16.shape[2] == 4 else None)
+
+
 def unit_luma(y: np.ndarray) -> np.ndarray:
     """A `luma_plane` luma -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, float32 as it is."""
     if np.issubdtype(y.dtype, np.integer):
@@ -158,6 +225,9 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         g = np.round(y * 255.0).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2)
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+ColorImage = Image.Image | Image16  # what `Colorizer.colorize_keeping_depth` gives and `encode` takes
 
 
 @dataclass(frozen=True)
@@ -192,10 +262,17 @@ def output_name_for(name: str) -> str:
     return name if p.suffix.lower() == fmt.suffix else str(p.with_suffix(fmt.suffix))
 
 
-def encode(img: Image.Image, fmt: OutputFormat, provenance: Provenance | None = None) -> bytes:
+def encode(img: ColorImage, fmt: OutputFormat, provenance: Provenance | None = None) -> bytes:
     """Encode to bytes in `fmt`, dropping alpha only where the format cannot hold it; with
     `provenance`, labelled as a trained model's output (provenance.py: at encode time where
-    Pillow can, by inserting metadata into the encoded bytes where it cannot)."""
+    Pillow can, by inserting metadata into the encoded bytes where it cannot). An `Image16`
+    becomes a 16-bit TIFF or PNG, or an 8-bit image in the formats that hold only 8 bits."""
+    if isinstance(img, Image16):
+        if fmt.pil_format == "TIFF":
+            return encode_tiff16(img, provenance)
+        if fmt.pil_format == "PNG":
+            return encode_png16(img, provenance)
+        img = img.to_8bit()
     if not fmt.keeps_alpha and img.mode == "RGBA":
         img = img.convert("RGB")
     options = fmt.options if provenance is None else {**fmt.options, **save_options(fmt.pil_format, provenance, img.size)}

@@ -35,9 +35,13 @@ Where, per output format (nothing re-encodes pixels):
 - TIFF: XMP in tag 700 and the EXIF tags in IFD 0 with its Exif and GPS sub-IFDs. Pillow's
   libtiff writer (deflate) cannot write sub-IFDs, so the tags are appended after encoding: a new
   IFD 0 (the encoder's entries plus these) at the end of the file, the header pointing to it
-  (`label_output`). Strips stay where they are; the old IFD 0, a few hundred bytes, is left unused.
+  (`label_output`; `label_tiff_in_place` for a TIFF still in its BytesIO). Strips stay where
+  they are; the old IFD 0, a few hundred bytes, is left unused.
 - PNG: an eXIf chunk and an uncompressed iTXt chunk "XML:com.adobe.xmp", passed to Pillow's
-  save (`save_options`).
+  save (`save_options`); 16-bit PNGs, which Pillow cannot write, get the same two chunks from
+  `png_label_chunks` (imageio writes them before the image data).
+- 16-bit TIFF (written by tifffile): labelled in its buffer by `label_tiff_in_place`, with the
+  same tags as `label_output` gives Pillow's TIFFs.
 - WebP: EXIF and XMP chunks, passed to Pillow's save (`save_options`).
 - BMP: cannot carry metadata; written unlabelled (the run's Parquet row still records model_id).
 
@@ -394,6 +398,15 @@ def save_options(pil_format: str, provenance: Provenance, size: tuple[int, int])
     return {}
 
 
+def png_label_chunks(provenance: Provenance, size: tuple[int, int]) -> list[tuple[bytes, bytes]]:
+    """(chunk type, payload) of the eXIf and iTXt chunks that label a PNG of `size` written
+    without Pillow (16-bit): byte for byte the chunks `save_options` has Pillow write."""
+    exif = output_exif(provenance.source_exif, size).removeprefix(_JPEG_EXIF_ID)  # eXIf holds the TIFF structure alone
+    # iTXt: keyword, NUL, not compressed (0), method 0, empty language tag and translated keyword (NUL each), text
+    itxt = b"XML:com.adobe.xmp\x00" + b"\x00\x00" + b"\x00" + b"\x00" + xmp_packet(provenance)
+    return [(b"eXIf", exif), (b"iTXt", itxt)]
+
+
 def _segment(marker: int, payload: bytes) -> bytes:
     return b"\xff" + bytes([marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
 
@@ -428,15 +441,38 @@ def _label_tiff(data: bytes, provenance: Provenance) -> bytes:
     """Append a new IFD 0: the encoder's entries (their values stay where they are) plus the
     output's EXIF tags, Exif/GPS sub-IFDs and XMP (tag 700), serialized by Pillow at the end of
     the file; then point the header at it. Classic (not Big) TIFF, as Pillow writes it."""
-    head = data[:8]
+    new_ifd0, tail = _tiff_label_tail(data, provenance)
+    e = "<" if data[:2] == b"II" else ">"
+    return b"".join([data[:4], struct.pack(e + "L", new_ifd0), memoryview(data)[8:], tail])
+
+
+def label_tiff_in_place(buf: io.BytesIO, provenance: Provenance) -> None:
+    """`label_output` for a TIFF held in `buf`, without a copy of it: the label goes on the end
+    and the header's first-IFD offset is rewritten where it is (16-bit outputs: hundreds of MB)."""
+    view = buf.getbuffer()
+    try:
+        new_ifd0, tail = _tiff_label_tail(view, provenance)
+        e = "<" if view[:2] == b"II" else ">"
+    finally:
+        view.release()  # BytesIO cannot grow while a view is exported
+    buf.seek(0, io.SEEK_END)
+    buf.write(tail)
+    buf.seek(4)
+    buf.write(struct.pack(e + "L", new_ifd0))
+
+
+def _tiff_label_tail(data: bytes | memoryview, provenance: Provenance) -> tuple[int, bytes]:
+    """What labelling the classic TIFF `data` adds: the offset of its new IFD 0, and the bytes to
+    append (word padding, the label's values and sub-IFDs, the new IFD 0's entry table)."""
+    head = bytes(data[:8])
     if head[:4] not in (b"II*\x00", b"MM\x00*"):
         raise ValueError("not a classic TIFF")
     e = "<" if head[:2] == b"II" else ">"
     (ifd0,) = struct.unpack(e + "L", head[4:8])
     (count,) = struct.unpack(e + "H", data[ifd0 : ifd0 + 2])
     table_end = ifd0 + 2 + 12 * count
-    entries = {struct.unpack(e + "H", data[p : p + 2])[0]: data[p : p + 12] for p in range(ifd0 + 2, table_end, 12)}
-    next_ifd = data[table_end : table_end + 4]
+    entries = {struct.unpack(e + "H", data[p : p + 2])[0]: bytes(data[p : p + 12]) for p in range(ifd0 + 2, table_end, 12)}
+    next_ifd = bytes(data[table_end : table_end + 4])
 
     start = len(data) + len(data) % 2  # IFDs and their values start on a word boundary
     xmp = (TiffTags.BYTE, xmp_packet(provenance))
@@ -451,7 +487,7 @@ def _label_tiff(data: bytes, provenance: Provenance) -> bytes:
     entries.update({struct.unpack(e + "H", blob[p : p + 2])[0]: blob[p : p + 12] for p in range(2, 2 + 12 * added, 12)})
     table = struct.pack(e + "H", len(entries)) + b"".join(entries[t] for t in sorted(entries)) + next_ifd
     new_ifd0 = start + len(blob)  # blob's length is even: Pillow pads values to words
-    return b"".join([head[:4], struct.pack(e + "L", new_ifd0), memoryview(data)[8:], b"\x00" * (start - len(data)), blob, table])
+    return new_ifd0, b"".join([b"\x00" * (start - len(data)), blob, table])
 
 
 def label_output(data: bytes, pil_format: str, provenance: Provenance) -> bytes:

@@ -37,7 +37,7 @@ SAMPLE_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("colourfulness", pa.float32()),
         ("mean_chroma", pa.float32()),
-        ("hue_concentration", pa.float32()),
+        ("unexplained_colour", pa.float32()),  # colorize_core/monochrome.py: what made it a colour photo
     ]
 )
 
@@ -54,6 +54,12 @@ OUTPUT_SCHEMA = pa.schema(
         ("model_id", pa.string()),
         ("status", pa.string()),  # ok | failed | skipped
         ("error", pa.string()),
+        # Failed rows: whether the reason is permanent (the file's fault), and the tool that judged
+        # so (archive/failures.py): a known failure, not retried while both the source's etag and
+        # the tool are unchanged. Null on other rows, and on every row of a file written before the
+        # columns existed (those failures are retried).
+        ("permanent", pa.bool_()),
+        ("judged_by", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("read_s", pa.float32()),
@@ -61,6 +67,11 @@ OUTPUT_SCHEMA = pa.schema(
         ("infer_s", pa.float32()),  # this image's share of its batch
         ("encode_s", pa.float32()),  # encode and write
         ("colourfulness", pa.float32()),
+        # The black-and-white-or-colour decision's figures (colorize_core/monochrome.py), on ok
+        # and skipped rows alike, so an operator sees why a photo was skipped as colour; null when
+        # the run colorized colour photos too (--colour-photos colorize) and on older files.
+        ("mean_chroma", pa.float32()),
+        ("unexplained_colour", pa.float32()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
     ]
@@ -80,6 +91,20 @@ def table_to_bytes(table: pa.Table, metadata: dict[str, Any] | None = None, **pa
 
 def table_from_bytes(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
     return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
+
+
+def output_table_from_bytes(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    """A metadata file's table (OUTPUT_SCHEMA), with the columns asked for (None: all of them);
+    a column that a file written before it existed lacks reads as nulls of its type."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    present = parquet.schema_arrow.names
+    if columns is None:
+        columns = present + [name for name in OUTPUT_SCHEMA.names if name not in present]
+    table = parquet.read(columns=[c for c in columns if c in present])
+    for name in columns:
+        if name not in present:
+            table = table.append_column(OUTPUT_SCHEMA.field(name), pa.nulls(table.num_rows, OUTPUT_SCHEMA.field(name).type))
+    return table.select(list(columns))
 
 
 def table_metadata(table: pa.Table) -> dict[str, Any]:
