@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The unit tests alone: no Prefect server, no S3 server, no subprocess clusters (about 2 minutes).
+# The unit tests alone: no Prefect server, no S3 server, no subprocess clusters (about a minute).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not prefect and not s3 and not slow and not chaos and not gpu" -p no:cacheprovider
 

@@ -49,7 +49,6 @@ class Deployment:
     work_pool: str = "colorize-cpu"
     gpus: int = 0  # the pool's `gpu_limit` job variable
     pool_parameters: dict[str, Any] = field(default_factory=dict)  # only where it runs on a work pool
-    env: dict[str, str] = field(default_factory=dict)  # the pool's `env` job variable
 
     def all_parameters(self, where: Locations, on_pool: bool) -> dict[str, Any]:
         params = {k: v for k, v in self.parameters(where).items() if v is not None}
@@ -202,8 +201,7 @@ def prefect_yaml(where: Locations = EXAMPLE) -> str:
         params = d.all_parameters(where, on_pool=True)
         if params:
             entry["parameters"] = params
-        job_variables = {**({"gpu_limit": d.gpus} if d.gpus else {}), **({"env": d.env} if d.env else {})}
-        entry["work_pool"] = {"name": d.work_pool, **({"job_variables": job_variables} if job_variables else {})}
+        entry["work_pool"] = {"name": d.work_pool, **({"job_variables": {"gpu_limit": d.gpus}} if d.gpus else {})}
         entries.append(entry)
     body = {
         "name": "archive-colorizer",

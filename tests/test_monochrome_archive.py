@@ -21,6 +21,10 @@ from colorize_core.storage.stores import open_store
 from flows.cli import build_parser, main
 from tests.test_monochrome import gray_scene, muted_colour_scene
 
+# Each test colorizes or builds from a small archive (~15 s together): `make test`, not test-fast,
+# whose unit-level twin is tests/test_monochrome.py.
+pytestmark = pytest.mark.slow
+
 PRINTS = {  # key -> (tone, marks, format)
     "prints/sepia stained.png": ("sepia", ("yellowing", "stain", "foxing"), "PNG"),
     "prints/cyanotype.png": ("cyanotype", ("vignette", "scanner-noise"), "PNG"),

@@ -28,7 +28,7 @@ COUNTS: tuple[tuple[str, str, str], ...] = (
 OPTIONAL = frozenset({"known_failed"})
 
 # A metadata row's status in these words (`colorize status`): "skipped" is always skipped as colour.
-STATUS_WORDS = {"skipped": "skipped as colour"}
+STATUS_WORDS = {key: many for key, many, _ in COUNTS if key != many}
 
 # What an archive run does with real colour photos (`colorize archive --colour-photos`): leave
 # them alone (skipped as colour), or colorize them too (an archive known to be all black-and-white).
