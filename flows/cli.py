@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
-from colorize_core.data.config import DEFAULT_SAMPLE_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.data.config import CUDA_SHARD_SIZE, DEFAULT_SAMPLE_SIZE, DEFAULT_SHARD_SIZE
 from colorize_core.home import HOME_ENV, colorize_home
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
@@ -133,11 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="archive of black-and-white photos: folder, file:// or s3://")
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
     p.add_argument("--checkpoint", default="latest", help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`)")
-    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="images per shard task")
+    p.add_argument("--shard-size", type=int, default=None, help=f"images per shard task (default: {DEFAULT_SHARD_SIZE} on CPU, {CUDA_SHARD_SIZE:,} on CUDA or a work pool)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
-    p.add_argument("--deployment", default=None, help="run each shard as a flow run of this deployment (e.g. colorize-shard/shard)")
+    p.add_argument("--deployment", default=None, help="run the shards on this deployment's work pool (e.g. colorize-shard/shard)")
+    p.add_argument("--time-limit", type=float, default=20.0, metavar="HOURS", help="stop and fail a run still working after this long (what it finished is kept)")
+    p.add_argument("--pool-workers", type=int, default=None, metavar="N", help="with --deployment: N flow runs, each working through many shards (default: the pool's concurrency limit, else 16)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="if another run holds DEST, wait this long for it (then exit 75)")
+    p.add_argument(
+        "--no-lease", action="store_true",
+        help="take no lease on DEST (unsafe: nothing keeps a second run out); only for a store that ignores conditional writes",
+    )
     p.add_argument(
         "--retry-failed", action="store_true",
         help="also retry the known failures: sources that failed for good (corrupt, not an image, unsafe name) and have not changed since",
@@ -347,7 +353,10 @@ def cmd_archive(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         deployment=args.deployment,
+        pool_workers=args.pool_workers,
+        time_limit_h=args.time_limit,
         wait_s=args.wait,
+        no_lease=args.no_lease,
         allow_untrained=args.allow_untrained,
         label=args.label,
         retry_failed=args.retry_failed,
@@ -371,7 +380,7 @@ MAX_LISTED = 20  # sources skipped as colour that `colorize status` names; --jso
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from colorize_core.archive.history import summarize
+    from colorize_core.archive.summary import summarize
     from colorize_core.archive.lease import read_lease
 
     summary = summarize(args.dest)

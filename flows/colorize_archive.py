@@ -7,9 +7,10 @@ Run: `colorize archive SOURCE --dest DEST [--checkpoint FILE|latest]`, or as a d
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -17,26 +18,35 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
-from prefect.futures import as_completed, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive.gallery import FAILURES_ARTIFACT, GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
+from colorize_core.archive.claims import claim as take_claim
+from colorize_core.archive.claims import claim_order, drop_claims
 from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.archive.lease import Lease
 from colorize_core.archive.markup import markdown_code
 from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, COUNTS, count, count_rows, number, outcome_message, plural, state_name
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, Manifest, read_manifest_shard, write_manifest
+from colorize_core.data.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.data.sharding import manifest_shards, read_manifest_shard, write_plan
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
-from colorize_core.storage.errors import Interrupted, forget_run, run_stop
+from colorize_core.storage.errors import Interrupted, check_stop, forget_run, run_stop
 from colorize_core.storage.stores import LocalStore, child_uri, open_store
 from colorize_core.training.registry import resolve_checkpoint
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
+# A run stops after this long (TimeLimit): generous for a night's work, and short of the next
+# night's run, which would find the destination leased.
+DEFAULT_TIME_LIMIT_H = 20.0
+# Shard task runs (or shard flow runs on a pool) submitted and not finished, at most: more
+# would only queue in Prefect's database (its server slows with thousands in one flow run).
+PENDING_SHARDS = 16
 
 # What a run shows in the Prefect UI and tells automations (README "What the UI shows", "Alerts").
 COUNTS_KEY = "colorize-counts"  # table artifact: rows {status, count}
@@ -80,8 +90,8 @@ def plan_shards(
     what already has an ok row for this model and the known failures whose file has not
     changed (unless `retry_failed`), write the plan."""
     plan = plan_archive(source, dest, model_id, shard_size, retry_failed=retry_failed, inventory=inventory)
-    write_manifest(Manifest(plan.source, shard_size, plan.todo), plan_uri(dest, run_id))
-    return {"model_id": model_id, "todo": len(plan.todo), "already_done": plan.already_done, "known_failed": plan.known_failed, "shards": plan.num_shards}
+    write_plan(plan.manifest(), plan.source, shard_size, plan_uri(dest, run_id))
+    return {"model_id": model_id, "todo": plan.todo.num_rows, "already_done": plan.already_done, "known_failed": plan.known_failed, "shards": plan.num_shards}
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
@@ -113,10 +123,20 @@ def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
 @flow(name="colorize-shard", log_prints=True)
 def colorize_shard_flow(
     plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
-    colour_photos: str = "skip",
+    colour_photos: str = "skip", claim: bool = False,
 ) -> dict[str, Any]:
-    """One shard as its own flow run: what a work-pool worker (one GPU per pod) runs."""
-    return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+    """What a work-pool worker (one GPU per pod) runs: shard `shard` of the plan, or with `claim`
+    every shard of it that it can claim (colorize_core/archive/claims.py), starting at `shard`:
+    one flow run per worker slot loads the model once for many shards."""
+    if not claim:
+        return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+    done = []
+    for s in claim_order(shard, manifest_shards(plan)):
+        check_stop(run_id)
+        if take_claim(dest, run_id, s):
+            done.append(colorize_shard_task(plan, s, dest, checkpoint, run_id, device, batch_size, label, colour_photos)["shard"])
+    get_run_logger().info("colorized %s: %s", plural(len(done), "shard"), ", ".join(map(str, done)) or "none left to claim")
+    return {"shards": done}
 
 
 def ensure_gpu_limit(slots: int | None = None) -> int:
@@ -149,29 +169,87 @@ def _run_shards_on_pool(
     label: bool,
     colour_photos: str,
     on_done: Callable[[int], None],
+    workers: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One flow run per shard on the deployment's work pool; outcomes come back through the
-    shards' metadata files in object storage, not through Prefect results (which live on the
-    worker's machine)."""
+    """`workers` flow runs on the deployment's work pool (default: the pool's concurrency limit,
+    else PENDING_SHARDS), each working through the plan's shards by claims, started at evenly
+    spread shards; outcomes come back through the shards' metadata files in object storage, not
+    through Prefect results (which live on the worker's machine). A shard no worker finished
+    (its worker died) fails the run, and the next run does it."""
     from prefect.deployments import run_deployment
 
-    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size}
+    workers = max(1, min(n, workers or _pool_slots(deployment) or PENDING_SHARDS))
+    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size, "claim": True}
     if not label:  # only when not the default: a shard deployment registered before `label` existed still takes the rest
         params["label"] = False
     if colour_photos != "skip":  # likewise
         params["colour_photos"] = colour_photos
-    # timeout=0 submits without waiting, so the pool's workers run the shards in parallel.
-    runs = [run_deployment(deployment, parameters={**params, "shard": s}, timeout=0) for s in range(n)]
+    submitted: list[Any] = []
+
+    def submit(worker: int) -> Any:
+        # timeout=0 submits without waiting, so the pool's workers run in parallel.
+        run_id_ = run_deployment(deployment, parameters={**params, "shard": worker * n // workers}, timeout=0).id
+        submitted.append(run_id_)
+        return run_id_
+
     try:
-        failed = _wait_for_runs([r.id for r in runs], on_done)
+        failed = _wait_for_runs(workers, submit, lambda k: on_done(k * n // workers), window=workers, run_id=run_id)
     except BaseException:
         # The run is ending (a signal, an error) and will let go of DEST's lease: shard runs
         # still queued or writing on the pool must not go on beside the next run.
-        _cancel_runs([r.id for r in runs])
+        _cancel_runs(submitted)
         raise
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {n} shard flow runs did not complete: {', '.join(failed)}; re-run to finish them")
-    return [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
+    finally:
+        drop_claims(dest, run_id)
+    outcomes = [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
+    missing = n - len(outcomes)
+    if failed or missing:
+        what = f"{len(failed)} of {workers} worker flow runs did not complete: {', '.join(failed)}; " if failed else ""
+        raise RuntimeError(f"{what}{missing} of {n} shards were not finished; re-run to finish them")
+    return outcomes
+
+
+def _pool_slots(deployment: str) -> int | None:
+    """The concurrency limit of the deployment's work pool (its worker slots), if it has one."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool(client.read_deployment_by_name(deployment).work_pool_name)
+    return pool.concurrency_limit
+
+
+class TimeLimit:
+    """Stops run `run_id` (`run_stop`, as a signal does) once `hours` have passed. A timer
+    thread, not Prefect's `timeout_seconds`: that one raises from a SIGALRM handler into
+    whatever the main thread is doing (it crashed the process inside native code here), where
+    this lets every shard stop at its next batch."""
+
+    def __init__(self, run_id: str, hours: float | None) -> None:
+        self.run_id, self.passed = run_id, False
+        self._timer = threading.Timer(hours * 3600.0, self._stop) if hours is not None else None
+        if self._timer is not None:
+            self._timer.daemon = True
+
+    def _stop(self) -> None:
+        self.passed = True
+        run_stop(self.run_id).set()
+
+    def __enter__(self) -> TimeLimit:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def default_shard_size(device: str, deployment: str | None) -> int:
+    """Photos per shard when not given: a task holds seconds to minutes of device work
+    (config.py). A work pool's workers are taken to be GPU pods unless `device` is "cpu"."""
+    if device == "cpu":
+        return DEFAULT_SHARD_SIZE
+    return CUDA_SHARD_SIZE if deployment or resolve_device(device).type == "cuda" else DEFAULT_SHARD_SIZE
 
 
 def _cancel_runs(run_ids: list[Any]) -> None:
@@ -189,26 +267,37 @@ def _cancel_runs(run_ids: list[Any]) -> None:
                 logging.getLogger(__name__).warning("could not cancel shard flow run %s", rid, exc_info=True)
 
 
-def _wait_for_runs(run_ids: list[Any], on_done: Callable[[int], None], poll_s: float = 2.0, timeout_s: float = 24 * 3600.0) -> list[str]:
-    """Wait until every flow run is final, reporting how many are; returns "name (state)" of
-    those that did not complete."""
+def _wait_for_runs(
+    n: int, submit: Callable[[int], Any], on_done: Callable[[int], None], *, window: int = PENDING_SHARDS, poll_s: float = 2.0, timeout_s: float = 24 * 3600.0,
+    run_id: str | None = None,
+) -> list[str]:
+    """Start flow runs 0..n-1, `submit(i)` each (it returns the flow run's id), at most `window`
+    not final at a time (never thousands of scheduled runs at once), reading the ones in flight
+    with one filtered query per poll; reports how many are final; stops (Interrupted) when the
+    run `run_id` is stopping. Returns "name (state)" of those that did not complete."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     deadline = time.monotonic() + timeout_s
-    finals: dict[Any, Any] = {}
+    in_flight = [submit(s) for s in range(min(window, n))]
+    following = len(in_flight)
+    finals: list[Any] = []
     with get_client(sync_client=True) as client:
-        while len(finals) < len(run_ids):
+        while in_flight:
+            check_stop(run_id)  # a signal or the time limit: the caller cancels the runs in flight
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(run_ids) - len(finals)} shard flow runs did not finish in {timeout_s:.0f}s")
-            for rid in run_ids:
-                if rid not in finals:
-                    run = client.read_flow_run(rid)
-                    if run.state is not None and run.state.is_final():
-                        finals[rid] = run
-                        on_done(len(finals))
-            if len(finals) < len(run_ids):
+                raise TimeoutError(f"{n - len(finals)} shard flow runs did not finish in {timeout_s:.0f}s")
+            for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=in_flight)), limit=len(in_flight)):
+                if run.state is not None and run.state.is_final():
+                    finals.append(run)
+                    in_flight.remove(run.id)
+                    on_done(len(finals))
+                    if following < n:
+                        in_flight.append(submit(following))
+                        following += 1
+            if in_flight:
                 time.sleep(poll_s)
-    return [f"{r.name} ({r.state.name})" for r in finals.values() if not r.state.is_completed()]
+    return [f"{r.name} ({r.state.name})" for r in finals if not r.state.is_completed()]
 
 
 def _gallery(dest: str, source: str, samples: list[list[tuple[str, str]]], run: GalleryRun) -> None:
@@ -228,7 +317,7 @@ def colorize_archive(
     source: str,
     dest: str,
     checkpoint: str = "latest",
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,  # None: 500 on CPU, 10,000 on CUDA or a work pool (config.py)
     device: str = "auto",
     batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
     deployment: str | None = None,
@@ -239,11 +328,15 @@ def colorize_archive(
     retry_failed: bool = False,
     colour_photos: str = "skip",
     inventory: str | None = None,
+    no_lease: bool = False,
+    pool_workers: int | None = None,
+    time_limit_h: float | None = DEFAULT_TIME_LIMIT_H,
 ) -> dict[str, Any]:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
-    `deployment` ("colorize-shard/<name>"): run each shard as its own flow run on that
-    deployment's work pool instead of in this process's threads.
+    `deployment` ("colorize-shard/<name>"): run the shards on that deployment's work pool instead
+    of in this process's threads: `pool_workers` flow runs (default: the pool's concurrency
+    limit, else 16), each loading the model once and working through the shards it claims.
     One run per destination at a time: a second one fails with DestinationBusy naming the
     first, or waits up to `wait_s` seconds for it to finish.
     A model that never trained (0 steps) is refused unless `allow_untrained`.
@@ -256,9 +349,17 @@ def colorize_archive(
     every photo, for an archive known to be all black-and-white.
     `inventory`: the URI of an S3 Inventory report's manifest.json for `source`'s bucket; the
     listing is read from it instead of listing `source` (objects newer than the report wait
-    for the next one)."""
+    for the next one).
+    `time_limit_h`: a run still working after this many hours stops as it does on SIGTERM (the
+    shards at their next batch; what they committed is kept) and fails, so a run that hangs or
+    crawls ends as a failure the alerts see instead of Running forever; None: no limit.
+    `no_lease`: take no lease on `dest` (unsafe: nothing keeps a second run out), for a store
+    that ignores conditional writes, on which taking one stops the run (lease.py)."""
     if colour_photos not in COLOUR_PHOTOS:
         raise ValueError(f"colour_photos must be one of {', '.join(COLOUR_PHOTOS)}, not {colour_photos!r}")
+    if shard_size is not None and shard_size <= 0:
+        raise ValueError(f"shard size must be positive, got {shard_size}")
+    shard_size = shard_size or default_shard_size(device, deployment)
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
     info = read_checkpoint_info(checkpoint)
@@ -266,12 +367,23 @@ def colorize_archive(
     steps = "unknown" if info.step is None else info.step
     get_run_logger().info("model %s (%s training steps) from %s", info.model_id, steps, checkpoint)
     try:
-        with Lease(dest, run_id, wait_s=wait_s) as lease:
+        if no_lease:
+            get_run_logger().warning("--no-lease: %s is not leased; nothing keeps another run from writing it at the same time", dest)
+        from contextlib import nullcontext
+
+        with nullcontext() if no_lease else Lease(dest, run_id, wait_s=wait_s) as lease, TimeLimit(run_id, time_limit_h) as limit:
             try:
-                summary = _colorize(source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory)
+                summary = _colorize(
+                    source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory, pool_workers
+                )
             except Interrupted:
-                if lease.lost:
+                if lease is not None and lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
+                if limit.passed:
+                    raise RuntimeError(
+                        f"{dest}: the run passed its time limit of {time_limit_h:g} h and stopped (what it finished is kept; the next run does the rest); "
+                        "raise time_limit_h (--time-limit) if runs this long are expected"
+                    ) from None
                 raise
     finally:
         forget_run(run_id)
@@ -294,6 +406,7 @@ def _colorize(
     retry_failed: bool = False,
     colour_photos: str = "skip",
     inventory: str | None = None,
+    pool_workers: int | None = None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     compact_metadata(dest)
@@ -311,14 +424,19 @@ def _colorize(
             update_progress_artifact(progress, 100.0 * done / n)
 
         if deployment:
-            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, colour_photos, shards_done)
+            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, colour_photos, shards_done, pool_workers)
         else:
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
-            futures = [colorize_shard_task.submit(plan_file, s, dest, checkpoint, run_id, device, batch_size, label, colour_photos) for s in range(n)]
+            futures: list[PrefectFuture[dict[str, Any]]] = []
+
+            def submit(shard: int) -> PrefectFuture[dict[str, Any]]:
+                futures.append(colorize_shard_task.submit(plan_file, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos))
+                return futures[-1]
+
             try:
-                for fut in as_completed(futures):
-                    outcomes.append(fut.result())
+                for result in _in_window(n, submit, PENDING_SHARDS):
+                    outcomes.append(result)
                     shards_done(len(outcomes))
             except BaseException:
                 # A failed shard, or a signal Prefect caught first (its TerminationSignal): the
@@ -328,6 +446,21 @@ def _colorize(
                 wait(futures)
                 raise
     return _report(source, dest, plan, outcomes, run_id)
+
+
+def _in_window(n: int, submit: Callable[[int], PrefectFuture[dict[str, Any]]], window: int) -> Iterator[dict[str, Any]]:
+    """Results of shards 0..n-1 as they complete, with at most `window` task runs submitted and
+    not finished at a time: Prefect holds a few pending task runs, not one per shard of a
+    ten-million-photo first run."""
+    pending = {submit(s) for s in range(min(window, n))}
+    following = len(pending)
+    while pending:
+        fut = next(iter(as_completed(pending)))
+        pending.discard(fut)
+        if following < n:
+            pending.add(submit(following))
+            following += 1
+        yield fut.result()
 
 
 def _report(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]], run_id: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from prefect.states import State
 
 from colorize_core.archive.markup import markdown_code
 from colorize_core.archive.vocabulary import outcome_message
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE
 from colorize_core.training.registry import LATEST
 from flows.colorize_archive import colorize_archive, final_state
 
@@ -25,7 +24,7 @@ def nightly(
     source: str,
     dest: str,
     checkpoint: str = LATEST,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,  # None: by the device (colorize_archive.default_shard_size)
     device: str = "auto",
     deployment: str | None = None,
     registry: str | None = None,

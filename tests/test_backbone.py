@@ -72,6 +72,7 @@ def test_imagenet_offline_says_what_to_do_in_one_line(tmp_path: Path, monkeypatc
     assert not expected.exists() and not list(expected.parent.glob("*.partial"))
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_imagenet_weights_download_into_torchvision_cache_with_hash_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vgg_state: dict[str, torch.Tensor], weights_server: tuple[str, Path]
 ) -> None:
@@ -132,6 +133,7 @@ def test_pickled_code_is_never_run(tmp_path: Path) -> None:
         VGG16Taps(weights=path)
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_our_features_match_torchvision_layout(vgg_state: dict[str, torch.Tensor]) -> None:
     from colorize_core.model.backbone import vgg16_features
 

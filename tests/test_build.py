@@ -136,6 +136,7 @@ def test_block_shuffle_keeps_rows_of_a_window_together() -> None:
     assert len(first_window) == 2  # the first 10 rows come from exactly two shards
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_a_shard_of_a_big_manifest_is_read_alone(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from colorize_core.data.sharding import Manifest, read_manifest, read_manifest_shard, write_manifest
     from colorize_core.storage.stores import ObjectInfo, split_uri

@@ -23,7 +23,7 @@ from PIL import Image
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.lease import read_lease
 from colorize_core.storage.stores import TMP_DIR
-from tests.conftest import gray_archive
+from tests.conftest import bucket_on, gray_archive
 from tests.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -167,9 +167,34 @@ def test_two_overlapping_runs_never_write_an_output_twice(tmp_path: Path, tiny_c
     _ok_once_each(str(dest), keys)
 
 
+def test_no_lease_runs_beside_a_held_lease_and_leaves_it_alone(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """`--no-lease` (for a store that ignores conditional writes; unsafe) takes no lease: it runs
+    while another run holds DEST, says so, and neither touches nor deletes the holder's lease."""
+    import json
+
+    from colorize_core.archive.layout import LEASE_KEY
+    from colorize_core.storage.stores import open_store
+
+    src, dest = tmp_path / "gray", tmp_path / "out"
+    keys = gray_archive(str(src), 4)
+    holder = {"host": "elsewhere", "pid": 1, "run_id": "run-live", "acquired_at": "x", "heartbeat_at": "x", "expires_at": "2999-01-01T00:00:00+00:00"}
+    open_store(str(dest)).write(LEASE_KEY, json.dumps(holder).encode())
+    # Without --no-lease this run would exit 75 naming run-live (test_two_overlapping_runs_...).
+    code, err = _finish(_start(_archive_args(str(src), str(dest), tiny_checkpoint, "--no-lease"), _env(tmp_path)))
+    assert code == 0 and "--no-lease" in err and "not leased" in err, err
+    _ok_once_each(str(dest), keys)
+    assert json.loads(open_store(str(dest)).read(LEASE_KEY)) == holder
+
+
+@pytest.fixture(params=[pytest.param("moto", marks=pytest.mark.s3), pytest.param("seaweedfs", marks=pytest.mark.s3)])
+def chaos_bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on moto, then on SeaweedFS (a real store), AWS_ENDPOINT_URL pointing at it."""
+    return bucket_on(request.param, request, monkeypatch)
+
+
 @pytest.fixture()
-def proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(s3_endpoint, seed=15) as p:
+def proxy(chaos_bucket: str) -> Iterator[FaultProxy]:
+    with FaultProxy(os.environ["AWS_ENDPOINT_URL"], seed=15) as p:
         yield p
 
 
@@ -177,7 +202,8 @@ def _s3_env(tmp_path: Path, endpoint: str) -> dict[str, str]:
     return _env(tmp_path, AWS_ENDPOINT_URL=endpoint)
 
 
-def test_resets_and_delays_on_15_percent_of_connections(tmp_path: Path, tiny_checkpoint: Path, s3_bucket: str, proxy: FaultProxy) -> None:
+def test_resets_and_delays_on_15_percent_of_connections(tmp_path: Path, tiny_checkpoint: Path, chaos_bucket: str, proxy: FaultProxy) -> None:
+    s3_bucket = chaos_bucket
     keys = gray_archive(f"s3://{s3_bucket}/gray", 24)
     proxy.reset_fraction, proxy.delay_fraction, proxy.delay_s = 0.15, 0.15, 1.0
     code, err = _finish(_start(_archive_args(f"s3://{s3_bucket}/gray", f"s3://{s3_bucket}/out", tiny_checkpoint), _s3_env(tmp_path, proxy.endpoint)))
@@ -187,7 +213,8 @@ def test_resets_and_delays_on_15_percent_of_connections(tmp_path: Path, tiny_che
     _ok_once_each(f"s3://{s3_bucket}/out", keys)
 
 
-def test_a_30_second_s3_outage_is_survived(tmp_path: Path, tiny_checkpoint: Path, s3_bucket: str, proxy: FaultProxy) -> None:
+def test_a_30_second_s3_outage_is_survived(tmp_path: Path, tiny_checkpoint: Path, chaos_bucket: str, proxy: FaultProxy) -> None:
+    s3_bucket = chaos_bucket
     keys = gray_archive(f"s3://{s3_bucket}/gray", 32, size=(240, 320))
     client = boto3.client("s3")  # straight to the server, not through the proxy
 

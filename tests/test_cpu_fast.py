@@ -68,6 +68,7 @@ def _uv_and_psnr(out: Image.Image, truth: Image.Image) -> tuple[np.ndarray, floa
     return rgb_to_yuv(o)[1:].numpy(), psnr
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_int8_keeps_the_colours_and_is_cached(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _needs_openvino()
     photos = _photos(7, 4)
@@ -105,6 +106,7 @@ def test_int8_keeps_the_colours_and_is_cached(checkpoint: Path, monkeypatch: pyt
     assert (again.predict_uv(x) - fast.predict_uv(x)).abs().mean() < 0.5 / 255.0
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_auto_takes_int8_for_checkpoints_and_the_cpus_own_path_otherwise(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(cpu_features.CPU_PATH_ENV, raising=False)
     model = build_model(ModelConfig(image_size=SIZE))
@@ -125,6 +127,7 @@ def test_auto_takes_int8_for_checkpoints_and_the_cpus_own_path_otherwise(checkpo
         Colorizer.from_checkpoint(checkpoint, device="cpu")
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 @pytest.mark.parametrize("bf16", [False, True])
 def test_auto_uses_the_int8_path_for_a_checkpoint_on_either_cpu(checkpoint: Path, monkeypatch: pytest.MonkeyPatch, bf16: bool) -> None:
     _needs_openvino()
@@ -164,6 +167,7 @@ def test_a_failed_conversion_falls_back_under_auto_and_fails_when_asked_for(
         Colorizer.from_checkpoint(checkpoint, device="cpu", options=INT8)
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_an_archive_shard_runs_the_int8_path_under_auto(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _needs_openvino()
     monkeypatch.delenv(cpu_features.CPU_PATH_ENV, raising=False)
@@ -197,6 +201,7 @@ def test_cache_dir_for_object_storage_goes_under_colorize_home(tmp_path: Path, m
     assert default_cache_dir(tmp_path / "m.safetensors") == tmp_path / ".colorize-cache"
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_openvino_and_nncf_send_no_telemetry() -> None:
     """Both send usage data to Google Analytics unless told not to; this tool phones nowhere."""
     pytest.importorskip("openvino")

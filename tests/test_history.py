@@ -10,7 +10,7 @@ import pytest
 
 from colorize_core.archive.history import compact_history, read_output_rows
 from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
-from colorize_core.archive.shards import done_sources
+from colorize_core.archive.planning import read_done
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import ObjectStore, open_store
 
@@ -34,6 +34,11 @@ def _files(store: ObjectStore) -> list[str]:
     return sorted(o.key for o in store.list(META_PREFIX))
 
 
+def _done(uri: str, model_id: str) -> set[tuple[str, str]]:
+    done = read_done(uri, model_id)
+    return set(zip(done.keys.to_pylist(), done.etags.to_pylist()))
+
+
 def _ident(rows: list[dict]) -> list[tuple]:
     return sorted((r["run_id"], r["key"], r["status"]) for r in rows)
 
@@ -43,12 +48,12 @@ def test_compaction_folds_finished_runs_and_keeps_every_row(store_uri: str) -> N
     old = [_write_run(store, days, shards=2) for days in (30, 20, 10, 3)]
     recent = _write_run(store, 0.5, shards=2)  # may still be running: left alone
     before = read_output_rows(store_uri)
-    done_before = done_sources(store_uri, "m1")
+    done_before = _done(store_uri, "m1")
     result = compact_history(store_uri, min_files=4, now=NOW)
     assert result.files == 8 and result.rows == 24 and result.key is not None
     assert _files(store) == sorted([result.key, metadata_key(recent, 0), metadata_key(recent, 1)])
     assert _ident(read_output_rows(store_uri)) == _ident(before)
-    assert done_sources(store_uri, "m1") == done_before and len(done_before) == 20
+    assert _done(store_uri, "m1") == done_before and len(done_before) == 20
     assert all(run in {r["run_id"] for r in read_output_rows(store_uri)} for run in old)
 
 

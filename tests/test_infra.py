@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.prefect_server import prefect_cli
@@ -50,6 +51,7 @@ def _contains(big: Any, small: Any, path: str = "") -> list[str]:
     return [] if big == small else [path]
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_kubernetes_template_is_a_superset_of_prefects_default_with_a_gpu_limit() -> None:
     out = subprocess.run(
         [*prefect_cli(), "work-pool", "get-default-base-job-template", "--type", "kubernetes"],

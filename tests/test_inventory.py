@@ -129,7 +129,7 @@ def test_an_inventory_lists_what_the_bucket_lists(archive: tuple[str, str], file
     manifest = write_report(source, dest, file_format)
     store = open_store(f"s3://{source}/scans")
     listed = list(store.list())
-    assert read_inventory(manifest, store) == listed  # keys decoded, old versions and markers dropped, byte order
+    assert list(read_inventory(manifest, store)) == listed  # keys decoded, old versions and markers dropped, byte order
     assert "a b/photo 1.jpg" in [o.key for o in listed] and "a+b/photo+2.png" in [o.key for o in listed]
     images = list_images(store, inventory=manifest)
     assert images == list_images(store)
@@ -157,6 +157,23 @@ def test_a_report_of_another_bucket_or_of_no_bucket_is_refused(archive: tuple[st
         read_inventory(manifest, open_store(tmp_path))
 
 
+def test_a_manifest_of_another_shape_or_an_unreadable_data_file_is_an_error(archive: tuple[str, str]) -> None:
+    import boto3
+
+    source, dest = archive
+    client = boto3.client("s3")
+    client.put_object(Bucket=dest, Key="m/list.json", Body=b"[1, 2]")
+    with pytest.raises(InventoryError, match="is not an S3 Inventory manifest.json"):
+        read_inventory(f"s3://{dest}/m/list.json", open_store(f"s3://{source}"))
+    data = b"these bytes are not gzip"  # the manifest's MD5 is theirs: the file is as listed, but unreadable
+    client.put_object(Bucket=dest, Key="m/data/part-0.csv.gz", Body=data)
+    entry = {"key": "m/data/part-0.csv.gz", "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}
+    manifest = {"sourceBucket": source, "destinationBucket": f"arn:aws:s3:::{dest}", "fileFormat": "CSV", "fileSchema": CSV_SCHEMA, "files": [entry]}
+    client.put_object(Bucket=dest, Key="m/manifest.json", Body=json.dumps(manifest).encode())
+    with pytest.raises(InventoryError, match=r"m/data/part-0\.csv\.gz cannot be read as CSV"):
+        read_inventory(f"s3://{dest}/m/manifest.json", open_store(f"s3://{source}"))
+
+
 def test_the_command_line_refuses_an_inventory_for_a_local_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bw").mkdir()
     code = main(["archive", str(tmp_path / "bw"), "--dest", str(tmp_path / "out"), "--inventory", str(tmp_path / "manifest.json")])
@@ -170,7 +187,7 @@ def test_an_empty_report_is_an_empty_listing(archive: tuple[str, str]) -> None:
     source, dest = archive
     manifest = {"sourceBucket": source, "destinationBucket": f"arn:aws:s3:::{dest}", "fileFormat": "CSV", "fileSchema": CSV_SCHEMA, "files": []}
     boto3.client("s3").put_object(Bucket=dest, Key="m/manifest.json", Body=json.dumps(manifest).encode())
-    assert read_inventory(f"s3://{dest}/m/manifest.json", open_store(f"s3://{source}")) == []
+    assert list(read_inventory(f"s3://{dest}/m/manifest.json", open_store(f"s3://{source}"))) == []
 
 
 def test_object_info_has_no_quotes_in_etags(archive: tuple[str, str]) -> None:
@@ -189,6 +206,6 @@ def test_planning_takes_the_listing_from_the_report(archive: tuple[str, str], tm
     manifest = write_report(source, dest, "Parquet")
     listed = plan_archive(f"s3://{source}/scans", str(tmp_path / "out"), "model-x", 4)
     from_report = plan_archive(f"s3://{source}/scans", str(tmp_path / "out"), "model-x", 4, inventory=manifest)
-    assert from_report == listed and len(from_report.todo) == 9
+    assert from_report == listed and from_report.todo.num_rows == 9
     for fn in (colorize_archive.fn, plan_shards.fn):  # the flow parameter reaches planning
         assert inspect.signature(fn).parameters["inventory"].default is None

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from colorize_core.archive.failures import current_judge
-from colorize_core.archive.history import read_output_rows, summarize
+from colorize_core.archive.history import read_output_rows
+from colorize_core.archive.summary import summarize
 from colorize_core.archive.layout import RUN_TIME_FORMAT, metadata_key
 from colorize_core.archive.shards import plan_archive
 from colorize_core.archive.steps import Source, load, make_row, write_output
@@ -138,14 +139,14 @@ def archive(tmp_path: Path) -> tuple[str, str, dict[str, str]]:
 def test_known_failures_are_left_alone_and_the_rest_retried(archive: tuple[str, str, dict[str, str]]) -> None:
     src, dest, _ = archive
     plan = plan_archive(src, dest, "m1", shard_size=10)
-    todo = sorted(o.key for o in plan.todo)
+    todo = sorted(plan.todo["key"].to_pylist())
     # bad.jpg: a known failure; repaired.png too (its file has not changed yet); vanished.png: a
     # transient failure, retried; text.jpg and upgraded.jpg: judged by an older tool, retried;
     # new-model.png: done already with m1.
     assert todo == ["text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 2 and plan.already_done == 1
     # A new model redoes what the old one colorized, but not what no model can read.
     plan = plan_archive(src, dest, "m2", shard_size=10)
-    assert sorted(o.key for o in plan.todo) == ["new-model.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 2
+    assert sorted(plan.todo["key"].to_pylist()) == ["new-model.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 2
 
 
 def test_a_changed_file_is_retried_at_once_and_retry_failed_retries_all(archive: tuple[str, str, dict[str, str]]) -> None:
@@ -154,9 +155,9 @@ def test_a_changed_file_is_retried_at_once_and_retry_failed_retries_all(archive:
     open_store(src).write("repaired.png", _png(200, size=(48, 32)))
     assert {o.key: o.etag for o in open_store(src).list()}["repaired.png"] != etag["repaired.png"]
     plan = plan_archive(src, dest, "m1", shard_size=10)
-    assert sorted(o.key for o in plan.todo) == ["repaired.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 1
+    assert sorted(plan.todo["key"].to_pylist()) == ["repaired.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 1
     plan = plan_archive(src, dest, "m1", shard_size=10, retry_failed=True)
-    assert sorted(o.key for o in plan.todo) == ["bad.jpg", "repaired.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 0
+    assert sorted(plan.todo["key"].to_pylist()) == ["bad.jpg", "repaired.png", "text.jpg", "upgraded.jpg", "vanished.png"] and plan.known_failed == 0
 
 
 def test_status_lists_known_failures_with_their_reasons(archive: tuple[str, str, dict[str, str]]) -> None:

@@ -9,7 +9,6 @@ destination whose events keep coming does not fire."""
 from __future__ import annotations
 
 import html
-import os
 import threading
 import time
 from collections.abc import Callable

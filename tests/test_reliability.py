@@ -12,19 +12,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
-from colorize_core.archive.history import summarize
+from colorize_core.archive.summary import summarize
 from colorize_core.archive.layout import LEASE_KEY, plan_key
-from colorize_core.archive.lease import DestinationBusy, Lease, read_lease
-from colorize_core.data.sharding import Manifest, list_images, write_manifest
+from colorize_core.archive.lease import ConditionalWritesIgnored, DestinationBusy, Lease, read_lease
+from colorize_core.data.sharding import Manifest, list_images, write_manifest, write_plan
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
 from colorize_core.storage import errors
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
 from colorize_core.storage.procs import this_host
-from colorize_core.storage.stores import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, StorageError, child_uri, open_store
+from colorize_core.storage.stores import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, ObjectStore, StorageError, child_uri, open_store
 from tests.conftest import gray_archive
 
 
@@ -243,7 +244,11 @@ def test_temporaries_of_a_dead_writer_are_swept(tmp_path: Path) -> None:
     assert [o.key for o in store.list()] == []  # temporaries are never listed
 
 
-def test_lease_is_exclusive_renewed_released_and_taken_over_when_abandoned(store_uri: str) -> None:
+def test_lease_is_exclusive_renewed_released_and_taken_over_when_abandoned(any_store_uri: str) -> None:
+    """On a folder and on each real S3 server (moto, SeaweedFS, Ceph RGW: Ceph matches If-Match
+    only with an unquoted ETag, and before the fix no renewal landed and no expired lease could
+    be taken over there)."""
+    store_uri = any_store_uri
     with Lease(store_uri, "run-a", ttl_s=2.0) as first:
         with pytest.raises(DestinationBusy, match="run-a"):
             Lease(store_uri, "run-b").acquire()
@@ -264,9 +269,10 @@ def test_lease_is_exclusive_renewed_released_and_taken_over_when_abandoned(store
     assert not taker.lost
 
 
-def test_a_lease_write_refused_after_its_lost_reply_is_still_ours(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lease_write_refused_after_its_lost_reply_is_still_ours(any_store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A conditional write succeeds, its reply is lost, the retry is refused (412): the lease
     names this run, so it is ours, not taken by another."""
+    store_uri = any_store_uri
     lease = Lease(store_uri, "run-a", ttl_s=0.4)
     store = lease.store
     real_create, real_replace = store.create, store.replace
@@ -278,18 +284,71 @@ def test_a_lease_write_refused_after_its_lost_reply_is_still_ours(store_uri: str
     assert read_lease(store_uri) is None
 
 
-def test_a_lost_lease_stops_the_runs_shards(tmp_path: Path) -> None:
+def test_a_lost_lease_stops_the_runs_shards(any_store_uri: str) -> None:
+    """Also on the real S3 servers: a renewal from an etag that is no longer the lease's is
+    refused (on Ceph, the retry in the other ETag form must not make it land)."""
     from colorize_core.storage.errors import Interrupted, run_stop
 
-    dest = str(tmp_path / "dest")
+    dest = any_store_uri
     with Lease(dest, "run-a", ttl_s=0.4) as lease:
         other = {"host": "elsewhere", "pid": 1, "run_id": "run-b", "acquired_at": "x", "heartbeat_at": "x", "expires_at": "2999-01-01T00:00:00+00:00"}
         open_store(dest).write(LEASE_KEY, json.dumps(other).encode())  # taken over while we stalled
-        time.sleep(0.3)
+        deadline = time.monotonic() + 5  # the next heartbeat (every 0.1 s) finds out; over HTTP it takes a little longer
+        while not lease.lost and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert lease.lost and run_stop("run-a").is_set()
         with pytest.raises(Interrupted):
             errors.check_stop("run-a")
     assert read_lease(dest)[0].run_id == "run-b"  # type: ignore[index]  # not deleted by the loser
+
+
+class IgnoresConditions:
+    """A store that takes If-None-Match and If-Match and ignores them, as some S3-compatible
+    stores do: every create and replace overwrites."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.inner, self.uri = store, store.uri
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def create(self, key: str, data: bytes) -> str | None:
+        self.inner.write(key, data)
+        return self.inner.etag(key)
+
+    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+        self.inner.write(key, data)
+        return self.inner.etag(key)
+
+
+def test_a_store_that_ignores_conditional_writes_stops_the_lease_in_one_line(any_store_uri: str) -> None:
+    """Taking a lease first checks that the store refuses a second create of a probe object: on
+    one that does not, the run stops, naming the store and --no-lease, before it overwrites the
+    holder's lease; the probe is not left behind. The real stores pass the check."""
+    from flows import exits
+
+    store = open_store(any_store_uri)
+    holder = {"host": "elsewhere", "pid": 1, "run_id": "run-live", "acquired_at": "x", "heartbeat_at": "x", "expires_at": "2999-01-01T00:00:00+00:00"}
+    store.write(LEASE_KEY, json.dumps(holder).encode())
+    lease = Lease(any_store_uri, "run-a")
+    lease.store = IgnoresConditions(lease.store)  # type: ignore[assignment]
+    with pytest.raises(ConditionalWritesIgnored) as err:
+        lease.acquire()
+    message = exits.one_line(err.value)
+    assert message == str(err.value) and store.uri in message and "--no-lease" in message and "unsafe" in message
+    assert read_lease(any_store_uri)[0].run_id == "run-live"  # type: ignore[index]  # the holder's lease stands
+    assert [o.key for o in store.list("_colorize/")] == [LEASE_KEY]  # no probe left
+    # The same store, honest: the check passes and the usual refusal names the holder.
+    with pytest.raises(DestinationBusy, match="run-live"):
+        Lease(any_store_uri, "run-a").acquire()
+    assert [o.key for o in store.list("_colorize/")] == [LEASE_KEY]
+
+
+def test_no_lease_is_an_archive_option() -> None:
+    from flows.cli import build_parser
+
+    assert build_parser().parse_args(["archive", "src", "--dest", "out", "--no-lease"]).no_lease is True
+    assert build_parser().parse_args(["archive", "src", "--dest", "out"]).no_lease is False
 
 
 def test_a_lease_waits_for_its_holder_when_asked(tmp_path: Path) -> None:
@@ -323,7 +382,7 @@ def test_status_shows_what_a_killed_run_planned_and_did_not_do(tmp_path: Path, t
     gray_archive(src, 6)
     plan = plan_archive(src, dest, read_model_id(tiny_checkpoint), shard_size=2)
     run_id = "20261127T010000-deadbeef"
-    write_manifest(Manifest(plan.source, 2, plan.todo), child_uri(dest, plan_key(run_id)))
+    write_plan(plan.manifest(), plan.source, 2, child_uri(dest, plan_key(run_id)))
     colorize_shard(src, dest, plan.shard(0), shared_colorizer(str(tiny_checkpoint), "cpu"), run_id=run_id, shard=0)
     # ... and the run was killed here: shards 1 and 2 never ran.
     summary = summarize(dest)

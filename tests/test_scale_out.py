@@ -1,6 +1,6 @@
-"""Scale-out: colorize-archive runs one flow run per shard on a work pool through
-`run_deployment`, against a real Prefect server and a `process` worker started here (the same
-path a Kubernetes pool with one GPU per pod takes)."""
+"""Scale-out: colorize-archive runs a few flow runs on a work pool through `run_deployment`, each
+working through the shards it claims, against a real Prefect server and a `process` worker
+started here (the same path a Kubernetes pool with one GPU per pod takes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.archive.history import read_output_rows
+from colorize_core.storage.stores import open_store
 from flows.colorize_archive import colorize_archive, colorize_shard_flow
 from tests.conftest import gray_archive
 from tests.prefect_server import drain_prefect_workers, prefect_server, process_worker
@@ -27,13 +28,14 @@ def test_shards_run_as_flow_runs_on_a_process_work_pool(tmp_path: Path, tiny_che
             flow.deploy(name="shard", work_pool_name="scale-test", build=False, push=False, print_next_steps=False)
             summary = colorize_archive(
                 str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), shard_size=2,
-                device="cpu", deployment="colorize-shard/shard",
+                device="cpu", deployment="colorize-shard/shard", pool_workers=2,
             )
         assert summary["ok"] == 5 and summary["failed"] == 0
         assert sorted(r["key"] for r in read_output_rows(str(tmp_path / "out"))) == sorted(keys)
         with get_client(sync_client=True) as client:
             runs = [r for r in client.read_flow_runs() if r.deployment_id is not None]
-            assert len(runs) == 3  # 5 images in shards of 2
+            assert len(runs) == 2  # two workers for 5 images in 3 shards of 2
             assert all(r.state is not None and r.state.is_completed() for r in runs)
-            assert {r.parameters["shard"] for r in runs} == {0, 1, 2}
+            assert {r.parameters["shard"] for r in runs} == {0, 1} and all(r.parameters["claim"] for r in runs)  # where each began
+        assert not list(open_store(str(tmp_path / "out")).list("_colorize/claims/"))  # the run's claims went with it
         drain_prefect_workers()

@@ -1,4 +1,5 @@
-"""One set of assertions, run against a local folder and against a real S3 server over HTTP."""
+"""One set of assertions, run against a local folder and against real S3 servers over HTTP: moto
+(a mock of AWS), SeaweedFS and Ceph RGW (tests/conftest.py `any_store_uri`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from colorize_core.storage.stores import InvalidKeyError, LocalStore, ObjectNotFound, S3Store, StorageError, open_store, split_uri
 
 
-def test_write_read_exists_delete(store_uri: str) -> None:
-    store = open_store(store_uri)
+def test_write_read_exists_delete(any_store_uri: str) -> None:
+    store = open_store(any_store_uri)
     assert not store.exists("a/b.jpg")
     store.write("a/b.jpg", b"\xff\xd8data")
     assert store.exists("a/b.jpg")
@@ -25,8 +26,8 @@ def test_write_read_exists_delete(store_uri: str) -> None:
         store.read("a/b.jpg")
 
 
-def test_listing_is_sorted_paginated_and_carries_size_and_etag(store_uri: str) -> None:
-    store = open_store(store_uri)
+def test_listing_is_sorted_paginated_and_carries_size_and_etag(any_store_uri: str) -> None:
+    store = open_store(any_store_uri)
     keys = ["z.jpg", "a/2.png", "a/10.png", "b c/é ü.jpg", "a/1.png"]
     for i, k in enumerate(keys):
         store.write(k, b"x" * (i + 1))
@@ -44,8 +45,8 @@ def test_listing_is_sorted_paginated_and_carries_size_and_etag(store_uri: str) -
 
 
 @pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/x", "a\x00b", "a\nb", "", "a//b", "./a", "C:/x", "a\\b"])
-def test_hostile_keys_are_refused(store_uri: str, key: str) -> None:
-    store = open_store(store_uri)
+def test_hostile_keys_are_refused(any_store_uri: str, key: str) -> None:
+    store = open_store(any_store_uri)
     with pytest.raises(InvalidKeyError):
         store.write(key, b"x")
     with pytest.raises(InvalidKeyError):
@@ -68,12 +69,12 @@ def test_local_writes_are_atomic_and_hide_temporaries(tmp_path: Path) -> None:
     assert [o.key for o in store.list()] == ["k.bin"]
 
 
-def test_a_reader_never_sees_a_partial_object(store_uri: str) -> None:
+def test_a_reader_never_sees_a_partial_object(any_store_uri: str) -> None:
     """While a writer rewrites a 4 MB object over and over, a reader sees the old or the new
     bytes whole, every time: never a prefix, never a mix."""
     import threading
 
-    store = open_store(store_uri)
+    store = open_store(any_store_uri)
     versions = [bytes([v]) * (4 << 20) for v in range(4)]
     store.write("big.bin", versions[0])
     done = threading.Event()
@@ -124,8 +125,8 @@ def test_s3_honours_the_endpoint_variable(s3_bucket: str, s3_endpoint: str) -> N
     assert raw["Body"].read() == b"hi"
 
 
-def test_ranged_reads(store_uri: str) -> None:
-    store = open_store(store_uri)
+def test_ranged_reads(any_store_uri: str) -> None:
+    store = open_store(any_store_uri)
     store.write("blob.bin", bytes(range(100)))
     assert store.read_range("blob.bin", 0, 8) == bytes(range(8))
     assert store.read_range("blob.bin", 95, 20) == bytes(range(95, 100))  # fewer at the end
@@ -154,9 +155,63 @@ def test_local_listing_walks_only_the_prefix_folder(tmp_path: Path, monkeypatch:
     assert list(store.list("missing/")) == [] and len(list(store.list())) == 4
 
 
-def test_object_size(store_uri: str) -> None:
-    store = open_store(store_uri)
+def test_object_size(any_store_uri: str) -> None:
+    store = open_store(any_store_uri)
     store.write("sized.bin", b"x" * 1234)
     assert store.size("sized.bin") == 1234
     with pytest.raises(ObjectNotFound):
         store.size("missing.bin")
+
+
+def test_conditional_create_and_replace(any_store_uri: str) -> None:
+    """What the lease rests on: a create refused once the key exists, a replace refused unless
+    the etag is the current one (whatever form of the ETag the store matches), never a silent
+    overwrite."""
+    store = open_store(any_store_uri)
+    first = store.create("lease.json", b"one")
+    assert first and store.etag("lease.json") == first
+    assert store.create("lease.json", b"two") is None and store.read("lease.json") == b"one"
+    second = store.replace("lease.json", b"two", first)
+    assert second and second != first and store.read("lease.json") == b"two" and store.etag("lease.json") == second
+    assert store.replace("lease.json", b"three", first) is None and store.read("lease.json") == b"two"  # a stale etag
+    third = store.replace("lease.json", b"three", second)  # the form learned (or not needed) holds for the next one
+    assert third and store.read("lease.json") == b"three"
+    assert store.replace("missing.json", b"x", third) is None and not store.exists("missing.json")
+    store.delete("lease.json")
+    assert store.create("lease.json", b"again")  # free again once deleted
+
+
+def test_racing_writers_have_exactly_one_winner(any_store_uri: str) -> None:
+    """Eight writers create the same key at once, then eight replace it from the same etag:
+    one wins each round, the others are refused, and the object is the winner's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(any_store_uri)
+    bodies = [f"writer {i}".encode() for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda body: store.create("race.json", body), bodies))
+        winners = [b for b, etag in zip(bodies, created) if etag]
+        assert len(winners) == 1 and store.read("race.json") == winners[0]
+        base = store.etag("race.json")
+        replaced = list(pool.map(lambda body: store.replace("race.json", body + b" again", base), bodies))
+    winners = [b + b" again" for b, etag in zip(bodies, replaced) if etag]
+    assert len(winners) == 1 and store.read("race.json") == winners[0]
+
+
+def test_a_key_the_store_refuses_is_a_key_error_with_its_reason(s3_on: tuple[str, str]) -> None:
+    """A key the project accepts but the store will not hold (SeaweedFS: a file name, the last
+    segment, over 255 bytes) is an InvalidKeyError carrying the store's reason (so it becomes that photo's failed
+    row, write_output), not a failed shard; the stores that hold it read it back."""
+    server, bucket = s3_on
+    store = open_store(f"s3://{bucket}/out")
+    key = "long/" + "n" * 300 + ".png"
+    assert store.check_key(key) is None  # within S3's 1024 bytes: nothing the project refuses
+    if server == "seaweedfs":
+        with pytest.raises(InvalidKeyError, match="refuses key.*KeyTooLongError") as err:
+            store.write(key, b"x")
+        assert err.value.permanent
+        with pytest.raises(InvalidKeyError, match="KeyTooLongError"):
+            store.create(key, b"x")
+    else:
+        store.write(key, b"x")
+        assert store.read(key) == b"x"

@@ -32,6 +32,7 @@ def _cfg(photo_dir: Path, out: Path, **kw: object) -> TrainConfig:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 @pytest.mark.parametrize("arch", ["residual_encoder", "hypercolumn"])
 def test_overfitting_a_fixed_batch_drives_the_loss_down(photo_dir: Path, arch: str) -> None:
     torch.manual_seed(0)
@@ -56,6 +57,7 @@ def test_steps_zero_writes_an_untrained_checkpoint(photo_dir: Path, tmp_path: Pa
     assert result.step == 0 and ckpt.meta["step"] == 0 and ckpt.model_id == result.model_id
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_resume_continues_at_the_same_step_with_the_same_state(photo_dir: Path, tmp_path: Path) -> None:
     kw = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
     straight = train(_cfg(photo_dir, tmp_path / "straight.safetensors", **kw), log_every=1)

@@ -1,6 +1,6 @@
 """The metadata history of a destination: every colorization run's rows, under
-`DEST/_colorize/metadata/`, its summary (`colorize status`) and compaction; and the pruning of
-finished runs' plans.
+`DEST/_colorize/metadata/`, read whole or a batch at a time (planning.py and summary.py keep only
+what they need of each batch), its compaction, and the pruning of finished runs' plans.
 
 Each shard of each run commits one small Parquet file (`<run_id>-shard-NNNNN.parquet`). A nightly
 schedule over years makes tens of thousands of them, and planning reads the whole history every
@@ -15,22 +15,25 @@ to read its shard files, is left alone (a scale-out run waits at most 24 h for i
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from colorize_core.archive.failures import current_judge, is_known_failure
-from colorize_core.archive.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
-from colorize_core.storage.records import OUTPUT_SCHEMA, output_table_from_bytes, rows_to_table, table_from_bytes, table_metadata, table_to_bytes
-from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
+from colorize_core.archive.layout import CLAIMS_PREFIX, COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
+from colorize_core.storage.records import OUTPUT_SCHEMA, output_table_from_bytes, rows_to_table, table_metadata, table_to_bytes
+from colorize_core.storage.stores import ObjectInfo, ObjectNotFound, ObjectStore, RangeReader, open_store
 
 MIN_AGE = timedelta(hours=48)
 T = TypeVar("T")
+# Metadata files up to this size are read whole (one GET); a bigger one (a compacted year of
+# runs) through ranged reads of the columns asked for, a batch at a time.
+WHOLE_READ_BYTES = 16 << 20
+BATCH_ROWS = 1 << 16
 
 
 def _files(store: ObjectStore) -> list[str]:
@@ -53,6 +56,53 @@ def _tables(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | No
         if key not in absorbed and key not in compacted:
             tables.append((key, output_table_from_bytes(store.read(key), columns=columns)))
     return [t for _, t in tables]
+
+
+def _parquet(store: ObjectStore, obj: ObjectInfo) -> pq.ParquetFile:
+    source = io.BytesIO(store.read(obj.key)) if obj.size <= WHOLE_READ_BYTES else RangeReader(store, obj.key, size=obj.size)
+    return pq.ParquetFile(source)  # type: ignore[arg-type]  # RangeReader is a seekable raw file
+
+
+def live_files(store: ObjectStore) -> list[ObjectInfo]:
+    """The live metadata files, compacted files first: those no compaction absorbed (see
+    `_tables`), learnt from the compacted files' footers alone."""
+    files = sorted((o for o in store.list(META_PREFIX) if o.key.endswith(".parquet")), key=lambda o: o.key)
+    compacted = [o for o in files if o.key[len(META_PREFIX) :].startswith(COMPACTED)]
+    absorbed: set[str] = set()
+    for obj in compacted:
+        with pq.ParquetFile(RangeReader(store, obj.key, size=obj.size)) as footer:  # type: ignore[arg-type]
+            absorbed.update(table_metadata(footer.schema_arrow.empty_table()).get("absorbed", []))
+    first = {o.key for o in compacted}
+    return [o for o in compacted if o.key not in absorbed] + [o for o in files if o.key not in absorbed and o.key not in first]
+
+
+def _batches(store: ObjectStore, columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None) -> Iterator[pa.RecordBatch]:
+    """The live files' rows as record batches of `columns` (a column an older file lacks reads
+    as nulls), each passed through `keep` (a filter) when given: a year of history is never
+    in memory at once. A row may come twice (see `_tables`): for sets, not counts."""
+    for obj in live_files(store):
+        parquet = _parquet(store, obj)
+        present = set(parquet.schema_arrow.names)
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in columns if c in present]):
+            arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, OUTPUT_SCHEMA.field(c).type) for c in columns]
+            out = pa.RecordBatch.from_arrays(arrays, names=list(columns))
+            out = keep(out) if keep is not None else out
+            if out.num_rows:
+                yield out
+
+
+def scan_history(dest: str, columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None, attempts: int = 3) -> pa.Table:
+    """The rows under `dest` that `keep` keeps (all when None), with `columns`, as one table.
+    Memory holds what is kept, plus one batch."""
+    store = open_store(dest)
+    schema = pa.schema([OUTPUT_SCHEMA.field(c) for c in columns])
+    if keep is not None:  # keep may change the columns' types (dictionary-encode them, say)
+        schema = keep(pa.RecordBatch.from_pylist([], schema=schema)).schema
+
+    def read() -> pa.Table:
+        return pa.Table.from_batches(list(_batches(store, columns, keep)), schema=schema)
+
+    return _listed_again(read, attempts)
 
 
 def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -87,146 +137,6 @@ def read_output_rows(dest: str, columns: list[str] | None = None, attempts: int 
     return _listed_again(lambda: _read(store, sorted(_files(store)), columns), attempts)
 
 
-def read_output_tables(dest: str, columns: Sequence[str], attempts: int = 3) -> list[pa.Table]:
-    """The metadata under `dest` as Arrow tables, one per live file, for planning: no Python
-    object per row. A row may appear twice (see `_tables`): use it for sets, not counts."""
-    store = open_store(dest)
-    return _listed_again(lambda: _tables(store, sorted(_files(store)), columns), attempts)
-
-
-PLAN_COLUMNS = ("key", "source_etag", "model_id", "status", "permanent", "judged_by", "error", "run_id", "processed_at")
-
-
-def ok_pairs(tables: Sequence[pa.Table], model_id: str) -> set[tuple[str, str]]:
-    """(key, etag) pairs that have an ok row for this model."""
-    done: set[tuple[str, str]] = set()
-    for table in tables:
-        ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["model_id"], model_id)))
-        done.update(zip(ok.column("key").to_pylist(), ok.column("source_etag").to_pylist()))
-    return done
-
-
-def _recency(row: dict[str, Any]) -> tuple[Any, str]:
-    """The order of a source's rows: the latest decides its state."""
-    return (row["processed_at"], row["run_id"])
-
-
-def known_failures(tables: Sequence[pa.Table]) -> dict[str, tuple[str, str]]:
-    """key -> (etag, reason) of every source whose latest row is a known failure (failures.py):
-    the next run leaves it alone while its etag is the same. Only the rows of sources that ever
-    failed become Python objects."""
-    failed: set[str] = set()
-    for table in tables:
-        failed.update(table.filter(pc.equal(table["status"], "failed")).column("key").to_pylist())
-    if not failed:
-        return {}
-    value_set = pa.array(sorted(failed), pa.string())
-    latest: dict[str, dict[str, Any]] = {}
-    for table in tables:
-        for row in table.filter(pc.is_in(table["key"], value_set=value_set)).to_pylist():
-            held = latest.get(row["key"])
-            if held is None or _recency(row) >= _recency(held):
-                latest[row["key"]] = row
-    judged_by = current_judge()
-    return {key: (row["source_etag"], row["error"]) for key, row in latest.items() if is_known_failure(row, judged_by)}
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    counts: dict[str, int]
-    started: str  # ISO time of the run's first row
-    models: list[str]
-
-
-@dataclass
-class HistorySummary:
-    """Where a destination stands: each source's latest outcome, its models, its recent runs."""
-
-    sources: int
-    latest: dict[str, int]  # status -> sources whose latest row has it
-    ok_by_model: dict[str, int]  # model id -> sources whose latest row is ok with it
-    runs: list[RunSummary]  # newest first
-    failing: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of every source still failing
-    # The failing sources that are known failures (failures.py): the next run does not retry
-    # them unless the file changes, or `--retry-failed`. The rest of `failing` it retries.
-    known_failures: list[tuple[str, str]] = field(default_factory=list)
-    pending: list[tuple[str, str]] = field(default_factory=list)  # (key, run id) planned by a run that did not finish them
-    # (key, reason with the decision's figures) of every source whose latest row skipped it as a
-    # real colour photo (colorize_core/monochrome.py); `--colour-photos colorize` colorizes them.
-    skipped_as_colour: list[tuple[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def planned_not_done(dest: str, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """key -> run id, for every source a run planned (plans of the last `MIN_AGE`) that has no
-    row from that run or a later one: what a killed or still running run has yet to do."""
-    store = open_store(dest)
-    # Run ids sort by their start time (layout.py): comparing them needs no host's clock.
-    last_run: dict[str, str] = {}
-    for row in rows:
-        if row["key"] not in last_run or row["run_id"] > last_run[row["key"]]:
-            last_run[row["key"]] = row["run_id"]
-    pending: dict[str, str] = {}
-    for obj in sorted(store.list(PLANS_PREFIX), key=lambda o: o.key):
-        if run_started(obj.key) is None:
-            continue
-        run_id = obj.key[len(PLANS_PREFIX) :].removesuffix(".parquet")
-        try:
-            keys = table_from_bytes(store.read(obj.key), columns=["key"]).column("key").to_pylist()
-        except ObjectNotFound:
-            continue  # pruned since the listing
-        for key in keys:
-            seen = last_run.get(key)
-            if seen is None or seen < run_id:
-                pending[key] = run_id
-            else:
-                pending.pop(key, None)  # an earlier plan's source that this later run did
-    return pending
-
-
-def summarize(dest: str) -> HistorySummary:
-    """Summarize every row under `dest` (the latest row of each source decides its state; a
-    source planned since then and not done yet is `pending`)."""
-    rows = read_output_rows(dest, columns=["key", "model_id", "status", "error", "permanent", "judged_by", "run_id", "processed_at"])
-    pending = planned_not_done(dest, rows)
-    latest: dict[str, dict[str, Any]] = {}
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        runs.setdefault(row["run_id"], []).append(row)
-        held = latest.get(row["key"])
-        if held is None or _recency(row) >= _recency(held):
-            latest[row["key"]] = row
-    run_list = [
-        RunSummary(
-            run_id,
-            dict(Counter(r["status"] for r in rs)),
-            min(r["processed_at"] for r in rs).isoformat(),
-            sorted({r["model_id"] for r in rs}),
-        )
-        for run_id, rs in runs.items()
-    ]
-    run_list.sort(key=lambda r: r.started, reverse=True)
-    settled = [r for key, r in latest.items() if key not in pending]
-    states = Counter(r["status"] for r in settled)
-    failing = sorted((r["key"], r["error"]) for r in settled if r["status"] == "failed")
-    known = sorted((r["key"], r["error"]) for r in settled if is_known_failure(r))
-    if pending:
-        states["pending"] = len(pending)
-    return HistorySummary(
-        sources=len(set(latest) | set(pending)),
-        latest=dict(states),
-        ok_by_model=dict(Counter(r["model_id"] for r in settled if r["status"] == "ok")),
-        runs=run_list,
-        failing=failing,
-        known_failures=known,
-        pending=sorted(pending.items()),
-        skipped_as_colour=sorted((r["key"], r["error"]) for r in settled if r["status"] == "skipped"),
-    )
-
-
 @dataclass(frozen=True)
 class Compaction:
     key: str | None  # the compacted file written, or None when there was too little to fold
@@ -258,10 +168,13 @@ def compact_history(dest: str, *, min_files: int = 64, min_age: timedelta = MIN_
 
 
 def prune_plans(dest: str, *, min_age: timedelta = MIN_AGE, now: datetime | None = None) -> int:
-    """Delete the plan manifests of runs older than `min_age` (only a running run's shard tasks
-    read its plan); returns how many went."""
+    """Delete the plan manifests, and the shard claims (claims.py) a run that ended early left,
+    of runs older than `min_age` (only a running run's shard tasks read them); returns how many
+    plans went."""
     store = open_store(dest)
     cutoff = (now or datetime.now(timezone.utc)) - min_age
+    for claim in [o.key for o in store.list(CLAIMS_PREFIX) if (started := run_started(o.key)) is not None and started < cutoff]:
+        store.delete(claim)
     old = [o.key for o in store.list(PLANS_PREFIX) if (started := run_started(o.key)) is not None and started < cutoff]
     for key in old:
         store.delete(key)

@@ -2,8 +2,10 @@
 
 A colorize-archive destination (DEST):
   <key of each source>             the colorized photo (same relative key; GIF becomes PNG)
-  _colorize/metadata/              one Parquet file per shard per run, and compacted files
+  _colorize/metadata/              one Parquet file per shard per run (a long shard's earlier
+                                   parts beside it), and compacted files
   _colorize/plans/<run id>.parquet what a run planned, one row group per shard
+  _colorize/claims/<run id>/NNNNN  which worker of a run on a work pool took each shard (claims.py)
   _colorize/lease.json             the run holding DEST now (lease.py)
   _colorize/gallery.html           before / after page of the latest run
 
@@ -27,6 +29,7 @@ from colorize_core.storage.stores import open_store
 # colorize-archive destinations
 META_PREFIX = "_colorize/metadata/"
 PLANS_PREFIX = "_colorize/plans/"
+CLAIMS_PREFIX = "_colorize/claims/"
 COMPACTED = "compacted-"  # metadata files that fold finished runs' files into one
 LEASE_KEY = "_colorize/lease.json"
 GALLERY_KEY = "_colorize/gallery.html"
@@ -55,8 +58,15 @@ def run_started(key: str) -> datetime | None:
         return None
 
 
-def metadata_key(run_id: str, shard: int) -> str:
-    return f"{META_PREFIX}{run_id}-shard-{shard:05d}.parquet"
+def metadata_key(run_id: str, shard: int, part: int | None = None) -> str:
+    """A shard's metadata file: its last (or only) part is `...-shard-NNNNN.parquet`; the parts
+    a long shard commits before it (every few hundred photos, shards.py) are `.pMMMM` before it."""
+    return f"{META_PREFIX}{run_id}-shard-{shard:05d}{'' if part is None else f'.p{part:04d}'}.parquet"
+
+
+def shard_of(key: str) -> int:
+    """The shard number in a `metadata_key`, part or not."""
+    return int(key.rsplit("-shard-", 1)[1].split(".", 1)[0])
 
 
 def compacted_key(now: datetime) -> str:
@@ -65,6 +75,14 @@ def compacted_key(now: datetime) -> str:
 
 def plan_key(run_id: str) -> str:
     return f"{PLANS_PREFIX}{run_id}.parquet"
+
+
+def claims_prefix(run_id: str) -> str:
+    return f"{CLAIMS_PREFIX}{run_id}/"
+
+
+def claim_key(run_id: str, shard: int) -> str:
+    return f"{claims_prefix(run_id)}{shard:05d}"
 
 
 def shard_key(index: int) -> str:

@@ -11,6 +11,12 @@ raises `DestinationBusy`, naming the holder, or waits for the lease with `wait_s
 A conditional write whose reply was lost is retried and then refused (the first attempt had
 succeeded): every refusal is therefore checked against the lease as it now reads, and a lease
 that names this process and run is ours.
+
+All of it rests on the store honouring conditional writes. Some S3-compatible stores accept the
+headers and ignore them, which would let every run "take" the lease at once: before taking it, a
+run writes a probe object (`_colorize/probe-<run id>`) twice with `If-None-Match: *`, and a store
+that does not refuse the second write stops the run with `ConditionalWritesIgnored`, naming the
+store and `--no-lease` (runs without exclusion: unsafe).
 """
 
 from __future__ import annotations
@@ -33,8 +39,39 @@ DEFAULT_TTL_S = 600.0
 log = logging.getLogger(__name__)
 
 
+PROBE_PREFIX = "_colorize/probe-"  # + run id: the conditional-write check, deleted at once
+
+
 class DestinationBusy(RuntimeError):
     """Another run holds the destination's lease."""
+
+
+class ConditionalWritesIgnored(RuntimeError):
+    """The destination's store does not refuse a create of an existing object: no lease can
+    keep two runs apart on it."""
+
+
+def check_conditional_writes(store: ObjectStore, run_id: str) -> None:
+    """Raise ConditionalWritesIgnored unless `store` refuses a second create of the same key.
+    A first create refused as well means the probe of a run with this id is left over (the run
+    crashed between its two writes): the second is then the test."""
+    key = f"{PROBE_PREFIX}{run_id}"
+    try:
+        store.create(key, b"first")
+        second = store.create(key, b"second")
+    finally:
+        try:
+            store.delete(key)
+        except ObjectNotFound:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a stray probe is harmless; the check's answer is what counts
+            log.warning("could not delete the probe %s on %s: %s", key, store.uri, exc)
+    if second is not None:
+        raise ConditionalWritesIgnored(
+            f"{store.uri} does not honour conditional writes (a second create of {key} with If-None-Match was not refused), "
+            "so no lease can keep two runs apart on it; to run anyway without exclusion, pass --no-lease "
+            "(unsafe: two runs at once may write the same outputs twice)"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +164,7 @@ class Lease:
         return current[0] if current is not None else _unknown("a run that keeps taking and releasing it")
 
     def acquire(self) -> None:
+        check_conditional_writes(self.store, self.run_id)  # before the first create: an ignoring store would overwrite a holder's lease
         deadline = time.monotonic() + self.wait_s
         while True:
             self.acquired_at = datetime.now(timezone.utc).isoformat()

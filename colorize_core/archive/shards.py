@@ -2,7 +2,8 @@
 
 For each source image: read, decode, colorize (in batches), write the colour image under the
 destination at the same relative key, and record one row (records.OUTPUT_SCHEMA) in the shard's
-metadata file `_colorize/metadata/<run_id>-shard-NNNNN.parquet` (history.py reads and compacts them). A bad image, or a
+metadata, committed in parts (`_Parts`; the last is `_colorize/metadata/<run_id>-shard-NNNNN.parquet`;
+history.py reads and compacts them). A bad image, or a
 key the destination cannot hold, is a failed row; a storage error that outlived its retries
 propagates, and the shard stays uncommitted for the next run. A photo that is already in real
 colour is a skipped row: colorizing it would only lose its true colours. Planning skips every source whose
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from colorize_core.archive.history import PLAN_COLUMNS, known_failures, ok_pairs, read_output_tables
-from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap
+import pyarrow as pa
+
+from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, shard_of
+from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
-from colorize_core.data.sharding import list_images
+from colorize_core.data.sharding import listing_table, objects_of, with_shards
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage, output_name_for
@@ -34,28 +37,31 @@ from colorize_core.storage.stores import ObjectInfo, ObjectStore, open_store
 
 
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:
-    """Rebuild a run's shard outcomes from its metadata files: what a parent flow reads when
-    its shards ran as flow runs on other machines."""
+    """Rebuild a run's shard outcomes from its metadata files (a shard's parts together; a shard
+    without its last part did not finish and has none): what a parent flow reads when its shards
+    ran as flow runs on other machines."""
     store = open_store(dest)
-    outcomes = []
+    by_shard: dict[int, list[str]] = {}
     for obj in store.list(f"{META_PREFIX}{run_id}-shard-"):
-        shard = int(obj.key.rsplit("-", 1)[-1].split(".")[0])
-        rows = table_from_bytes(store.read(obj.key), columns=["key", "output_key", "status", "error"]).to_pylist()
-        outcomes.append(
-            ShardOutcome(
-                shard,
-                counts=dict(Counter(r["status"] for r in rows)),
-                failures=[(r["key"], r["error"]) for r in rows if r["status"] == "failed"],
-                samples=[(r["key"], r["output_key"]) for r in rows if r["status"] == "ok"][:samples_per_shard],
-                metadata_key=obj.key,
-            )
-        )
+        by_shard.setdefault(shard_of(obj.key), []).append(obj.key)
+    outcomes = []
+    for shard, keys in sorted(by_shard.items()):
+        if metadata_key(run_id, shard) not in keys:
+            continue
+        rows = [r for key in sorted(keys) for r in table_from_bytes(store.read(key), columns=["key", "output_key", "status", "error"]).to_pylist()]
+        outcomes.append(_outcome(shard, rows, samples_per_shard, 0.0, metadata_key(run_id, shard)))
     return outcomes
 
 
-def done_sources(dest: str, model_id: str) -> set[tuple[str, str]]:
-    """(key, etag) pairs that already have an ok row for this model."""
-    return ok_pairs(read_output_tables(dest, ["key", "source_etag", "model_id", "status"]), model_id)
+def _outcome(shard: int, rows: list[dict[str, Any]], samples: int, seconds: float, key: str) -> ShardOutcome:
+    return ShardOutcome(
+        shard,
+        counts=dict(Counter(r["status"] for r in rows)),
+        failures=[(r["key"], r["error"]) for r in rows if r["status"] == "failed"],
+        samples=[(r["key"], r["output_key"]) for r in rows if r["status"] == "ok"][:samples],
+        seconds=seconds,
+        metadata_key=key,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,17 +69,21 @@ class ArchivePlan:
     source: str
     dest: str
     model_id: str
-    todo: list[ObjectInfo]
+    todo: pa.Table  # LISTING_SCHEMA rows still to do, in key order
     already_done: int
     shard_size: int
     known_failed: int = 0  # listed sources left alone: known failures with the same etag
 
     @property
     def num_shards(self) -> int:
-        return -(-len(self.todo) // self.shard_size)
+        return -(-self.todo.num_rows // self.shard_size)
 
     def shard(self, index: int) -> list[ObjectInfo]:
-        return self.todo[index * self.shard_size : (index + 1) * self.shard_size]
+        return objects_of(self.todo.slice(index * self.shard_size, self.shard_size))
+
+    def manifest(self) -> pa.Table:
+        """The plan as a manifest table (MANIFEST_SCHEMA), for `sharding.write_plan`."""
+        return with_shards(self.todo, self.shard_size)
 
 
 def check_locations(source: str, dest: str) -> None:
@@ -86,23 +96,12 @@ def check_locations(source: str, dest: str) -> None:
 def plan_archive(source: str, dest: str, model_id: str, shard_size: int, *, retry_failed: bool = False, inventory: str | None = None) -> ArchivePlan:
     """List the source (or read its listing from the S3 Inventory report whose manifest.json is
     `inventory`) and keep what has no ok row for this model yet, less the known failures
-    (history.known_failures) whose etag has not changed, unless `retry_failed`."""
+    (failures.py) whose etag has not changed, unless `retry_failed`. In Arrow throughout
+    (planning.py): its cost is columns, not Python objects, at any archive size."""
     check_locations(source, dest)
     src, out = open_store(source), open_store(dest)
-    objects = list_images(src, out, inventory=inventory)
-    tables = read_output_tables(dest, PLAN_COLUMNS)
-    done = ok_pairs(tables, model_id)
-    known = {} if retry_failed else known_failures(tables)
-    todo, known_failed = [], 0
-    for o in objects:
-        if (o.key, o.etag) in done:
-            continue
-        failure = known.get(o.key)
-        if failure is not None and failure[0] == o.etag:
-            known_failed += 1
-            continue
-        todo.append(o)
-    return ArchivePlan(src.uri, out.uri, model_id, todo, len(objects) - len(todo) - known_failed, shard_size, known_failed)
+    planned = plan_listing(listing_table(src, out, inventory=inventory), dest, model_id, retry_failed=retry_failed)
+    return ArchivePlan(src.uri, out.uri, model_id, planned.todo, planned.already_done, shard_size, planned.known_failed)
 
 
 @dataclass
@@ -114,6 +113,10 @@ class ShardOutcome:
     seconds: float = 0.0
     metadata_key: str = ""
 
+
+# A shard commits its rows every PART_ROWS photos or PART_SECONDS, whichever comes first.
+PART_ROWS = 500
+PART_SECONDS = 60.0
 
 _colorizers: dict[tuple[str, str, int | None], Colorizer] = {}
 _colorizers_lock = threading.Lock()
@@ -157,8 +160,12 @@ def colorize_shard(
     io_threads: int = 4,
     device_jpeg: bool | None = None,
     label: bool = True,
+    part_rows: int = PART_ROWS,
+    part_seconds: float = PART_SECONDS,
 ) -> ShardOutcome:
-    """Colorize `items` from `source` into `dest` and write the shard's metadata file.
+    """Colorize `items` from `source` into `dest` and write the shard's metadata, in parts
+    (`_Parts`: every `part_rows` rows or `part_seconds`, whichever first); the items this run
+    already committed (a retried task) are not done again.
 
     Reading and decoding run ahead in `io_threads` threads, and encoding and writing run behind,
     while the model works on the current batch (Pillow, boto3 and torch release the GIL).
@@ -171,7 +178,9 @@ def colorize_shard(
     src, out = open_store(source), open_store(dest)
     model_id = colorizer.model_id
     use_device = colorizer.device.type == "cuda" if device_jpeg is None else device_jpeg
-    rows: dict[str, dict[str, Any]] = {}
+    parts = _Parts(out, run_id, shard, items, part_rows, part_seconds)
+    committed = parts.already()
+    todo = [obj for obj in items if obj.key not in committed]
     pool = ThreadPoolExecutor(max_workers=io_threads) if io_threads > 0 else None
     writes: list[Future[dict[str, Any]]] = []
     # Each write in flight holds its colorized image until it is encoded (a 100 MP output at 16
@@ -190,28 +199,31 @@ def colorize_shard(
             fut.add_done_callback(lambda _: writes_in_flight.release())
             writes.append(fut)
         else:
-            rows[item.obj.key] = write_output(out, item, out_key, result, values, model_id, run_id, label)
+            parts.add(write_output(out, item, out_key, result, values, model_id, run_id, label))
 
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
-        loaded: Iterable[Source] = _prefetch(pool, items, load_one, 2 * colorizer.batch_size) if pool else map(load_one, items)
+        loaded: Iterable[Source] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
         for chunk in batched(loaded, colorizer.batch_size):
-            check_stop(run_id)  # a stopping process or run abandons the shard uncommitted
+            check_stop(run_id)  # a stopping process or run abandons the rest of the shard uncommitted
             _colorize_chunk(chunk, colorizer, run_id, skip_colour, store_later)
             for item in chunk:
                 if item.row is not None:  # ended before the model: failed or skipped
-                    rows[item.obj.key] = item.row
+                    parts.add(item.row)
+            while writes and writes[0].done():
+                parts.add(writes.pop(0).result())  # a failed write (StorageError) propagates: its part stays uncommitted
+            parts.maybe_commit()
             if on_image is not None:
                 on_image(len(chunk))
         for fut in writes:
-            row = fut.result()  # a failed write (StorageError) propagates: the shard stays uncommitted
-            rows[row["key"]] = row
+            parts.add(fut.result())
         check_stop(run_id)
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    return _commit(out, items, rows, run_id, shard, samples, started)
+    rows = parts.finish()
+    return _outcome(shard, rows, samples, time.perf_counter() - started, metadata_key(run_id, shard))
 
 
 def _colorize_chunk(
@@ -237,16 +249,47 @@ def _colorize_chunk(
             store_later(item, output_name_for(item.obj.key), result, {"infer_s": infer_each})
 
 
-def _commit(out: ObjectStore, items: list[ObjectInfo], rows: dict[str, dict[str, Any]], run_id: str, shard: int, samples: int, started: float) -> ShardOutcome:
-    """Write the shard's metadata file, one row per source in plan order, after every output:
-    the rows are the commit of this shard's work. Returns its outcome."""
-    ordered = [rows[obj.key] for obj in items]
-    out.write(metadata_key(run_id, shard), table_to_bytes(rows_to_table(ordered, OUTPUT_SCHEMA)))
-    return ShardOutcome(
-        shard,
-        counts=dict(Counter(r["status"] for r in ordered)),
-        failures=[(r["key"], r["error"]) for r in ordered if r["status"] == "failed"],
-        samples=[(r["key"], r["output_key"]) for r in ordered if r["status"] == "ok"][:samples],
-        seconds=time.perf_counter() - started,
-        metadata_key=metadata_key(run_id, shard),
-    )
+def _committed_parts(out: ObjectStore, run_id: str, shard: int) -> tuple[int, list[dict[str, Any]]]:
+    """(parts, rows) this run has already committed of this shard: a retried shard task goes on
+    after them instead of writing their rows twice."""
+    prefix = metadata_key(run_id, shard, 0).rsplit(".p", 1)[0] + ".p"
+    keys = sorted(o.key for o in out.list(prefix))
+    return len(keys), [r for key in keys for r in table_from_bytes(out.read(key)).to_pylist()]
+
+
+class _Parts:
+    """A shard's rows, committed in parts as they become final (the source's output written, or
+    no output to write): every `rows` rows or `seconds` seconds, whichever comes first, so a
+    crash loses at most a part's work; the last part, `metadata_key(run_id, shard)`, marks the
+    shard done. Each part's rows are in plan order."""
+
+    def __init__(self, out: ObjectStore, run_id: str, shard: int, items: list[ObjectInfo], rows: int, seconds: float) -> None:
+        self.out, self.run_id, self.shard = out, run_id, shard
+        self.every_rows, self.every_s = rows, seconds
+        self.position = {obj.key: i for i, obj in enumerate(items)}
+        self.parts, self.committed = _committed_parts(out, run_id, shard)
+        self.ready: dict[str, dict[str, Any]] = {}
+        self.last = time.monotonic()
+
+    def already(self) -> set[str]:
+        return {r["key"] for r in self.committed}
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.ready[row["key"]] = row
+
+    def maybe_commit(self) -> None:
+        if len(self.ready) >= self.every_rows or (self.ready and time.monotonic() - self.last >= self.every_s):
+            self._write(metadata_key(self.run_id, self.shard, self.parts))
+            self.parts += 1
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Commit the last part (even with no rows: it says the shard is done); all its rows."""
+        self._write(metadata_key(self.run_id, self.shard))
+        return self.committed
+
+    def _write(self, key: str) -> None:
+        ordered = sorted(self.ready.values(), key=lambda r: self.position[r["key"]])
+        self.out.write(key, table_to_bytes(rows_to_table(ordered, OUTPUT_SCHEMA)))
+        self.committed.extend(ordered)
+        self.ready.clear()
+        self.last = time.monotonic()

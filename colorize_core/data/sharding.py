@@ -7,9 +7,11 @@ The same listing always gives the same shards: keys sorted in byte order, consec
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorize_core.data.config import DEFAULT_SHARD_SIZE
@@ -23,12 +25,16 @@ def is_image_key(key: str) -> bool:
     return not name.startswith(".") and ("." + name.rsplit(".", 1)[-1].lower()) in IMAGE_SUFFIXES
 
 
-def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None) -> list[ObjectInfo]:
-    """Image objects under the store, sorted by key, each key checked here, once: an object
-    whose key cannot be read safely, or whose output (`dest`) cannot be stored safely, carries
-    the reason in `problem` and becomes a failed row, never a failed shard. `inventory`: the
-    URI of an S3 Inventory report's manifest.json, read instead of listing the store
-    (storage/inventory.py).
+LISTING_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in ("key", "size", "etag", "problem")])
+
+
+def listing_table(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None, batch_rows: int = 1 << 16) -> pa.Table:
+    """Image objects under the store (LISTING_SCHEMA), sorted by key, each key checked here,
+    once: an object whose key cannot be read safely, or whose output (`dest`) cannot be stored
+    safely, carries the reason in `problem` and becomes a failed row, never a failed shard.
+    `inventory`: the URI of an S3 Inventory report's manifest.json, read instead of listing the
+    store (storage/inventory.py). Built `batch_rows` objects at a time: an archive's listing is
+    columns, never one Python object per photo.
 
     Raises `LocationNotFound` when the store's root does not exist: a typo in a nightly job is
     an error, while an existing empty folder is an empty archive."""
@@ -39,12 +45,66 @@ def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventor
         objects: Iterable[ObjectInfo] = read_inventory(inventory, store)
     else:
         objects = store.list()
-    listed = []
+    batches: list[pa.RecordBatch] = []
+    columns: tuple[list[str], list[int], list[str]] = ([], [], [])
     for o in objects:
         if is_image_key(o.key):
-            problem = store.check_key(o.key) or (dest.check_key(output_name_for(o.key)) if dest is not None else None)
-            listed.append(replace(o, problem=problem) if problem else o)
-    return listed
+            keys, sizes, etags = columns
+            keys.append(o.key)
+            sizes.append(o.size)
+            etags.append(o.etag)
+            if len(keys) >= batch_rows:
+                batches.append(_batch(*columns, key_problems(columns[0], store, dest)))
+                columns = ([], [], [])
+    batches.append(_batch(*columns, key_problems(columns[0], store, dest)))
+    return pa.Table.from_batches(batches, schema=LISTING_SCHEMA)
+
+
+def _batch(keys: list[str], sizes: list[int], etags: list[str], problems: list[str | None]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(keys, pa.string()), pa.array(sizes, pa.int64()), pa.array(etags, pa.string()), pa.array(problems, pa.string())], schema=LISTING_SCHEMA)
+
+
+# A key that any store's `check_key` could refuse matches this, or is longer than SAFE_KEY_BYTES:
+# a control character or a backslash, an absolute path or a drive letter, an empty, "." or ".."
+# segment, or a segment of 32 characters or more (a file system's name limit, 255 bytes on most
+# and 143 on the smallest in use, can be reached by 36 four-byte characters); S3's 1024 bytes
+# with the prefix by SAFE_KEY_BYTES with a prefix of up to 824. Only such keys take the stores'
+# exact checks, in Python (about 25 µs a key with its output's name: 25 s for a million
+# photos); the rest, all but a few of an archive, cannot fail them.
+_SUSPECT = r"[\x00-\x1f\x7f\\]|^/|^.:|//|(^|/)\.\.?(/|$)|/$|^$|[^/]{32,}"
+SAFE_KEY_BYTES = 200
+_LONG_URI = 800  # a store whose URI is this long may have a prefix that leaves less than SAFE_KEY_BYTES
+
+
+def key_problems(keys: list[str], store: ObjectStore, dest: ObjectStore | None) -> list[str | None]:
+    """`store.check_key(key) or dest.check_key(output_name_for(key))` for each key, the exact
+    checks made only for the keys that could fail them (`_SUSPECT`)."""
+    problems: list[str | None] = [None] * len(keys)
+    try:
+        array = pa.array(keys, pa.string())
+    except (UnicodeEncodeError, pa.ArrowInvalid):  # a name that is not UTF-8 (a file system's bytes): check them all
+        candidates = range(len(keys))
+    else:
+        if len(store.uri) > _LONG_URI or (dest is not None and len(dest.uri) > _LONG_URI):
+            candidates = range(len(keys))
+        else:
+            suspect = pc.or_(pc.match_substring_regex(array, _SUSPECT), pc.greater(pc.binary_length(array), SAFE_KEY_BYTES))
+            candidates = np.flatnonzero(suspect.to_numpy(zero_copy_only=False)).tolist()
+    for i in candidates:
+        key = keys[i]
+        problems[i] = store.check_key(key) or (dest.check_key(output_name_for(key)) if dest is not None else None)
+    return problems
+
+
+def objects_of(table: pa.Table) -> list[ObjectInfo]:
+    """A listing's or plan's rows as ObjectInfo: for a shard's rows, not for an archive's."""
+    cols = table.select(["key", "size", "etag", "problem"]).to_pydict()
+    return [ObjectInfo(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], cols["problem"])]
+
+
+def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None) -> list[ObjectInfo]:
+    """`listing_table` as ObjectInfo: for dataset building and tests, at thousands of photos."""
+    return objects_of(listing_table(store, dest, inventory=inventory))
 
 
 @dataclass(frozen=True)
@@ -61,16 +121,20 @@ class Manifest:
         return self.objects[index * self.shard_size : (index + 1) * self.shard_size]
 
     def to_table(self) -> pa.Table:
-        return pa.table(
-            {
-                "key": [o.key for o in self.objects],
-                "size": [o.size for o in self.objects],
-                "etag": [o.etag for o in self.objects],
-                "shard": [i // self.shard_size for i in range(len(self.objects))],
-                "problem": [o.problem for o in self.objects],
-            },
-            schema=MANIFEST_SCHEMA,
-        )
+        return with_shards(objects_table(self.objects), self.shard_size)
+
+
+def objects_table(objects: list[ObjectInfo]) -> pa.Table:
+    return pa.table(
+        {"key": [o.key for o in objects], "size": [o.size for o in objects], "etag": [o.etag for o in objects], "problem": [o.problem for o in objects]},
+        schema=LISTING_SCHEMA,
+    )
+
+
+def with_shards(listing: pa.Table, shard_size: int) -> pa.Table:
+    """A listing (LISTING_SCHEMA) as a manifest (MANIFEST_SCHEMA): row i in shard i // shard_size."""
+    shard = pa.array(np.arange(listing.num_rows, dtype=np.int64) // shard_size, pa.int64()).cast(pa.int32())
+    return pa.table({name: shard if name == "shard" else listing[name] for name in MANIFEST_SCHEMA.names}, schema=MANIFEST_SCHEMA)
 
 
 def plan_manifest(source: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Manifest:
@@ -81,12 +145,16 @@ def plan_manifest(source: str, shard_size: int = DEFAULT_SHARD_SIZE) -> Manifest
 
 
 def write_manifest(manifest: Manifest, dest: str) -> None:
-    """One Parquet row group per shard, so `read_manifest_shard` reads one shard's rows only
-    (no column statistics: nobody filters a manifest by them, and they double its footer)."""
+    write_plan(manifest.to_table(), manifest.source, manifest.shard_size, dest)
+
+
+def write_plan(manifest: pa.Table, source: str, shard_size: int, dest: str) -> None:
+    """Write a manifest table (MANIFEST_SCHEMA, e.g. `with_shards`) with one Parquet row group
+    per shard, so `read_manifest_shard` reads one shard's rows only (no column statistics:
+    nobody filters a manifest by them, and they double its footer)."""
     store, key = split_uri(dest)
-    meta = {"source": manifest.source, "shard_size": manifest.shard_size}
-    table = manifest.to_table()
-    store.write(key, table_to_bytes(table, metadata=meta, row_group_size=manifest.shard_size, write_statistics=False))
+    meta = {"source": source, "shard_size": shard_size}
+    store.write(key, table_to_bytes(manifest, metadata=meta, row_group_size=shard_size, write_statistics=False))
 
 
 def _manifest(uri: str, table: pa.Table) -> Manifest:
@@ -114,6 +182,14 @@ def read_manifest_shard(uri: str, index: int) -> tuple[str, list[ObjectInfo]]:
         if groups == -(-pf.metadata.num_rows // header.shard_size) and 0 <= index < groups:
             return header.source, _manifest(uri, pf.read_row_group(index)).objects
     return header.source, read_manifest(uri).shard(index)  # not laid out one shard per row group
+
+
+def manifest_shards(uri: str) -> int:
+    """How many shards a manifest holds, from its footer alone."""
+    store, key = split_uri(uri)
+    with pq.ParquetFile(RangeReader(store, key)) as pf:
+        header = _manifest(uri, pf.schema_arrow.empty_table())
+        return -(-pf.metadata.num_rows // header.shard_size)
 
 
 def is_manifest_uri(uri: str) -> bool:

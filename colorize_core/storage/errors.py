@@ -95,6 +95,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(flagged, bool):
         return flagged
     code = service_code(exc)
+    if code == "UnknownError":
+        # botocore's name for an error answer without an error document: its status decides
+        # (Ceph RGW answers a conditional PUT that lost a race so: 500, ECANCELED).
+        status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return isinstance(status, int) and status >= 500
     if code:
         return code in TRANSIENT_CODES or code.startswith("5")
     # botocore's and urllib3's errors by class name (botocore's connection failures,

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_plus
@@ -45,8 +46,8 @@ def read_manifest_json(manifest_uri: str) -> dict[str, Any]:
         manifest = json.loads(store.read(key))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InventoryError(f"{manifest_uri} is not an S3 Inventory manifest.json ({exc}): point --inventory at a report's manifest.json") from None
-    missing = [f for f in ("sourceBucket", "destinationBucket", "fileFormat", "files") if f not in manifest]
-    if not isinstance(manifest, dict) or missing:
+    missing = [f for f in ("sourceBucket", "destinationBucket", "fileFormat", "files") if f not in manifest] if isinstance(manifest, dict) else []
+    if not isinstance(manifest, dict) or missing or not isinstance(manifest["files"], list):
         raise InventoryError(f"{manifest_uri} is not an S3 Inventory manifest.json (no {', '.join(missing) or 'fields'}): point --inventory at a report's manifest.json")
     if str(manifest["fileFormat"]).upper() not in FORMATS:
         raise InventoryError(f"{manifest_uri}: inventory format {manifest['fileFormat']!r} is not supported: configure the report as CSV, ORC or Parquet")
@@ -68,7 +69,13 @@ def _csv_table(data: bytes, schema: str) -> pa.Table:
     table = pacsv.read_csv(io.BytesIO(text), read_options=options, convert_options=convert)
     if "key" not in names:
         return table  # _current names what is missing
-    keys = pa.array([unquote_plus(k) for k in table.column("key").to_pylist()], pa.string())
+    # Form decoding: `+` is a space (every key of a "box 0001" folder), then %XX escapes, which
+    # only keys with a `%` need: decoded in Python, the rest in Arrow.
+    keys = pc.replace_substring(table.column("key"), "+", " ")
+    escaped = pc.match_substring(keys, "%")
+    if pc.any(escaped).as_py():
+        decoded = [unquote_plus(k) if e else k for k, e in zip(keys.to_pylist(), escaped.to_pylist())]
+        keys = pa.chunked_array([pa.array(decoded, pa.string())])
     return table.set_column(names.index("key"), "key", keys)
 
 
@@ -115,14 +122,28 @@ def _data_file(bucket: S3Store, entry: dict[str, Any], file_format: str, schema:
     digest = hashlib.md5(data).hexdigest()
     if digest != str(entry.get("MD5checksum", "")).lower():
         raise InventoryError(f"inventory data file {where}: MD5 {digest} differs from the manifest's {entry.get('MD5checksum')}: the report is incomplete or corrupt; use another report or list without --inventory")
-    table = _csv_table(data, schema) if file_format == "CSV" else _columnar_table(data, file_format)
+    try:
+        table = _csv_table(data, schema) if file_format == "CSV" else _columnar_table(data, file_format)
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:  # not gzip, not ORC/Parquet, or not the manifest's format
+        raise InventoryError(f"inventory data file {where} cannot be read as {file_format} ({exc}): use another report or list without --inventory") from None
     return _current(table, where)
 
 
-def read_inventory(manifest_uri: str, source: ObjectStore) -> list[ObjectInfo]:
+def read_inventory(manifest_uri: str, source: ObjectStore) -> Iterator[ObjectInfo]:
     """The current objects under `source` (an `s3://bucket/prefix` store) that the report lists,
     keys relative to it, in UTF-8 byte order: what `source.list()` would have answered when the
-    report was made."""
+    report was made. The report is read and checked whole before the first object comes; the
+    objects come a slice at a time (never ten million Python objects at once)."""
+    return _objects(_inventory_table(manifest_uri, source))
+
+
+def _objects(table: pa.Table) -> Iterator[ObjectInfo]:
+    for start in range(0, table.num_rows, 1 << 16):
+        part = table.slice(start, 1 << 16)
+        yield from (ObjectInfo(k, s, e.strip('"')) for k, s, e in zip(part.column("key").to_pylist(), part.column("size").to_pylist(), part.column("etag").to_pylist()))
+
+
+def _inventory_table(manifest_uri: str, source: ObjectStore) -> pa.Table:
     if not isinstance(source, S3Store):
         raise InventoryError(f"an S3 Inventory lists an S3 bucket, and the source {source.uri} is not one: give an s3:// SOURCE or leave out --inventory")
     manifest = read_manifest_json(manifest_uri)
@@ -133,7 +154,7 @@ def read_inventory(manifest_uri: str, source: ObjectStore) -> list[ObjectInfo]:
     with ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="inventory") as pool:
         parts = list(pool.map(lambda entry: _data_file(bucket, entry, file_format, str(manifest.get("fileSchema", ""))), manifest["files"]))
     if not parts:
-        return []
+        return pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int64()), "etag": pa.array([], pa.string())})
     table = pa.concat_tables(parts)
     base = f"{source.prefix}/" if source.prefix else ""
     if base:
@@ -142,5 +163,4 @@ def read_inventory(manifest_uri: str, source: ObjectStore) -> list[ObjectInfo]:
     keys = table.column("key")
     table = table.filter(pc.and_(pc.not_equal(keys, ""), pc.invert(pc.ends_with(keys, "/"))))  # folder markers, as list() drops them
     # Arrow compares strings as bytes: the UTF-8 byte order S3 lists in.
-    table = table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")]))
-    return [ObjectInfo(k, s, e.strip('"')) for k, s, e in zip(table.column("key").to_pylist(), table.column("size").to_pylist(), table.column("etag").to_pylist())]
+    return table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")]))

@@ -742,10 +742,34 @@ class S3Store:
         k = self._key(key)
         return str(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ETag"]).strip('"')
 
+    # A key the store itself refuses to hold (SeaweedFS: a file name over 255 bytes, KeyTooLongError;
+    # MinIO: XMinioInvalidObjectName): that one name's fault, a failed row with the store's reason,
+    # not a failed shard. Only codes that name the key: SeaweedFS's 400 InvalidRequest for `.`/`..`
+    # segments never comes (validate_key refuses those first), and InvalidRequest also answers
+    # what is wrong with every request (a checksum the store does not take), which must fail the
+    # shard, not mark each photo a known failure.
+    REFUSED_KEY_CODES = frozenset({"KeyTooLongError", "InvalidObjectName", "XMinioInvalidObjectName"})
+
+    def _put(self, key: str, fn: Callable[[], T]) -> T:
+        """A PutObject through `_call`; the store's refusal of the key as an InvalidKeyError."""
+        from botocore.exceptions import ClientError
+
+        def put() -> T:
+            try:
+                return fn()
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if service_code(exc) in self.REFUSED_KEY_CODES and status == 400:
+                    message = exc.response.get("Error", {}).get("Message") or ""
+                    raise InvalidKeyError(f"{self.uri} refuses key {key!r}: {service_code(exc)}: {message}".rstrip(": ")) from None
+                raise
+
+        return self._call(put, "write", key)
+
     def write(self, key: str, data: bytes) -> None:
         k = self._key(key)
         # A single PUT is atomic on S3: readers see the old object or the whole new one.
-        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=k, Body=data), "write", key)
+        self._put(key, lambda: self.client.put_object(Bucket=self.bucket, Key=k, Body=data))
 
     def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
         from botocore.exceptions import ClientError
@@ -763,15 +787,40 @@ class S3Store:
                 raise
             return str(response["ETag"]).strip('"')
 
-        return self._call(put, "write", key)
+        return self._put(key, put)
 
     def create(self, key: str, data: bytes) -> str | None:
         """Write `key` only if it does not exist yet (`If-None-Match: *`): its etag, or None."""
         return self._conditional_put(key, data, IfNoneMatch="*")
 
+    # The form of the ETag in If-Match that each endpoint matches: quoted (as S3 returns it; AWS,
+    # MinIO, SeaweedFS, moto) or bare (Ceph RGW 16 refuses a quoted one with 412 even when it
+    # matches). Learned per endpoint on the first refusal whose object still has the etag sent.
+    _if_match_bare: dict[str | None, bool] = {}
+
     def replace(self, key: str, data: bytes, etag: str) -> str | None:
-        """Overwrite `key` only while its etag is `etag` (`If-Match`): the new etag, or None."""
-        return self._conditional_put(key, data, IfMatch=f'"{etag}"')
+        """Overwrite `key` only while its etag is `etag` (`If-Match`): the new etag, or None.
+        A 412 on an object whose etag is still `etag` means the store wants the other form of
+        the ETag (see `_if_match_bare`): the write is tried once more in that form, still
+        conditional, and the form that worked is kept for the endpoint."""
+        endpoint = self.client.meta.endpoint_url
+        bare = S3Store._if_match_bare.get(endpoint, False)
+        forms = (etag, f'"{etag}"') if bare else (f'"{etag}"', etag)
+        new = self._conditional_put(key, data, IfMatch=forms[0])
+        if new is not None or not etag:
+            return new
+        try:
+            if self.etag(key) != etag:
+                return None  # a real refusal: the object changed (or a retried write of ours had landed)
+        except ObjectNotFound:
+            return None
+        new = self._conditional_put(key, data, IfMatch=forms[1])
+        if new is not None:
+            import logging
+
+            S3Store._if_match_bare[endpoint] = not bare
+            logging.getLogger(__name__).info("%s matches If-Match only with %s ETags", endpoint, "quoted" if bare else "unquoted")
+        return new
 
     def exists(self, key: str) -> bool:
         try:
@@ -789,9 +838,9 @@ class RangeReader(io.RawIOBase):
     """A read-only, seekable file over one object's ranged reads: a Parquet reader fetches the
     footer and the row groups it needs, not the whole object (each read is one ranged GET)."""
 
-    def __init__(self, store: ObjectStore, key: str) -> None:
+    def __init__(self, store: ObjectStore, key: str, size: int | None = None) -> None:
         self._store, self._key = store, key
-        self._size = store.size(key)
+        self._size = store.size(key) if size is None else size  # known from a listing: no HEAD
         self._pos = 0
 
     def readable(self) -> bool:
