@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.s3server import S3_ENV
-from tests.seaweedfs import free_ports
+from tests.ports import free_ports
 
 BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool", "ceph-authtool")
 DAEMONS = ("client.rgw", "osd.0", "mon.a")  # stopped in this order: the gateway first, the monitor last

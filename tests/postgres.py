@@ -5,13 +5,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -23,12 +24,6 @@ def postgres_bin() -> Path | None:
 def _as_postgres_user(cmd: list[str]) -> list[str]:
     # initdb and postgres refuse to run as root; Debian's package creates the "postgres" user.
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(cmd: list[str]) -> None:
@@ -64,7 +59,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         for p in (root, sock):
             shutil.chown(p, "postgres")
-    port = _free_port()
+    port = free_port()
     _run(_as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth", "trust", "-E", "UTF8"]))
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
     _run(_as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "start"]))

@@ -4,7 +4,6 @@ the in-process test harness: deployments, work pools, workers."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,11 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def prefect_cli() -> list[str]:
@@ -57,7 +52,7 @@ def drain_prefect_workers() -> None:
 @contextmanager
 def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tuple[str, dict[str, str]]]:
     """Start `prefect server start` on a free loopback port; yields (API URL, env for clients)."""
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,

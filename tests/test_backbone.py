@@ -21,6 +21,7 @@ def vgg_state() -> dict[str, torch.Tensor]:
     return vgg16(weights=None).state_dict()
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_torchvision_state_dict_file_loads(tmp_path: Path, vgg_state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "vgg16.pth"
     torch.save(vgg_state, path)
@@ -90,6 +91,7 @@ def test_imagenet_weights_download_into_torchvision_cache_with_hash_check(
     assert torch.equal(VGG16Taps(weights="imagenet").features[0].bias, vgg_state["features.0.bias"])
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_imagenet_download_with_a_wrong_hash_is_refused_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vgg_state: dict[str, torch.Tensor], weights_server: tuple[str, Path]
 ) -> None:

@@ -90,7 +90,7 @@ def _reference(listing: list[tuple[str, str, str | None]], rows: list[dict[str, 
     return todo, already, known
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     listed=st.dictionaries(st.sampled_from(KEYS), listing_row, max_size=len(KEYS)),
     drawn=st.lists(history_row, max_size=30),
@@ -128,7 +128,7 @@ def test_a_key_done_under_several_etags_is_done_under_each(tmp_path: Any) -> Non
         assert plan_listing(table, dest, "m1").todo.num_rows == (etag == "e4")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(keys=st.lists(st.lists(st.sampled_from(list("ab/.:\\\t\x7f é😀") + ["x" * 40, "y" * 70, "z" * 130, "😀" * 40] + ["abcdefghij/", "ééééé😀/"] * 4), max_size=40).map("".join), max_size=20))
 def test_listing_checks_only_the_keys_that_could_fail_and_finds_every_problem(keys: list[str], tmp_path_factory: Any) -> None:
     """`key_problems` runs the stores' exact checks only on suspect keys: its answers must be

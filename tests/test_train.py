@@ -133,6 +133,7 @@ def test_triptych_leaves_the_training_model_as_it_was(photo_dir: Path, tmp_path:
     assert all(p.is_contiguous() for p in model.parameters())  # not converted to channels_last
 
 
+@pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_channels_last_training_matches_contiguous(photo_dir: Path, tmp_path: Path) -> None:
     kw = {"optimizer": "adam", "lr": 1e-3, "steps": 3, "checkpoint_every": 100}
     nchw = train(_cfg(photo_dir, tmp_path / "nchw.safetensors", channels_last=False, **kw), log_every=1)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorize_core.archive.layout import CLAIMS_PREFIX, COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
@@ -103,6 +105,37 @@ def scan_history(dest: str, columns: Sequence[str], keep: Callable[[pa.RecordBat
         return pa.Table.from_batches(list(_batches(store, columns, keep)), schema=schema)
 
     return _listed_again(read, attempts)
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """A string column, dictionary-encoded or not, as codes whose order is its values' order,
+    and those values, sorted."""
+    if len(column) == 0:
+        return np.zeros(0, dtype=np.int64), pa.array([], pa.string())
+    if not pa.types.is_dictionary(column.type):
+        column = pa.chunked_array([column.combine_chunks().dictionary_encode()])
+    column = pa.table({"c": column}).unify_dictionaries()["c"]  # one dictionary for every chunk
+    values = column.chunk(0).dictionary
+    by_value = pc.sort_indices(values).to_numpy()
+    position = np.empty(len(values), dtype=np.int64)
+    position[by_value] = np.arange(len(values))
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks])
+    return position[codes], pc.take(values, pa.array(by_value))
+
+
+def latest_rows(table: pa.Table) -> pa.Table:
+    """Each key's latest row (by processed_at, then run id: run ids sort by their start), with
+    `last_run`, the greatest run id among its rows: which row decides a source's state, for
+    `colorize status` (summary.py) and for planning's known failures (planning.py). Rows are ranked by recency with numpy and
+    each key keeps its highest rank in one group-by: no copy of the history is sorted."""
+    run, run_ids = _sorted_codes(table["run_id"])
+    at = pc.fill_null(pc.cast(table["processed_at"], pa.int64()), 0).to_numpy()
+    order = np.lexsort((run, at))  # by time, then run id
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    best = pa.table({"key": table["key"], "rank": rank, "run": run}).group_by("key").aggregate([("rank", "max"), ("run", "max")])
+    latest = table.take(pa.array(order[best["rank_max"].to_numpy()])).drop_columns(["key"])
+    return latest.add_column(0, "key", best["key"]).append_column("last_run", pc.take(run_ids, best["run_max"]))
 
 
 def _read(store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None) -> list[dict[str, Any]]:

@@ -15,14 +15,13 @@ ever failed: tonight's work, not the archive's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from colorize_core.archive.failures import current_judge, is_known_failure
-from colorize_core.archive.history import scan_history
+from colorize_core.archive.history import latest_rows, scan_history
 
 DONE_COLUMNS = ("key", "source_etag", "model_id", "status")
 FAILURE_COLUMNS = ("key", "source_etag", "status", "permanent", "judged_by", "error", "run_id", "processed_at")
@@ -103,14 +102,9 @@ def known_failures_among(dest: str, candidates: pa.Table, failed: pa.Array) -> d
     suspects = pc.filter(failed, pc.is_in(failed, value_set=_one_array(candidates["key"])))
     if len(suspects) == 0:
         return {}
-    rows = scan_history(dest, FAILURE_COLUMNS, lambda b: b.filter(pc.is_in(b.column("key"), value_set=suspects))).to_pylist()
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        held = latest.get(row["key"])
-        if held is None or (row["processed_at"], row["run_id"]) >= (held["processed_at"], held["run_id"]):
-            latest[row["key"]] = row
+    rows = scan_history(dest, FAILURE_COLUMNS, lambda b: b.filter(pc.is_in(b.column("key"), value_set=suspects)))
     judged_by = current_judge()
-    return {key: (row["source_etag"], row["error"]) for key, row in latest.items() if is_known_failure(row, judged_by)}
+    return {row["key"]: (row["source_etag"], row["error"]) for row in latest_rows(rows).to_pylist() if is_known_failure(row, judged_by)}
 
 
 def drop_known_failures(candidates: pa.Table, known: dict[str, tuple[str, str]]) -> pa.Table:

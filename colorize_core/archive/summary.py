@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from colorize_core.archive.failures import is_known_failure
-from colorize_core.archive.history import live_files, scan_history
+from colorize_core.archive.history import latest_rows, live_files, scan_history
 from colorize_core.archive.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, run_started
 from colorize_core.storage.records import table_from_bytes
 from colorize_core.storage.stores import ObjectNotFound, open_store
@@ -65,33 +65,6 @@ def _distinct_rows(table: pa.Table) -> pa.Table:
     indexed = pa.table({"run_id": table["run_id"], "key": table["key"], "row": pa.array(np.arange(table.num_rows))})
     first = indexed.group_by(["run_id", "key"]).aggregate([("row", "min")])["row_min"]
     return table.take(pa.array(np.sort(first.to_numpy())))
-
-
-def _sorted_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """A dictionary column (one dictionary for all chunks: `unify_dictionaries`) as codes whose
-    order is its values' order, and those values, sorted."""
-    if column.num_chunks == 0:
-        return np.zeros(0, dtype=np.int64), pa.array([], pa.string())
-    values = column.chunk(0).dictionary
-    by_value = pc.sort_indices(values).to_numpy()
-    position = np.empty(len(values), dtype=np.int64)
-    position[by_value] = np.arange(len(values))
-    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks])
-    return position[codes], pc.take(values, pa.array(by_value))
-
-
-def latest_rows(table: pa.Table) -> pa.Table:
-    """Each key's latest row (by processed_at, then run id: run ids sort by their start), with
-    `last_run`, the greatest run id among its rows. Rows are ranked by recency with numpy and
-    each key keeps its highest rank in one group-by: no copy of the history is sorted."""
-    run, run_ids = _sorted_codes(table["run_id"])
-    at = pc.fill_null(pc.cast(table["processed_at"], pa.int64()), 0).to_numpy()
-    order = np.lexsort((run, at))  # by time, then run id
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    best = pa.table({"key": table["key"], "rank": rank, "run": run}).group_by("key").aggregate([("rank", "max"), ("run", "max")])
-    latest = table.take(pa.array(order[best["rank_max"].to_numpy()])).drop_columns(["key"])
-    return latest.add_column(0, "key", best["key"]).append_column("last_run", pc.take(run_ids, best["run_max"]))
 
 
 def planned_not_done(dest: str, latest: pa.Table) -> pa.Table:
