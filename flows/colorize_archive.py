@@ -359,6 +359,8 @@ def colorize_archive(
         raise ValueError(f"colour_photos must be one of {', '.join(COLOUR_PHOTOS)}, not {colour_photos!r}")
     if shard_size is not None and shard_size <= 0:
         raise ValueError(f"shard size must be positive, got {shard_size}")
+    if time_limit_h is not None and time_limit_h < 0:
+        raise ValueError(f"time_limit_h must be 0 or more hours (None: no limit), got {time_limit_h}")
     shard_size = shard_size or default_shard_size(device, deployment)
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)

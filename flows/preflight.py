@@ -137,6 +137,8 @@ def _archive(args: argparse.Namespace) -> None:
     _at_least(args.batch_size, 1, "--batch-size")
     _at_least(args.workers, 1, "--workers")
     _at_least(args.wait, 0, "--wait")
+    _at_least(args.time_limit, 0.01, "--time-limit", " hours")
+    _at_least(args.pool_workers, 1, "--pool-workers")
 
 
 def _status(args: argparse.Namespace) -> None:

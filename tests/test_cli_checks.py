@@ -101,6 +101,8 @@ def test_sizes_out_of_range(src: Path, tmp_path: Path, tiny_checkpoint: Path, ca
     archive = ["archive", str(src), "--dest", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)]
     assert "--shard-size 0 is out of range" in _refused([*archive, "--shard-size", "0"], capsys)
     assert "--workers 0 is out of range" in _refused([*archive, "--workers", "0"], capsys)
+    assert "--time-limit -1.0 is out of range: it must be at least 0.01 hours" in _refused([*archive, "--time-limit", "-1"], capsys)
+    assert "--pool-workers 0 is out of range" in _refused([*archive, "--pool-workers", "0"], capsys)
     assert "--image-size 12 is out of range" in _refused(["demo", "--image-size", "12"], capsys)
 
 
