@@ -81,7 +81,7 @@ def test_an_error_of_our_own_16_bit_reader_is_not_called_corrupt_data(monkeypatc
     def broken(*args: object) -> None:
         raise TypeError("a bug in the reader")
 
-    monkeypatch.setattr(deep, "tiff_rgb16", broken)
+    monkeypatch.setattr(deep, "rgb16_pixels", broken)
     with pytest.raises(TypeError, match="a bug in the reader"):
         decode(_png(), name="fine.png")
 

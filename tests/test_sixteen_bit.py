@@ -1,5 +1,5 @@
-"""16-bit in, 16-bit out: a 16-bit TIFF or PNG source (gray I;16, I;16B, I; RGB(A) TIFF at 16
-bits a sample) colorizes to a 16-bit RGB(A) output of the same format family, its luma the
+"""16-bit in, 16-bit out: a 16-bit TIFF or PNG source (gray I;16, I;16B, I; RGB(A) TIFF or PNG
+at 16 bits a sample, deflated, LZW-compressed or interlaced) colorizes to a 16-bit RGB(A) output of the same format family, its luma the
 source's within one level of 65,535, labelled like every other output; 8-bit sources are left
 exactly as they were. Outputs are read back with tifffile, pypng (16-bit PNG), Pillow and exiftool."""
 
@@ -60,6 +60,22 @@ def _tifffile_bytes(arr: np.ndarray, **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
+def _png16_bytes(arr: np.ndarray, *, interlace: bool = False) -> bytes:
+    """A 16-bit RGB(A) PNG by pypng (a writer independent of ours and of the reader)."""
+    h, w, c = arr.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, bitdepth=16, greyscale=False, alpha=c == 4, interlace=interlace).write(buf, arr.reshape(h, w * c).tolist())
+    return buf.getvalue()
+
+
+def _with_exif_orientation(png_data: bytes, orientation: int) -> bytes:
+    """The PNG with an eXIf chunk (orientation only) right after IHDR."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return png_data[:ihdr_end] + deep._png_chunk(b"eXIf", exif.tobytes()) + png_data[ihdr_end:]
+
+
 # name -> (source bytes, its luma as float64 (H, W), its alpha or None, whether it carries source_exif())
 def sources() -> dict[str, tuple[bytes, np.ndarray, np.ndarray | None, bool]]:
     g = gradient()
@@ -73,6 +89,9 @@ def sources() -> dict[str, tuple[bytes, np.ndarray, np.ndarray | None, bool]]:
         "gray-I16.png": (_pillow_bytes(i16, "PNG"), g.astype(np.float64), None, True),
         "rgb16.tif": (_tifffile_bytes(rgb, photometric="rgb"), rgb @ BT601, None, False),
         "rgba16.tif": (_tifffile_bytes(rgba, photometric="rgb", extrasamples=["unassalpha"]), rgba[..., :3] @ BT601, rgba[..., 3], False),
+        "rgb16-lzw.tif": (_tifffile_bytes(rgb, photometric="rgb", compression="lzw"), rgb @ BT601, None, False),
+        "rgb16.png": (_png16_bytes(rgb), rgb @ BT601, None, False),
+        "rgba16-adam7.png": (_png16_bytes(rgba, interlace=True), rgba[..., :3] @ BT601, rgba[..., 3], False),
     }
 
 
@@ -80,7 +99,8 @@ def test_sources_open_in_the_modes_they_stand_for() -> None:
     modes = {name: Image.open(io.BytesIO(data)).mode for name, (data, *_) in sources().items()}
     assert modes == {
         "gray-I16.tif": "I;16", "gray-I16B.tif": "I;16B", "gray-I.tif": "I", "gray-I16.png": "I;16",
-        "rgb16.tif": "RGB", "rgba16.tif": "RGBA",  # Pillow's 8 bits: tifffile reads the 16
+        "rgb16.tif": "RGB", "rgba16.tif": "RGBA", "rgb16-lzw.tif": "RGB",  # Pillow's 8 bits: tifffile reads the 16
+        "rgb16.png": "RGB", "rgba16-adam7.png": "RGBA",  # Pillow's 8 bits: imagecodecs reads the 16
     }  # fmt: skip
 
 
@@ -255,8 +275,34 @@ def test_a_corrupt_16bit_source_fails_alone(src_dir: Path, tmp_path: Path, color
     assert results[0].error
 
 
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_a_16bit_rgb_png_is_turned_upright_like_pillows_8bit_copy(orientation: int) -> None:
+    img = decode(_with_exif_orientation(_png16_bytes(rgb16()), orientation))
+    assert img.size == ((W, H) if orientation == 3 else (H, W))
+    assert np.array_equal((img.info[RGB16_INFO] >> 8).astype(np.uint8), np.asarray(img))  # the same turn as Pillow's
+
+
+def test_a_16bit_rgb_png_the_reader_cannot_read_is_colorized_from_8_bits(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("png_decode: an unknown chunk")
+
+    monkeypatch.setattr(deep.imagecodecs, "png_decode", refuse)
+    img = decode(_png16_bytes(rgb16()), name="odd.png")
+    assert img.mode == "RGB" and RGB16_INFO not in img.info
+    assert "odd.png: 16-bit RGB PNG read with 8 bits a sample" in caplog.text
+
+
+def test_an_8bit_rgb_png_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an 8-bit PNG was decoded twice")
+
+    monkeypatch.setattr(deep.imagecodecs, "png_decode", refuse)
+    img = decode(_pillow_bytes(Image.new("RGB", (W, H), (9, 80, 200)), "PNG"))
+    assert RGB16_INFO not in img.info
+
+
 def test_a_16bit_rgb_tiff_tifffile_cannot_read_is_colorized_from_8_bits(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """LZW or JPEG need the optional imagecodecs: the photo still gets an output, at 8 bits."""
+    """A compression tifffile has no codec for: the photo still gets an output, at 8 bits."""
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")

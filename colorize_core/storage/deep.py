@@ -1,7 +1,7 @@
 """Colour at 16 bits a sample, which Pillow can neither hold nor write: `Image16` (what a 16-bit
-source colorizes to), the tifffile reader of 16-bit RGB(A) TIFFs (Pillow keeps only the high
-byte of each sample) and the 16-bit RGB(A) TIFF and PNG writers. imageio.py decodes and encodes
-through them.
+source colorizes to), the readers of 16-bit RGB(A) TIFFs (tifffile) and PNGs (imagecodecs), whose
+samples Pillow cuts to their high byte, and the 16-bit RGB(A) TIFF and PNG writers. imageio.py
+decodes and encodes through them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image
@@ -21,17 +22,46 @@ from colorize_core.storage.provenance import Provenance, label_tiff_in_place, pn
 
 log = logging.getLogger(__name__)
 
-# img.info key of a 16-bit RGB(A) TIFF's own pixels, uint16 (H, W, 3 or 4), upright like the image.
+# img.info key of a 16-bit RGB(A) source's own pixels, uint16 (H, W, 3 or 4), upright like the image.
 RGB16_INFO = "rgb16_pixels"
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-def tiff_rgb16(img: Image.Image, data: bytes, name: str) -> np.ndarray | None:
-    """A loaded TIFF's pixels as uint16 (H, W, 3 or 4) when it holds RGB(A) at 16 bits a sample
-    (Pillow keeps only the high byte of each); else None. tifffile reads the first page again.
-    A file Pillow reads but tifffile cannot (LZW or JPEG compression need the optional
-    imagecodecs) is colorized from Pillow's 8 bits rather than failed: one line in the log."""
-    if img.format != "TIFF" or img.mode not in ("RGB", "RGBA"):
+
+def rgb16_pixels(img: Image.Image, data: bytes, name: str) -> np.ndarray | None:
+    """A loaded image's own pixels as uint16 (H, W, 3 or 4), as stored (before any EXIF turn),
+    when it is an RGB(A) TIFF or PNG at 16 bits a sample; else None. The file is read again by a
+    reader that keeps 16 bits. One that Pillow reads but the other reader cannot is colorized
+    from Pillow's 8 bits rather than failed: one line in the log."""
+    if img.mode not in ("RGB", "RGBA"):
         return None
+    if img.format == "TIFF":
+        return _tiff_rgb16(img, data, name)
+    if img.format == "PNG":
+        return _png_rgb16(img, data, name)
+    return None
+
+
+def _png_rgb16(img: Image.Image, data: bytes, name: str) -> np.ndarray | None:
+    # IHDR is the first chunk: width, height, bit depth (byte 24), colour type (25: 2 RGB, 6 RGBA).
+    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or data[24] != 16 or data[25] not in (2, 6):
+        return None
+    try:
+        arr = imagecodecs.png_decode(data)  # libpng: every filter, interlacing, 16 bits kept
+    except MemoryError:
+        raise  # the machine's limit, not the file's: not a reason to fall back quietly
+    except Exception as exc:  # noqa: BLE001 - libpng's errors surface as several types
+        log.warning("%s: 16-bit RGB PNG read with 8 bits a sample (imagecodecs: %s)", name, exc)
+        return None
+    bands = len(img.getbands())
+    stored = struct.unpack(">II", data[16:24])[::-1]  # IHDR's width, height: before any turn
+    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[:2] != stored or arr.shape[2] < bands:
+        log.warning("%s: 16-bit RGB PNG read with 8 bits a sample (imagecodecs gave %s %s)", name, arr.dtype, arr.shape)
+        return None
+    return np.ascontiguousarray(arr[..., :bands])
+
+
+def _tiff_rgb16(img: Image.Image, data: bytes, name: str) -> np.ndarray | None:
     tags = getattr(img, "tag_v2", {})
     bits, sample_format = tags.get(258), tags.get(339, 1)
     if not isinstance(bits, tuple) or set(bits) != {16} or set(np.atleast_1d(sample_format)) != {1}:
@@ -143,9 +173,6 @@ def encode_tiff16(img: Image16, provenance: Provenance | None) -> bytes:
     if provenance is not None:
         label_tiff_in_place(buf, provenance)  # no second copy of a file of hundreds of MB
     return buf.getvalue()  # CPython hands over the buffer itself: no copy either
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -4,8 +4,8 @@ Decoding reads the header first and refuses decompression bombs before any pixel
 applies EXIF orientation, takes the first frame of animations, and (for JPEG) can decode at a
 reduced size with Pillow's `draft` when the caller will downscale anyway.
 
-16-bit sources (gray modes I;16, I;16B, I; RGB(A) TIFFs with 16 bits a sample, which Pillow
-reads cut to 8 bits and deep.py's tifffile reader reads again whole) colorize to an `Image16`
+16-bit sources (gray modes I;16, I;16B, I; RGB(A) TIFFs and PNGs with 16 bits a sample, which
+Pillow reads cut to 8 bits and deep.py reads again whole) colorize to an `Image16`
 (deep.py), which `encode` writes as a 16-bit RGB(A) TIFF or PNG.
 """
 
@@ -105,7 +105,7 @@ def decode(
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ...
         raise _pillow_error(name, exc, "corrupt or truncated image data") from None
     try:
-        rgb16 = deep.tiff_rgb16(img, data, name)  # our own code: any other error of it propagates, a bug
+        rgb16 = deep.rgb16_pixels(img, data, name)  # our own code: any other error of it propagates, a bug
     except MemoryError:
         raise ImageDecodeError(name, "not enough memory to decode it", permanent=False) from None
     try:
@@ -114,12 +114,12 @@ def decode(
         raise _pillow_error(name, exc, "unreadable orientation") from None
     if rgb16 is not None:
         # Pillow turns a TIFF upright while loading it (newer versions) or in exif_transpose:
-        # either way, the stored pixels tifffile read turn by the orientation read before.
+        # either way, the stored pixels read again turn by the orientation read before.
         rgb16 = deep.upright(rgb16, orientation)
         if rgb16.shape[:2] == (img.height, img.width):
             img.info[RGB16_INFO] = rgb16
         else:
-            log.warning("%s: 16-bit RGB TIFF read with 8 bits a sample (orientation %s: %s vs %s)", name, orientation, rgb16.shape, img.size)
+            log.warning("%s: 16-bit RGB source read with 8 bits a sample (orientation %s: %s vs %s)", name, orientation, rgb16.shape, img.size)
     img.info["source_size"] = full_size
     if keep_exif:
         img.info["source_exif"] = exif
