@@ -6,14 +6,22 @@ killed (SIGKILL: no atexit). Here it is started up front, through Prefect's own
 `SubprocessASGIServer` (the instance Prefect's clients then reuse), with a startup timeout long
 enough for a first start (`PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS` wins when the user
 set it), and a watchdog process that stops the server when this process dies, however it dies.
+The server's own output goes to its log file, not to the terminal: stopped by a signal, it can
+print a traceback (a cancelled message consumer) after the command's last line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flows.logs import log_path
 
 STARTUP_TIMEOUT_S = 180
 log = logging.getLogger(__name__)
@@ -41,6 +49,31 @@ if alive():
 """
 
 
+def server_log_path() -> Path:
+    """Where the temporary server's own output goes (beside the command's log)."""
+    return log_path().with_name("prefect-server.log")
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Points this process's stdout and stderr at `path` while a child is started, so the child
+    inherits the file (Prefect starts it with no redirection of its own); restored after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def uses_temporary_server() -> bool:
     """True when Prefect would run a temporary server for this process (no API URL set)."""
     from prefect.settings import get_current_settings
@@ -48,15 +81,29 @@ def uses_temporary_server() -> bool:
     return not get_current_settings().api.url
 
 
+def _quiet_server() -> Any:
+    """Prefect's `SubprocessASGIServer`, registered as the instance its clients reuse, whose
+    server process writes to `server_log_path()`."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class QuietServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            with _output_to(server_log_path()):
+                return super()._run_uvicorn_command()
+
+    return QuietServer()  # SubprocessASGIServer() now returns this instance (one per port)
+
+
 class TemporaryServer:
     """Prefect's temporary server, started now, and its watchdog process."""
 
     def __init__(self) -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
         timeout = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or STARTUP_TIMEOUT_S)
-        self.server = SubprocessASGIServer()  # the instance Prefect's own clients will use
-        self.server.start(timeout=timeout)
+        self.server = _quiet_server()
+        try:
+            self.server.start(timeout=timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} (its output: {server_log_path()})") from exc
         process = self.server.server_process
         self.watchdog: subprocess.Popen[bytes] | None = None
         if process is not None and sys.platform.startswith("linux"):  # elsewhere: Prefect's atexit hook only
