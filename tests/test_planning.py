@@ -5,6 +5,7 @@ known and unknown failures, problem keys, rows held by several compacted files."
 from __future__ import annotations
 
 import tempfile
+from unittest import mock
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from colorize_core.archive.failures import current_judge, is_known_failure
 from colorize_core.archive.layout import compacted_key, metadata_key
+from colorize_core.archive import planning
 from colorize_core.archive.planning import plan_listing
 from colorize_core.data.sharding import LISTING_SCHEMA
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
@@ -98,9 +100,10 @@ def _reference(listing: list[tuple[str, str, str | None]], rows: list[dict[str, 
     twice=st.booleans(),
     model_id=st.sampled_from(MODELS),
     retry_failed=st.booleans(),
+    part_keys=st.sampled_from([1, 2, 5, planning.PART_KEYS]),  # done keys looked up a range at a time, or all at once
 )
 def test_the_arrow_plan_is_the_rule(
-    listed: dict[str, tuple[str, str | None]], drawn: list[dict[str, Any]], compacted_runs: set[int], twice: bool, model_id: str, retry_failed: bool
+    listed: dict[str, tuple[str, str | None]], drawn: list[dict[str, Any]], compacted_runs: set[int], twice: bool, model_id: str, retry_failed: bool, part_keys: int
 ) -> None:
     listing = sorted((key, etag, problem) for key, (etag, problem) in listed.items())
     rows = _rows(drawn)
@@ -110,7 +113,8 @@ def test_the_arrow_plan_is_the_rule(
             {"key": [k for k, _, _ in listing], "size": [1] * len(listing), "etag": [e for _, e, _ in listing], "problem": [p for _, _, p in listing]},
             schema=LISTING_SCHEMA,
         )
-        planned = plan_listing(table, dest, model_id, retry_failed=retry_failed)
+        with mock.patch.object(planning, "PART_KEYS", part_keys):
+            planned = plan_listing(table, dest, model_id, retry_failed=retry_failed)
     todo, already, known = _reference(listing, rows, model_id, retry_failed)
     assert planned.todo["key"].to_pylist() == todo  # in listing order
     assert (planned.already_done, planned.known_failed) == (already, known)
@@ -126,6 +130,8 @@ def test_a_key_done_under_several_etags_is_done_under_each(tmp_path: Any) -> Non
     for etag in ETAGS + ["e4"]:
         table = pa.table({"key": ["a.jpg"], "size": [1], "etag": [etag], "problem": [None]}, schema=LISTING_SCHEMA)
         assert plan_listing(table, dest, "m1").todo.num_rows == (etag == "e4")
+        with mock.patch.object(planning, "PART_KEYS", 1):
+            assert plan_listing(table, dest, "m1").todo.num_rows == (etag == "e4")
 
 
 @settings(max_examples=50, deadline=None)
@@ -145,3 +151,32 @@ def test_listing_checks_only_the_keys_that_could_fail_and_finds_every_problem(ke
     for store, dest in ((local, local), (s3, local), (local, s3)):
         exact = [store.check_key(k) or dest.check_key(output_name_for(k)) for k in keys]
         assert key_problems(keys, store, dest) == exact
+
+
+small_key = st.text(alphabet="ab/é", max_size=4)
+pair = st.tuples(small_key, st.sampled_from(ETAGS))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    listed=st.dictionaries(small_key, st.sampled_from(ETAGS), min_size=2, max_size=25),
+    done_pairs=st.lists(pair, min_size=2, max_size=40),
+    part_keys=st.integers(1, 6),
+    chunks=st.integers(1, 3),
+    shuffle=st.none() | st.randoms(use_true_random=False),
+)
+def test_the_anti_join_by_key_ranges_is_the_set_rule(listed: dict[str, str], done_pairs: list[tuple[str, str]], part_keys: int, chunks: int, shuffle: Any) -> None:
+    """`not_done` looking the done keys up a range of key values at a time (as it does past
+    PART_KEYS of them) gives the set rule's answer, in listing order, keys at the cuts included;
+    a listing in key order (as stores list) or not (an inventory's)."""
+    keys = sorted(listed, key=lambda k: k.encode())
+    if shuffle is not None:
+        shuffle.shuffle(keys)
+    cut = [len(keys) * i // chunks for i in range(chunks + 1)]
+    schema = pa.schema([("key", pa.string()), ("etag", pa.string())])
+    batches = [pa.record_batch({"key": keys[a:b], "etag": [listed[k] for k in keys[a:b]]}, schema=schema) for a, b in zip(cut, cut[1:])]
+    listing = pa.Table.from_batches(batches, schema=schema)  # in chunks, as a listing is read
+    done = planning.DoneHistory(pa.array([k for k, _ in done_pairs], pa.string()), pa.array([e for _, e in done_pairs], pa.string()), pa.array([], pa.string()))
+    with mock.patch.object(planning, "PART_KEYS", part_keys):
+        todo = planning.not_done(listing, done)
+    assert todo["key"].to_pylist() == [k for k in keys if (k, listed[k]) not in set(done_pairs)]

@@ -7,9 +7,11 @@ object per photo: the listing and the history are Arrow columns, and "not done y
 lookup in Arrow's C++ (`index_in` of each listed key among the done keys, then one comparison
 of etags). Against Acero's hash join (`Table.join(..., "left anti")`), timed once beside it at
 3M rows on the 2-core development machine (2026-12-02): the lookup took 1.3 s and 0.2 GB more
-memory, the join 1.9 s and 1.0 GB; at 10M the whole nightly plan takes ~9 s (BENCHMARKS.md,
-bench/bench_scale.py). Python objects are made only for the sources that are candidates and
-ever failed: tonight's work, not the archive's.
+memory, the join 1.9 s and 1.0 GB. The lookup's hash table is its own copy of the done keys, so
+past PART_KEYS of them it runs a range of key values at a time (`not_done`): at 10M the whole
+nightly plan takes ~8 s and Arrow's allocations peak 1.26 GB above the listing (2.04 GB in one
+lookup; BENCHMARKS.md, bench/bench_scale.py). Python objects are made only for the sources that
+are candidates and ever failed: tonight's work, not the archive's.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ FAILURE_COLUMNS = ("key", "source_etag", "status", "permanent", "judged_by", "er
 class DoneHistory:
     """What planning needs of a destination's history, read in one pass over its files."""
 
-    keys: pa.Array  # of every ok row of this model (a key may repeat, with other etags)
-    etags: pa.Array  # parallel to keys
+    keys: pa.ChunkedArray | pa.Array  # of every ok row of this model (a key may repeat, with other etags)
+    etags: pa.ChunkedArray | pa.Array  # parallel to keys, chunked alike
     failed: pa.Array  # distinct keys that have at least one failed row (any model)
 
 
@@ -51,14 +53,7 @@ def read_done(dest: str, model_id: str) -> DoneHistory:
 
     table = scan_history(dest, DONE_COLUMNS, keep)
     failed = pc.unique(pa.chunked_array(failed_parts, pa.string())) if failed_parts else pa.array([], pa.string())
-    # One array each (Arrow's lookups and takes are several times faster on one array than on
-    # hundreds of chunks), made one column at a time and the chunks let go at once: the copy
-    # never coexists with the other column's chunks (at 10M rows, 0.4 GB less at the peak).
-    columns = [table["key"], table["source_etag"]]
-    del table
-    keys = _one_array(columns.pop(0))
-    etags = _one_array(columns.pop(0))
-    return DoneHistory(keys, etags, _one_array(failed))
+    return DoneHistory(table["key"], table["source_etag"], _one_array(failed))
 
 
 def _one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -67,31 +62,78 @@ def _one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column
 
 
+# Done keys one lookup's hash table holds at a time (see `not_done`). At 10M (4 ranges), against
+# one lookup: 2.04 -> 1.26 GB Arrow peak, no slower; 1.25M a range saves little more and costs
+# ~1 s more in passes over the keys (measured 2026-12-03, bench_scale's 10M nightly).
+PART_KEYS = 2_500_000
+
+
 def not_done(listing: pa.Table, done: DoneHistory) -> pa.Table:
     """The listing's rows whose (key, etag) has no ok row, in listing order: an anti-join on
-    (key, etag), as a set lookup (the module's docstring says why)."""
+    (key, etag), as a set lookup (the module's docstring says why). The lookup's hash table is
+    its own copy of the done keys (1.3 GB at ten million), so over PART_KEYS of them the keys are
+    looked up a range at a time: ranges of key values cut at sampled done keys, each listed key
+    looked up only among the done keys of its own range (a key is in exactly one range)."""
     if listing.num_rows == 0 or len(done.keys) == 0:
         return listing
-    at = pc.index_in(listing["key"], value_set=done.keys)  # the first done row of each key
-    same = pc.fill_null(pc.equal(pc.take(done.etags, at), listing["etag"]), False)
+    parts = -(-len(done.keys) // PART_KEYS)
+    if parts == 1:
+        # One array each (Arrow's lookups and takes are several times faster on one array than
+        # on hundreds of chunks), made one column at a time.
+        keys = _one_array(done.keys)
+        return listing.filter(pa.array(~_done_mask(listing["key"], listing["etag"], keys, _one_array(done.etags))))
+    # Past PART_KEYS, the done columns stay in the chunks they were read in (one whole copy of
+    # them would be the peak); each range's share is copied into one array.
+    mask = np.zeros(listing.num_rows, dtype=bool)
+    cuts = _cuts(done.keys, parts)
+    listed_in, done_in = _ranges(listing["key"], cuts), _ranges(done.keys, cuts)
+    pairs = listing.select(["key", "etag"])
+    for i in range(len(cuts) + 1):
+        rows = np.flatnonzero(listed_in == i)
+        if len(rows) == 0:
+            continue
+        # A listing is in key order (S3's, a folder's): then a range is a slice, not a copy.
+        contiguous = rows[-1] - rows[0] + 1 == len(rows)
+        part = pairs.slice(int(rows[0]), len(rows)) if contiguous else pairs.take(pa.array(rows))
+        here = pa.array(done_in == i)
+        mask[rows] = _done_mask(part["key"], part["etag"], _one_array(done.keys.filter(here)), _one_array(done.etags.filter(here)))
+    return listing.filter(pa.array(~mask))
+
+
+def _cuts(keys: pa.Array | pa.ChunkedArray, parts: int, sample: int = 4096) -> list[str]:
+    """Up to parts - 1 distinct key values cutting `keys` into ranges of about equal counts,
+    from a fixed random sample of them."""
+    at = np.random.default_rng(0).choice(len(keys), size=min(sample, len(keys)), replace=False)
+    seen = sorted(pc.take(keys, pa.array(at)).to_pylist())
+    return sorted({seen[len(seen) * i // parts] for i in range(1, parts)})
+
+
+def _ranges(keys: pa.Array | pa.ChunkedArray, cuts: list[str]) -> np.ndarray:
+    """Each key's range: how many of the (sorted) cuts are <= it, in byte order."""
+    label = np.zeros(len(keys), dtype=np.int32)
+    for cut in cuts:
+        label += np.asarray(_one_array(pc.greater_equal(keys, cut)).to_numpy(zero_copy_only=False), dtype=bool)
+    return label
+
+
+def _done_mask(keys: pa.ChunkedArray | pa.Array, etags: pa.ChunkedArray | pa.Array, done_keys: pa.Array, done_etags: pa.Array) -> np.ndarray:
+    """Whether each (keys[i], etags[i]) is among the (done_keys, done_etags) pairs."""
+    if len(done_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = pc.index_in(keys, value_set=done_keys)  # the first done row of each key
+    same = pc.fill_null(pc.equal(pc.take(done_etags, at), etags), False)
     found = pc.is_valid(at)
     # A key done under several etags (a file replaced and colorized again) may match another
     # of its rows than the first: those few rows are checked against all of the key's rows.
     doubtful = pc.and_(found, pc.invert(same))
+    mask = np.asarray(_one_array(same).to_numpy(zero_copy_only=False), dtype=bool).copy()
     if pc.any(doubtful).as_py():
-        rows = listing.filter(doubtful)
-        of_them = pc.is_in(done.keys, value_set=rows["key"])
-        pairs = set(zip(done.keys.filter(of_them).to_pylist(), done.etags.filter(of_them).to_pylist()))
-        again = [(k, e) in pairs for k, e in zip(rows["key"].to_pylist(), rows["etag"].to_pylist())]
-        same = _set_where(same, doubtful, again)
-    return listing.filter(pc.invert(same))
-
-
-def _set_where(mask: pa.Array | pa.ChunkedArray, where: pa.Array | pa.ChunkedArray, values: list[bool]) -> pa.Array:
-    """`mask` with its entries at the true positions of `where` replaced by `values`, in order."""
-    out = np.asarray(_one_array(mask).to_numpy(zero_copy_only=False), dtype=bool).copy()
-    out[np.flatnonzero(_one_array(where).to_numpy(zero_copy_only=False))] = values
-    return pa.array(out)
+        where = np.flatnonzero(_one_array(doubtful).to_numpy(zero_copy_only=False))
+        row_keys = pc.take(keys, pa.array(where))
+        of_them = pc.is_in(done_keys, value_set=_one_array(row_keys))
+        pairs = set(zip(done_keys.filter(of_them).to_pylist(), done_etags.filter(of_them).to_pylist()))
+        mask[where] = [(k, e) in pairs for k, e in zip(row_keys.to_pylist(), pc.take(etags, pa.array(where)).to_pylist())]
+    return mask
 
 
 def known_failures_among(dest: str, candidates: pa.Table, failed: pa.Array) -> dict[str, tuple[str, str]]:
