@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from colorize_core.model.color import KB, KG, KR, U_MAX, V_MAX
+from colorize_core.bt601 import KB, KG, KR, U_MAX, V_MAX
 
 
 # name -> (hue in degrees, (min, max) chroma at the strongest density, where it is strongest)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from colorize_core.model.color import KB, KG, KR, U_MAX, V_MAX
+from colorize_core.bt601 import KB, KG, KR, U_MAX, V_MAX
 
 THUMB = 128  # the longest side the decision looks at
 LUMA_BINS = 16  # the tone: mean chroma per 1/16 of the luma range

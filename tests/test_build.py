@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.archive.layout import shard_key, status_key
+from colorize_core.data.layout import shard_key, status_key
 from colorize_core.data.build import build_dataset, build_shard
 from colorize_core.data.dataset import ShardImages, StepBatchSampler, open_training_data
 from colorize_core.data.sharding import plan_manifest, read_manifest, write_manifest

@@ -1,4 +1,4 @@
-"""Where things lie in a destination, and what a run id is: defined once, here.
+"""Where things lie in a colorize-archive destination, and what a run id is: defined once, here.
 
 A colorize-archive destination (DEST):
   <key of each source>             the colorized photo (same relative key; GIF becomes PNG)
@@ -9,11 +9,7 @@ A colorize-archive destination (DEST):
   _colorize/lease.json             the run holding DEST now (lease.py)
   _colorize/gallery.html           before / after page of the latest run
 
-A build-dataset destination:
-  shards/shard-NNNNN.parquet       training rows
-  status/shard-NNNNN.parquet       one row per source of the shard (the shard's commit)
-  manifest.parquet                 what was planned
-  summary.json                     counts, rows per shard, failures
+A build-dataset destination's layout is data/layout.py's (the training data's own).
 
 A run id is `<UTC start, YYYYmmddTHHMMSS>-<8 hex>`: it sorts by start time, and compaction and
 plan pruning read a run's age from it (`run_started`).
@@ -33,12 +29,6 @@ CLAIMS_PREFIX = "_colorize/claims/"
 COMPACTED = "compacted-"  # metadata files that fold finished runs' files into one
 LEASE_KEY = "_colorize/lease.json"
 GALLERY_KEY = "_colorize/gallery.html"
-
-# build-dataset destinations
-SHARDS_PREFIX = "shards/"
-STATUS_PREFIX = "status/"
-MANIFEST_KEY = "manifest.parquet"
-SUMMARY_KEY = "summary.json"
 
 RUN_TIME_FORMAT = "%Y%m%dT%H%M%S"
 _STAMP_LEN = len("20260101T000000")
@@ -83,14 +73,6 @@ def claims_prefix(run_id: str) -> str:
 
 def claim_key(run_id: str, shard: int) -> str:
     return f"{claims_prefix(run_id)}{shard:05d}"
-
-
-def shard_key(index: int) -> str:
-    return f"{SHARDS_PREFIX}shard-{index:05d}.parquet"
-
-
-def status_key(index: int) -> str:
-    return f"{STATUS_PREFIX}shard-{index:05d}.parquet"
 
 
 def overlap(source: str, dest: str) -> str | None:

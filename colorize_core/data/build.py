@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from colorize_core.archive.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
+from colorize_core.data.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.data.samples import Sample, prepare_sample
 from colorize_core.data.sharding import (
     DEFAULT_SHARD_SIZE,

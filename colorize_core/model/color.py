@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import torch
 
-# BT.601 luma weights; the same ones PIL uses for mode "L", so "gray level" means one thing here.
-KR, KG, KB = 0.299, 0.587, 0.114
-U_MAX = 0.436
-V_MAX = 0.615
+from colorize_core.bt601 import KB, KG, KR, U_MAX, V_MAX
 
 _RGB_TO_YUV64 = torch.tensor(
     [

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.model.color import KB, KG, KR
+from colorize_core.bt601 import KB, KG, KR
 from colorize_core.storage import deep
 from colorize_core.storage.deep import RGB16_INFO, Image16, encode_png16, encode_tiff16
 from colorize_core.storage.provenance import Provenance, label_output, save_options, source_exif
