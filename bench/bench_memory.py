@@ -13,9 +13,12 @@ subprocess. The reference needs ~10 GB at 100 MP; skip it on smaller machines.
 smooth scan in the high byte, noise in the low byte, as a sensor gives) goes through the whole
 `colorize images` path instead (`colorize_files`: decode, colorize, encode a labelled 16-bit RGB
 TIFF, write), after a warm-up on a small one. Reported as well: the output's size and the largest
-difference between its BT.601 luma and the source's, in levels of 65,535.
+difference between its BT.601 luma and the source's, in levels of 65,535. `--source rgb16-png`:
+the same through a 16-bit RGB PNG (a sepia-toned print's scan: the smooth scan toned, noise in
+every channel's low byte), which Pillow reads at 8 bits and imagecodecs again at 16; the output
+is a 16-bit RGB PNG.
 
-Run: `.venv/bin/python -m bench.bench_memory [--megapixels 100] [--no-reference] [--source gray16-tiff]`.
+Run: `.venv/bin/python -m bench.bench_memory [--megapixels 100] [--no-reference] [--source gray16-tiff|rgb16-png]`.
 JSON lines.
 """
 
@@ -31,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import tifffile
 import torch
@@ -42,6 +46,7 @@ from colorize_core.local_files import colorize_files, expand_inputs
 from colorize_core.model.color import KB, KG, KR, yuv_to_rgb_in_gamut
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.models import ModelConfig, build_model
+from colorize_core.storage.deep import Image16, encode_png16
 from colorize_core.storage.imageio import luma_and_alpha
 
 MB = 1 << 20
@@ -103,34 +108,63 @@ def gray16_scan(width: int, height: int, path: Path, seed: int = 0) -> None:
     tifffile.imwrite(path, scan, metadata=None)
 
 
-def child_gray16_tiff(megapixels: float, tmp: Path) -> None:
-    """One measurement of `colorize_files` on a 16-bit gray TIFF in this (fresh) process."""
+SEPIA = (1.08, 0.98, 0.80)  # a toned print's channel gains (the gray's luma kept within ~1%)
+
+
+def rgb16_scan(width: int, height: int, path: Path, seed: int = 0) -> None:
+    """A 16-bit sepia-toned RGB PNG at `path` (written by colorize_core's 16-bit PNG writer: the
+    fast one at hand; the bench reads it back with imagecodecs' libpng)."""
+    rng = np.random.default_rng(seed)
+    high = np.asarray(smooth_photo(rng, width, height))
+    scan = np.empty((height, width, 3), dtype=np.uint16)
+    for r in range(0, height, 1024):
+        base = high[r : r + 1024].astype(np.float32) * 257.0
+        for c, gain in enumerate(SEPIA):
+            noise = rng.integers(0, 256, base.shape, dtype=np.uint16)
+            scan[r : r + 1024, :, c] = np.clip(base * gain, 0, 65535 - 255).astype(np.uint16) + noise
+    path.write_bytes(encode_png16(Image16(scan), None))
+
+
+SCANS = {"gray16-tiff": ("scan.tif", gray16_scan), "rgb16-png": ("scan.png", rgb16_scan)}
+
+
+def child_sixteen(megapixels: float, tmp: Path, source: str) -> None:
+    """One measurement of `colorize_files` on a 16-bit scan in this (fresh) process."""
     w, h = scan_size(megapixels)
+    name, make = SCANS[source]
     torch.manual_seed(0)
     colorizer = Colorizer(build_model(ModelConfig(image_size=64), backbone_weights="none"), device="cpu", batch_size=1)
-    gray16_scan(300, 200, tmp / "warmup.tif", seed=1)
-    colorize_files(expand_inputs([tmp / "warmup.tif"]), tmp / "warmup-out", colorizer)  # lazy kernels, allocator pools
+    warmup = tmp / ("warmup" + Path(name).suffix)
+    make(300, 200, warmup, seed=1)
+    colorize_files(expand_inputs([warmup]), tmp / "warmup-out", colorizer)  # lazy kernels, allocator pools
     before = rss_bytes()
     start = time.perf_counter()
-    (result,) = colorize_files(expand_inputs([tmp / "scan.tif"]), tmp / "out", colorizer)
+    (result,) = colorize_files(expand_inputs([tmp / name]), tmp / "out", colorizer)
     seconds = time.perf_counter() - start
     peak = peak_rss_bytes()
     assert result.ok, result.error
     out = Path(result.output)  # type: ignore[arg-type]
     print(json.dumps({"width": w, "height": h, "rss_before_mb": round(before / MB), "peak_rss_mb": round(peak / MB),
                       "bytes_per_pixel": round((peak - before) / (w * h), 2), "seconds": round(seconds, 2),
-                      "output_mb": round(out.stat().st_size / MB), "max_luma_diff_levels": luma_difference(tmp / "scan.tif", out)}))
+                      "output_mb": round(out.stat().st_size / MB)}))
+
+
+def _read16(path: Path) -> np.ndarray:
+    """A 16-bit TIFF or PNG's pixels, by readers that are not the writers'."""
+    return tifffile.imread(path) if path.suffix == ".tif" else imagecodecs.png_decode(path.read_bytes())
 
 
 def luma_difference(src: Path, out: Path, rows: int = 512) -> float:
-    """Largest |BT.601 luma of the 16-bit RGB output - the 16-bit gray source|, in levels."""
-    gray, rgb = tifffile.imread(src), tifffile.imread(out)
-    assert rgb.dtype == np.uint16 and rgb.shape == (*gray.shape, 3), (rgb.dtype, rgb.shape)
+    """Largest |BT.601 luma of the 16-bit RGB output - the 16-bit source's|, in levels."""
+    source, rgb = _read16(src), _read16(out)
+    assert rgb.dtype == np.uint16 and rgb.shape == (*source.shape[:2], 3), (rgb.dtype, rgb.shape)
     worst = 0.0
-    for r in range(0, gray.shape[0], rows):
+    for r in range(0, source.shape[0], rows):
         f = rgb[r : r + rows].astype(np.float64)
         y = f[..., 0] * KR + f[..., 1] * KG + f[..., 2] * KB
-        worst = max(worst, float(np.abs(y - gray[r : r + rows]).max()))
+        s = source[r : r + rows].astype(np.float64)
+        want = s if s.ndim == 2 else s[..., 0] * KR + s[..., 1] * KG + s[..., 2] * KB
+        worst = max(worst, float(np.abs(y - want).max()))
     return round(worst, 3)
 
 
@@ -156,22 +190,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--megapixels", type=float, default=100.0)
     p.add_argument("--no-reference", action="store_true", help="skip the full-size reference (needs ~10 GB at 100 MP)")
-    p.add_argument("--source", choices=["gray8", "gray16-tiff"], default="gray8",
-                   help="gray8: an 8-bit scan through Colorizer.colorize; gray16-tiff: a 16-bit TIFF through colorize_files")
+    p.add_argument("--source", choices=["gray8", *SCANS], default="gray8",
+                   help="gray8: an 8-bit scan through Colorizer.colorize; gray16-tiff, rgb16-png: a 16-bit scan through colorize_files")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
-        if args.source == "gray16-tiff":
-            child_gray16_tiff(args.megapixels, args.child)
+        if args.source in SCANS:
+            child_sixteen(args.megapixels, args.child, args.source)
         else:
             child(args.megapixels, args.child, args.reference)
         return
     common = {"machine": machine(), "torch": torch.__version__, "megapixels": args.megapixels}
-    if args.source == "gray16-tiff":
+    if args.source in SCANS:
+        name, make = SCANS[args.source]
         with tempfile.TemporaryDirectory() as tmp:
-            gray16_scan(*scan_size(args.megapixels), Path(tmp) / "scan.tif")
-            row = {"bench": "colorize_memory_gray16_tiff", **run_child(args.megapixels, Path(tmp), False, args.source)}
+            make(*scan_size(args.megapixels), Path(tmp) / name)
+            row = {"bench": f"colorize_memory_{args.source.replace('-', '_')}", **run_child(args.megapixels, Path(tmp), False, args.source)}
+            out = Path(tmp) / "out" / name
+            row["max_luma_diff_levels"] = luma_difference(Path(tmp) / name, out)  # here: the child's peak is not the reader's
         print(json.dumps({**row, **common}), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
