@@ -78,11 +78,12 @@ def live_files(store: ObjectStore) -> list[ObjectInfo]:
     return [o for o in compacted if o.key not in absorbed] + [o for o in files if o.key not in absorbed and o.key not in first]
 
 
-def _batches(store: ObjectStore, columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None) -> Iterator[pa.RecordBatch]:
-    """The live files' rows as record batches of `columns` (a column an older file lacks reads
-    as nulls), each passed through `keep` (a filter) when given: a year of history is never
-    in memory at once. A row may come twice (see `_tables`): for sets, not counts."""
-    for obj in live_files(store):
+def _batches(store: ObjectStore, files: list[ObjectInfo], columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None) -> Iterator[pa.RecordBatch]:
+    """The rows of `files` (the live files) as record batches of `columns` (a column an older
+    file lacks reads as nulls), each passed through `keep` (a filter) when given: a year of
+    history is never in memory at once. A row may come twice (see `_tables`): for sets, not
+    counts."""
+    for obj in files:
         parquet = _parquet(store, obj)
         present = set(parquet.schema_arrow.names)
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in columns if c in present]):
@@ -93,16 +94,29 @@ def _batches(store: ObjectStore, columns: Sequence[str], keep: Callable[[pa.Reco
                 yield out
 
 
+@dataclass(frozen=True)
+class Scan:
+    table: pa.Table
+    compacted_files: int  # live compacted files read: with more than one, a row may come twice
+
+
 def scan_history(dest: str, columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None, attempts: int = 3) -> pa.Table:
     """The rows under `dest` that `keep` keeps (all when None), with `columns`, as one table.
     Memory holds what is kept, plus one batch."""
+    return scan_history_files(dest, columns, keep, attempts).table
+
+
+def scan_history_files(dest: str, columns: Sequence[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None, attempts: int = 3) -> Scan:
+    """`scan_history`, with what the one listing of the files it read says of them."""
     store = open_store(dest)
     schema = pa.schema([OUTPUT_SCHEMA.field(c) for c in columns])
     if keep is not None:  # keep may change the columns' types (dictionary-encode them, say)
         schema = keep(pa.RecordBatch.from_pylist([], schema=schema)).schema
 
-    def read() -> pa.Table:
-        return pa.Table.from_batches(list(_batches(store, columns, keep)), schema=schema)
+    def read() -> Scan:
+        files = live_files(store)
+        table = pa.Table.from_batches(list(_batches(store, files, columns, keep)), schema=schema)
+        return Scan(table, sum(o.key[len(META_PREFIX) :].startswith(COMPACTED) for o in files))
 
     return _listed_again(read, attempts)
 

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from colorize_core.archive.failures import is_known_failure
-from colorize_core.archive.history import latest_rows, live_files, scan_history
-from colorize_core.archive.layout import COMPACTED, META_PREFIX, PLANS_PREFIX, run_started
+from colorize_core.archive.history import latest_rows, scan_history, scan_history_files
+from colorize_core.archive.layout import PLANS_PREFIX, run_started
 from colorize_core.storage.records import table_from_bytes
 from colorize_core.storage.stores import ObjectNotFound, open_store
 
@@ -131,8 +131,9 @@ def _reasons(dest: str, settled: pa.Table) -> list[dict[str, Any]]:
 def summarize(dest: str) -> HistorySummary:
     """Summarize every row under `dest` (the latest row of each source decides its state; a
     source planned since then and not done yet is `pending`)."""
-    table = scan_history(dest, SUMMARY_COLUMNS, _encoded).unify_dictionaries()
-    if sum(o.key[len(META_PREFIX) :].startswith(COMPACTED) for o in live_files(open_store(dest))) > 1:
+    scan = scan_history_files(dest, SUMMARY_COLUMNS, _encoded)
+    table = scan.table.unify_dictionaries()
+    if scan.compacted_files > 1:
         table = _distinct_rows(table)  # only then can a row come twice
     latest = latest_rows(table)
     pending = planned_not_done(dest, latest)
