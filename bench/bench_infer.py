@@ -25,7 +25,7 @@ from PIL import Image
 
 from bench.common import SHARED, machine, smooth_photo
 from colorize_core.archive.shards import colorize_shard
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.model.checkpoint import save_checkpoint
 from colorize_core.model.device import amp_dtype, resolve_device
 from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions

@@ -41,7 +41,8 @@ import pyarrow.parquet as pq
 
 from bench.common import machine
 from colorize_core.archive.layout import compacted_key
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, LISTING_SCHEMA, with_shards, write_plan
+from colorize_core.archive.config import DEFAULT_SHARD_SIZE
+from colorize_core.archive.listing import LISTING_SCHEMA, with_shards, write_plan
 from colorize_core.storage.records import OUTPUT_SCHEMA, table_to_bytes
 
 MODEL = "residual_encoder-0123abcd"

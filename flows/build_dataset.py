@@ -13,10 +13,11 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from colorize_core.archive.config import DEFAULT_SHARD_SIZE
+from colorize_core.archive.listing import plan_manifest, read_manifest, read_manifest_shard, write_manifest
 from colorize_core.archive.markup import markdown_code
 from colorize_core.data.build import ShardResult, build_shard, finish_build, plan_build
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
-from colorize_core.data.sharding import DEFAULT_SHARD_SIZE, plan_manifest, read_manifest, read_manifest_shard, write_manifest
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 storage_task = task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
-from colorize_core.data.config import CUDA_SHARD_SIZE, DEFAULT_SAMPLE_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.home import HOME_ENV, colorize_home
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line

@@ -22,17 +22,17 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.archive.gallery import FAILURES_ARTIFACT, GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
 from colorize_core.archive.claims import claim as take_claim
 from colorize_core.archive.claims import claim_order, drop_claims
+from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.archive.gallery import FAILURES_ARTIFACT, GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
 from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import GALLERY_KEY, new_run_id, plan_key
 from colorize_core.archive.lease import Lease
+from colorize_core.archive.listing import manifest_shards, read_manifest_shard, write_plan
 from colorize_core.archive.markup import markdown_code
 from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, COUNTS, count, count_rows, number, outcome_message, plural, state_name
-from colorize_core.data.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
-from colorize_core.data.sharding import manifest_shards, read_manifest_shard, write_plan
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
 from colorize_core.storage.errors import Interrupted, check_stop, forget_run, run_stop

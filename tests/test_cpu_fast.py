@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from colorize_core.archive.shards import colorize_shard
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.model import cpu_features, cpu_openvino
 from colorize_core.model.checkpoint import save_checkpoint
 from colorize_core.model.color import rgb_to_yuv

@@ -14,7 +14,7 @@ from colorize_core.archive import steps as shard_steps
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.shards import colorize_shard
 from colorize_core.archive.steps import Source, pixel_groups
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness, colourfulness_tensor
 from colorize_core.storage import jpeg_codec

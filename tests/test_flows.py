@@ -176,12 +176,12 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
 
 
 def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.data import sharding
+    from colorize_core.archive import listing
 
     gray, out = str(tmp_path / "gray"), str(tmp_path / "out")
     keys = gray_archive(gray, 5)
     read: list[tuple[int, int]] = []
-    real = sharding.read_manifest_shard
+    real = listing.read_manifest_shard
 
     def recording(uri: str, index: int):  # type: ignore[no-untyped-def]
         source, items = real(uri, index)
@@ -192,4 +192,4 @@ def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_ch
     summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), shard_size=2, device="cpu")
     assert summary["ok"] == 5 and sorted(read) == [(0, 2), (1, 2), (2, 1)]
     (plan,) = [o.key for o in open_store(out).list("_colorize/plans/")]  # one plan file for the run
-    assert sorted(o.key for o in sharding.read_manifest(f"{out}/{plan}").objects) == sorted(keys)
+    assert sorted(o.key for o in listing.read_manifest(f"{out}/{plan}").objects) == sorted(keys)

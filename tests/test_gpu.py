@@ -61,7 +61,7 @@ def test_nvjpeg_shard_matches_the_cpu_device_path(jpeg_archive: str, tmp_path: P
     """nvJPEG decode + CUDA colorize + nvJPEG encode against the same code on CPU (libjpeg-turbo)."""
     from colorize_core.archive.history import read_output_rows
     from colorize_core.archive.shards import colorize_shard
-    from colorize_core.data.sharding import list_images
+    from colorize_core.archive.listing import list_images
     from colorize_core.storage.stores import open_store
     from tests.conftest import luma_of
 

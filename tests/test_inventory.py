@@ -19,7 +19,7 @@ import pyarrow.orc as orc
 import pyarrow.parquet as pq
 import pytest
 
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.storage.inventory import InventoryError, read_inventory
 from colorize_core.storage.stores import ObjectInfo, open_store
 from flows.cli import main

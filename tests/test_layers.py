@@ -17,6 +17,8 @@ MAY_IMPORT = {
     "storage": {"bt601"},
     "monochrome": {"bt601"},
     "model": {"bt601", "home", "storage"},
+    # The archive pipeline (listing, planning, shards) under the training data that builds on its listing.
+    "archive": {"bt601", "home", "storage", "model", "monochrome"},
 }
 
 

@@ -15,7 +15,7 @@ from bench.aged_prints import age_print, luma
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.shards import colorize_shard
 from colorize_core.data.build import build_dataset
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.model.infer import Colorizer
 from colorize_core.storage.stores import open_store
 from flows.cli import build_parser, main

@@ -17,7 +17,7 @@ from colorize_core.archive.failures import current_judge, is_known_failure
 from colorize_core.archive.layout import compacted_key, metadata_key
 from colorize_core.archive import planning
 from colorize_core.archive.planning import plan_listing
-from colorize_core.data.sharding import LISTING_SCHEMA
+from colorize_core.archive.listing import LISTING_SCHEMA
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import open_store
 
@@ -140,7 +140,7 @@ def test_listing_checks_only_the_keys_that_could_fail_and_finds_every_problem(ke
     """`key_problems` runs the stores' exact checks only on suspect keys: its answers must be
     the exact checks' on every key, for a local folder (a file system's name limit) and for S3
     (1024 bytes with the prefix)."""
-    from colorize_core.data.sharding import key_problems
+    from colorize_core.archive.listing import key_problems
     from colorize_core.storage.imageio import output_name_for
     from colorize_core.storage.stores import S3Store
 

@@ -19,7 +19,7 @@ from PIL import Image, JpegImagePlugin, TiffTags
 
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.shards import colorize_shard
-from colorize_core.data.sharding import list_images
+from colorize_core.archive.listing import list_images
 from colorize_core.local_files import colorize_files, expand_inputs
 from colorize_core.model.infer import Colorizer
 from colorize_core.storage import provenance as prov

@@ -20,7 +20,7 @@ import pytest
 from colorize_core.archive.summary import summarize
 from colorize_core.archive.layout import LEASE_KEY, plan_key
 from colorize_core.archive.lease import ConditionalWritesIgnored, DestinationBusy, Lease, read_lease
-from colorize_core.data.sharding import Manifest, list_images, write_manifest, write_plan
+from colorize_core.archive.listing import Manifest, list_images, write_manifest, write_plan
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
 from colorize_core.storage import errors
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
@@ -178,7 +178,7 @@ def test_listing_checks_each_key_once_for_source_and_destination(tmp_path: Path,
     uri = str(tmp_path / "plan.parquet")
     objects = list_images(open_store(f"s3://{s3_bucket}/src"), open_store(str(tmp_path / "out")))
     write_manifest(Manifest("s3://x", 3, objects), uri)
-    from colorize_core.data.sharding import read_manifest
+    from colorize_core.archive.listing import read_manifest
 
     assert {o.key: o.problem for o in read_manifest(uri).objects} == listed
 

@@ -78,7 +78,7 @@ def test_a_worker_takes_every_shard_it_can_claim_and_leaves_the_claimed_ones(tmp
     the shards another worker claimed (here one that died holding shard 1: it stays undone)."""
     from colorize_core.archive.claims import claim, claim_order
     from colorize_core.archive.layout import plan_key
-    from colorize_core.data.sharding import write_plan
+    from colorize_core.archive.listing import write_plan
     from colorize_core.storage.stores import child_uri
     from flows.colorize_archive import colorize_shard_flow
 

@@ -26,9 +26,9 @@ from typing import Any
 import pyarrow as pa
 
 from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, shard_of
+from colorize_core.archive.listing import listing_table, objects_of, with_shards
 from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
-from colorize_core.data.sharding import listing_table, objects_of, with_shards
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage, output_name_for
@@ -82,7 +82,7 @@ class ArchivePlan:
         return objects_of(self.todo.slice(index * self.shard_size, self.shard_size))
 
     def manifest(self) -> pa.Table:
-        """The plan as a manifest table (MANIFEST_SCHEMA), for `sharding.write_plan`."""
+        """The plan as a manifest table (MANIFEST_SCHEMA), for `listing.write_plan`."""
         return with_shards(self.todo, self.shard_size)
 
 

@@ -71,7 +71,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
-    problem: str | None = None  # set by listing (sharding.list_images): why it cannot be processed safely
+    problem: str | None = None  # set by listing (archive/listing.py): why it cannot be processed safely
 
 
 def validate_key(key: str) -> str:
