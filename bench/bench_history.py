@@ -19,12 +19,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.common import machine
+from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.archive.history import compact_history, read_output_rows
 from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
-from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.archive.listing import Manifest, read_manifest, read_manifest_shard, write_manifest
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.storage.stores import LocalStore, ObjectInfo, open_store
+from colorize_core.storage.stores import open_store
 
 
 def make_history(uri: str, runs: int, shards: int, rows: int, now: datetime) -> None:

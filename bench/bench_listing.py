@@ -35,7 +35,9 @@ from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
 
 from bench.common import machine
-from colorize_core.storage.stores import LIST_CONCURRENCY, LocalStore, ObjectInfo, S3Store
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import ObjectInfo
+from colorize_core.storage.s3 import LIST_CONCURRENCY, S3Store
 
 
 def archive_key(i: int, per_box: int) -> str:
@@ -182,7 +184,7 @@ def latency_proxy(target: str, latency_s: float) -> Iterator[str]:
 
 
 def bench_s3(keys: int, per_box: int, latency_ms: float, server: str) -> dict[str, Any]:
-    from colorize_core.storage import stores
+    from colorize_core.storage import s3
     from tests.s3server import apply_env, s3_server
 
     out: dict[str, Any] = {"bench": "s3_listing", "server": server, "keys": keys, "per_box": per_box, "latency_ms": latency_ms, "concurrency": LIST_CONCURRENCY}
@@ -193,7 +195,7 @@ def bench_s3(keys: int, per_box: int, latency_ms: float, server: str) -> dict[st
         for latency in (0.0, latency_ms / 1000):
             with latency_proxy(endpoint, latency) as proxied:
                 os.environ["AWS_ENDPOINT_URL"] = proxied
-                stores._clients.clear()  # a client for this proxy's endpoint
+                s3._clients.clear()  # a client for this proxy's endpoint
                 tag = "server" if latency == 0 else f"at_{latency_ms:g}ms"
                 for name, concurrency in (("sequential", 1), ("parallel", LIST_CONCURRENCY)):
                     seconds, n, requests = min(timed_listing("listing", concurrency) for _ in range(3))

@@ -40,8 +40,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.common import machine
-from colorize_core.archive.layout import compacted_key
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
+from colorize_core.archive.layout import compacted_key
 from colorize_core.archive.listing import LISTING_SCHEMA, with_shards, write_plan
 from colorize_core.storage.records import OUTPUT_SCHEMA, table_to_bytes
 
@@ -130,8 +130,8 @@ def _python_plan(listing: pa.Table, dest: str) -> int:
 
 
 def child(root: Path, step: str) -> dict[str, Any]:
-    from colorize_core.archive.summary import summarize
     from colorize_core.archive.planning import plan_listing
+    from colorize_core.archive.summary import summarize
 
     if step == "status":
         summary, seconds, gb, arrow_gb = _measured(lambda: summarize(str(root / "dest")))
@@ -165,7 +165,7 @@ def cli_nightly(files: int) -> dict[str, Any]:
     from colorize_core.model.checkpoint import read_model_id, save_checkpoint
     from colorize_core.model.config import ModelConfig
     from colorize_core.model.models import build_model
-    from colorize_core.storage.stores import LocalStore
+    from colorize_core.storage.local import LocalStore
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

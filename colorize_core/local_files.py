@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colorize_core.model.infer import Colorizer, batched
+from colorize_core.storage.atomic import atomic_write_bytes
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
 from colorize_core.storage.provenance import Provenance
-from colorize_core.storage.stores import atomic_write_bytes
 
 
 @dataclass(frozen=True)

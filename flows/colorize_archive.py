@@ -36,7 +36,8 @@ from colorize_core.archive.vocabulary import COLOUR_PHOTOS, COUNTS, count, count
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
 from colorize_core.storage.errors import Interrupted, check_stop, forget_run, run_stop
-from colorize_core.storage.stores import LocalStore, child_uri, open_store
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.stores import child_uri, open_store
 from colorize_core.training.registry import resolve_checkpoint
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from colorize_core.archive.layout import overlap
-from colorize_core.storage.stores import LocalStore, open_store
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.stores import open_store
 
 # The model's inputs are multiples of 8 (VGG16's three poolings down to conv4_3), so its smallest
 # working size is 8; training reads a sample at round(size * CONTEXT) (data/dataset.py: a crop

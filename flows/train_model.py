@@ -18,7 +18,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import task_run
 
 from colorize_core.archive.gallery import image_uri
-from colorize_core.storage.stores import LocalStore, ObjectNotFound, split_uri
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import ObjectNotFound
+from colorize_core.storage.stores import split_uri
 from colorize_core.training.registry import register_model
 from colorize_core.training.train import StepInfo, TrainConfig, TrainResult, train
 from colorize_core.training.train_params import DEFAULTS, to_train_config

@@ -206,13 +206,13 @@ def bucket_on(server: str, request: pytest.FixtureRequest, monkeypatch: pytest.M
     project's cached boto3 clients pointing at that server for this test; returns its name."""
     import boto3
 
-    from colorize_core.storage import stores
+    from colorize_core.storage import s3
     from tests.s3server import S3_ENV
 
     endpoint = request.getfixturevalue("s3_endpoint" if server == "moto" else f"{server}_endpoint")
     for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(stores, "_clients", {})  # clients made for another server's endpoint
+    monkeypatch.setattr(s3, "_clients", {})  # clients made for another server's endpoint
     # Unique across imports of this module (test modules import it as tests.conftest too, with a
     # counter of their own) and across servers' lives.
     name = f"test-{server}-{next(_bucket_numbers)}-{os.urandom(4).hex()}"

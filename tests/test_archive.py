@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from colorize_core.archive.history import read_output_rows
 from colorize_core.archive import shards
-from colorize_core.archive.shards import colorize_shard
+from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.listing import list_images
+from colorize_core.archive.shards import colorize_shard
 from colorize_core.model.infer import Colorizer
-from colorize_core.storage.stores import LocalStore, StorageError, open_store
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import StorageError
+from colorize_core.storage.stores import open_store
 from tests.badfiles import bad_corpus
 from tests.conftest import gray_archive
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize_core.data.layout import shard_key, status_key
+from colorize_core.archive.listing import plan_manifest, read_manifest, write_manifest
 from colorize_core.data.build import build_dataset, build_shard
 from colorize_core.data.dataset import ShardImages, StepBatchSampler, open_training_data
-from colorize_core.archive.listing import plan_manifest, read_manifest, write_manifest
+from colorize_core.data.layout import shard_key, status_key
+from colorize_core.storage.objects import StorageError
 from colorize_core.storage.records import table_from_bytes
-from colorize_core.storage.stores import StorageError, open_store
+from colorize_core.storage.stores import open_store
 from tests.badfiles import bad_corpus
 
 
@@ -96,7 +97,7 @@ def test_storage_errors_propagate_for_a_retry(tmp_path: Path, monkeypatch: pytes
     archive = str(tmp_path / "archive")
     _fill(archive, bad_corpus())
     calls = {"n": 0}
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import local as storage
 
     original = storage.LocalStore.read
 
@@ -139,7 +140,8 @@ def test_block_shuffle_keeps_rows_of_a_window_together() -> None:
 @pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_a_shard_of_a_big_manifest_is_read_alone(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from colorize_core.archive.listing import Manifest, read_manifest, read_manifest_shard, write_manifest
-    from colorize_core.storage.stores import ObjectInfo, split_uri
+    from colorize_core.storage.objects import ObjectInfo
+    from colorize_core.storage.stores import split_uri
 
     objects = [ObjectInfo(f"box {i // 100}/photo_{i:05d}.jpg", 1000 + i, f"{i:032x}") for i in range(200_000)]
     uri = store_uri.rstrip("/") + "/plans/big.parquet"

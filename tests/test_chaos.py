@@ -22,7 +22,7 @@ from PIL import Image
 
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.lease import read_lease
-from colorize_core.storage.stores import TMP_DIR
+from colorize_core.storage.local import TMP_DIR
 from tests.conftest import bucket_on, gray_archive
 from tests.faultproxy import FaultProxy
 

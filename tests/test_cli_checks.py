@@ -129,7 +129,7 @@ def test_refused_at_once_as_a_real_command(tmp_path: Path) -> None:
 
 
 def test_a_check_that_cannot_be_made_is_one_line_too(src: Path, tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage.stores import StorageError
+    from colorize_core.storage.objects import StorageError
     from colorize_core.training import registry
 
     line = _refused(["archive", str(src), "--dest", "gs://b/x", "--checkpoint", str(tiny_checkpoint)], capsys)

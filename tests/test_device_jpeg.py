@@ -12,15 +12,16 @@ from PIL import Image, JpegImagePlugin
 
 from colorize_core.archive import steps as shard_steps
 from colorize_core.archive.history import read_output_rows
+from colorize_core.archive.listing import list_images
 from colorize_core.archive.shards import colorize_shard
 from colorize_core.archive.steps import Source, pixel_groups
-from colorize_core.archive.listing import list_images
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness, colourfulness_tensor
 from colorize_core.storage import jpeg_codec
 from colorize_core.storage.imageio import decode
 from colorize_core.storage.jpeg_codec import decode_jpegs, encode_jpegs, orient, probe_jpeg
-from colorize_core.storage.stores import ObjectInfo, open_store
+from colorize_core.storage.objects import ObjectInfo
+from colorize_core.storage.stores import open_store
 from tests.badfiles import bad_corpus
 from tests.conftest import bogus_huffman, jpeg_bytes, luma_of, make_photo
 

@@ -10,7 +10,8 @@ import pytest
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.vocabulary import COMPLETED, COMPLETED_WITH_FAILURES, outcome_message
 from colorize_core.storage.imageio import decode, luma_and_alpha
-from colorize_core.storage.stores import StorageError, open_store
+from colorize_core.storage.objects import StorageError
+from colorize_core.storage.stores import open_store
 from colorize_core.training.registry import resolve_checkpoint
 from flows.build_dataset import build_dataset_flow
 from flows.colorize_archive import colorize_archive
@@ -106,7 +107,7 @@ def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> 
 
 
 def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import local as storage
 
     keys = gray_archive(str(tmp_path / "gray"), 3)
     original = storage.LocalStore.read

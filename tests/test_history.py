@@ -11,8 +11,9 @@ import pytest
 from colorize_core.archive.history import compact_history, read_output_rows
 from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
 from colorize_core.archive.planning import read_done
+from colorize_core.storage.objects import ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.storage.stores import ObjectStore, open_store
+from colorize_core.storage.stores import open_store
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 

@@ -21,7 +21,8 @@ import pytest
 
 from colorize_core.archive.listing import list_images
 from colorize_core.storage.inventory import InventoryError, read_inventory
-from colorize_core.storage.stores import ObjectInfo, open_store
+from colorize_core.storage.objects import ObjectInfo
+from colorize_core.storage.stores import open_store
 from flows.cli import main
 
 CSV_SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"

@@ -16,14 +16,15 @@ from PIL import Image, ImageFile
 
 from colorize_core.archive.failures import current_judge
 from colorize_core.archive.history import read_output_rows
-from colorize_core.archive.summary import summarize
 from colorize_core.archive.layout import RUN_TIME_FORMAT, metadata_key
 from colorize_core.archive.shards import plan_archive
 from colorize_core.archive.steps import Source, load, make_row, write_output
+from colorize_core.archive.summary import summarize
 from colorize_core.storage import deep
 from colorize_core.storage.imageio import ImageDecodeError, decode
+from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
-from colorize_core.storage.stores import ObjectInfo, open_store
+from colorize_core.storage.stores import open_store
 from tests.badfiles import bad_corpus
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)

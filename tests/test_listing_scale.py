@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colorize_core.storage.stores import CommonPrefix, LocalStore, ObjectInfo, S3Store, merge_by_prefix
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import ObjectInfo
+from colorize_core.storage.s3 import CommonPrefix, S3Store, merge_by_prefix
 
 
 def utf8(key: str) -> bytes:
@@ -201,7 +203,7 @@ def test_local_listing_is_byte_ordered_and_skips_hidden_and_temporaries(tmp_path
 
 
 def test_local_listing_reads_only_the_folders_the_prefix_can_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import local as storage
 
     store = LocalStore(tmp_path)
     for key in ("photos/a.jpg", "photos/b/c.jpg", "photos-old/d.jpg", "_colorize/metadata/r-shard-00000.parquet", "_colorize/metadata/x/y.parquet"):
@@ -222,7 +224,7 @@ def test_local_listing_reads_only_the_folders_the_prefix_can_name(tmp_path: Path
 
 
 def test_local_listing_stats_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import local as storage
 
     store = LocalStore(tmp_path)
     for i in range(20):
@@ -242,7 +244,7 @@ def test_local_listing_stats_each_file_once(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_an_error_in_a_200_listing_answer_is_retried_not_read_as_an_empty_page() -> None:
-    from colorize_core.storage.stores import _lean_list_page
+    from colorize_core.storage.s3 import _lean_list_page
 
     error = {"status_code": 200, "body": b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"}
     _lean_list_page(error, {})

@@ -13,11 +13,11 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from colorize_core.archive import planning
 from colorize_core.archive.failures import current_judge, is_known_failure
 from colorize_core.archive.layout import compacted_key, metadata_key
-from colorize_core.archive import planning
-from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.listing import LISTING_SCHEMA
+from colorize_core.archive.planning import plan_listing
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import open_store
 
@@ -142,7 +142,7 @@ def test_listing_checks_only_the_keys_that_could_fail_and_finds_every_problem(ke
     (1024 bytes with the prefix)."""
     from colorize_core.archive.listing import key_problems
     from colorize_core.storage.imageio import output_name_for
-    from colorize_core.storage.stores import S3Store
+    from colorize_core.storage.s3 import S3Store
 
     keys = [k + ".jpg" for k in keys] + [k + ".gif" for k in keys[:3]]
     keys += ["abcdefghij/" * n + "a.jpg" for n in (17, 29, 30, 93)]  # short segments, long keys: around S3's limit with the prefix

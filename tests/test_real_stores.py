@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from colorize_core.archive.steps import Source, write_output
-from colorize_core.storage.stores import ObjectInfo, S3Store, open_store
+from colorize_core.storage.objects import ObjectInfo
+from colorize_core.storage.s3 import S3Store
+from colorize_core.storage.stores import open_store
 
 
 def test_the_if_match_form_is_learned_once_per_endpoint(s3_on: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,15 +17,17 @@ from typing import Any
 import boto3
 import pytest
 
-from colorize_core.archive.summary import summarize
 from colorize_core.archive.layout import LEASE_KEY, plan_key
 from colorize_core.archive.lease import ConditionalWritesIgnored, DestinationBusy, Lease, read_lease
 from colorize_core.archive.listing import Manifest, list_images, write_manifest, write_plan
+from colorize_core.archive.summary import summarize
 from colorize_core.model.checkpoint import CheckpointError, load_checkpoint, read_model_id
 from colorize_core.storage import errors
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient
+from colorize_core.storage.local import LocalStore, TMP_DIR
+from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectStore, StorageError
 from colorize_core.storage.procs import this_host
-from colorize_core.storage.stores import TMP_DIR, InvalidKeyError, LocalStore, LocationNotFound, ObjectStore, StorageError, child_uri, open_store
+from colorize_core.storage.stores import child_uri, open_store
 from tests.conftest import gray_archive
 
 
@@ -135,7 +137,7 @@ def test_s3_outage_is_retried_and_missing_bucket_fails_at_once(s3_bucket: str, m
 
 
 def test_credential_errors_name_the_variables(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import s3
 
     # No credentials anywhere in the chain: no variables, no files, no instance metadata.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
@@ -143,7 +145,7 @@ def test_credential_errors_name_the_variables(s3_bucket: str, monkeypatch: pytes
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setattr(storage, "_clients", {})
+    monkeypatch.setattr(s3, "_clients", {})
     started = time.monotonic()
     with pytest.raises(StorageError) as err:
         open_store(f"s3://{s3_bucket}").read("k")

@@ -9,7 +9,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from colorize_core.storage.stores import InvalidKeyError, LocalStore, ObjectNotFound, S3Store, StorageError, open_store, split_uri
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.objects import InvalidKeyError, ObjectNotFound, StorageError
+from colorize_core.storage.s3 import S3Store
+from colorize_core.storage.stores import open_store, split_uri
 
 
 def test_write_read_exists_delete(any_store_uri: str) -> None:
@@ -136,7 +139,7 @@ def test_ranged_reads(any_store_uri: str) -> None:
 
 
 def test_local_listing_walks_only_the_prefix_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.storage import stores as storage
+    from colorize_core.storage import local as storage
 
     store = open_store(str(tmp_path / "s"))
     for key in ("photos/a.jpg", "photos/b/c.jpg", "_colorize/metadata/r-shard-00000.parquet", "_colorize/metadata/x.parquet"):

@@ -27,8 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorize_core.archive.layout import CLAIMS_PREFIX, COMPACTED, META_PREFIX, PLANS_PREFIX, compacted_key, run_started
+from colorize_core.storage.objects import ObjectInfo, ObjectNotFound, ObjectStore
+from colorize_core.storage.ranges import RangeReader
 from colorize_core.storage.records import OUTPUT_SCHEMA, output_table_from_bytes, rows_to_table, table_metadata, table_to_bytes
-from colorize_core.storage.stores import ObjectInfo, ObjectNotFound, ObjectStore, RangeReader, open_store
+from colorize_core.storage.stores import open_store
 
 MIN_AGE = timedelta(hours=48)
 T = TypeVar("T")

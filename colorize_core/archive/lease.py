@@ -32,8 +32,9 @@ from types import TracebackType
 
 from colorize_core.archive.layout import LEASE_KEY
 from colorize_core.storage.errors import STOP, retry_budget, run_stop
+from colorize_core.storage.objects import ObjectNotFound, ObjectStore
 from colorize_core.storage.procs import pid_gone, this_host
-from colorize_core.storage.stores import ObjectNotFound, ObjectStore, open_store
+from colorize_core.storage.stores import open_store
 
 DEFAULT_TTL_S = 600.0
 log = logging.getLogger(__name__)

@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, output_name_for
+from colorize_core.storage.objects import ObjectInfo, ObjectStore
+from colorize_core.storage.ranges import RangeReader
 from colorize_core.storage.records import MANIFEST_SCHEMA, table_from_bytes, table_metadata, table_to_bytes
-from colorize_core.storage.stores import ObjectInfo, ObjectStore, RangeReader, open_store, split_uri
+from colorize_core.storage.stores import open_store, split_uri
 
 
 def is_image_key(key: str) -> bool:

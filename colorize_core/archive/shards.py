@@ -32,8 +32,9 @@ from colorize_core.archive.steps import Source, colorize_on_device, decode_on_de
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage, output_name_for
+from colorize_core.storage.objects import ObjectInfo, ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
-from colorize_core.storage.stores import ObjectInfo, ObjectStore, open_store
+from colorize_core.storage.stores import open_store
 
 
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:

@@ -30,9 +30,9 @@ from colorize_core.monochrome import GRAYSCALE, THUMB, ColourEvidence, Verdict, 
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
+from colorize_core.storage.objects import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 from colorize_core.storage.provenance import Provenance, jpeg_source_exif, label_output
 from colorize_core.storage.records import OUTPUT_SCHEMA
-from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, ObjectStore
 
 ALREADY_COLOUR = "already a colour photo"  # how a skipped row's reason starts; the figures follow
 # Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):

@@ -16,8 +16,9 @@ import pyarrow.compute as pc
 from colorize_core.archive.failures import is_known_failure
 from colorize_core.archive.history import latest_rows, scan_history, scan_history_files
 from colorize_core.archive.layout import PLANS_PREFIX, run_started
+from colorize_core.storage.objects import ObjectNotFound
 from colorize_core.storage.records import table_from_bytes
-from colorize_core.storage.stores import ObjectNotFound, open_store
+from colorize_core.storage.stores import open_store
 
 # The history is read with these columns; a listed source's (failed, skipped) reason and
 # failure columns are read afterwards for those sources only.

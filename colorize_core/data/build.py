@@ -26,8 +26,9 @@ from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.data.samples import Sample, prepare_sample
 from colorize_core.storage.imageio import ImageDecodeError
+from colorize_core.storage.objects import InvalidKeyError, ObjectInfo, ObjectNotFound
 from colorize_core.storage.records import SAMPLE_SCHEMA, STATUS_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
-from colorize_core.storage.stores import InvalidKeyError, ObjectInfo, ObjectNotFound, child_uri, open_store
+from colorize_core.storage.stores import child_uri, open_store
 
 
 @dataclass

@@ -28,8 +28,9 @@ from torch.utils.data import Dataset, Sampler
 
 from colorize_core.data.layout import SUMMARY_KEY
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode, read_image
+from colorize_core.storage.objects import ObjectNotFound
 from colorize_core.storage.records import table_from_bytes
-from colorize_core.storage.stores import ObjectNotFound, open_store
+from colorize_core.storage.stores import open_store
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from colorize_core.model.models import ModelConfig, build_model
-from colorize_core.storage.stores import ObjectNotFound, split_uri
+from colorize_core.storage.objects import ObjectNotFound
+from colorize_core.storage.stores import split_uri
 
 FORMAT = "archive-colorizer/checkpoint"
 FORMAT_VERSION = "1"

@@ -33,7 +33,8 @@ from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, is_sixteen_bit, luma_plane, luma_plane16
-from colorize_core.storage.stores import LocalStore, split_uri
+from colorize_core.storage.local import LocalStore
+from colorize_core.storage.stores import split_uri
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

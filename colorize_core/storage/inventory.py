@@ -24,7 +24,9 @@ from urllib.parse import unquote_plus
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from colorize_core.storage.stores import ObjectInfo, ObjectStore, S3Store, split_uri
+from colorize_core.storage.objects import ObjectInfo, ObjectStore
+from colorize_core.storage.s3 import S3Store
+from colorize_core.storage.stores import split_uri
 
 READ_CONCURRENCY = 8  # data files fetched at once (a 10M-object report is a few dozen files)
 FORMATS = ("CSV", "ORC", "PARQUET")

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from colorize_core.home import colorize_home
-from colorize_core.storage.stores import ObjectNotFound, open_store
+from colorize_core.storage.objects import ObjectNotFound
+from colorize_core.storage.stores import open_store
 
 LATEST = "latest"
 
