@@ -36,6 +36,7 @@ def _comparable(rows: list[dict]) -> list[tuple]:
     return [(r["key"], r["status"], r["error"], r["output_key"], r["width"], r["height"], r["colourfulness"]) for r in rows]
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_pipelined_shard_equals_the_plain_path(mixed_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
     colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
     items = list_images(open_store(mixed_archive))

@@ -105,6 +105,7 @@ def test_the_loss_is_lowest_for_the_true_colours() -> None:
     assert loss(truth, target) < loss(wrong, target)
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_training_the_classification_head_end_to_end(photo_dir: Path, tmp_path: Path) -> None:
     cfg = TrainConfig(
         data=str(photo_dir), out=str(tmp_path / "c.safetensors"), model=ModelConfig(image_size=32, head="classification"),

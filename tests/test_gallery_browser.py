@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from colorize_core.archive.gallery import HTML_NAME_CHARS, GalleryRun, gallery_html
@@ -24,6 +25,7 @@ def _png(img: Image.Image) -> bytes:
 
 
 @needs_browser
+@pytest.mark.slow  # a browser start: make test only
 def test_gallery_shows_before_and_after_images_within_1280px(tmp_path: Path) -> None:
     before = _png(Image.new("L", (480, 360), 128))
     after = _png(Image.new("RGB", (480, 360), (220, 20, 20)))

@@ -53,7 +53,7 @@ def _reference(rows: list[dict[str, Any]], plans: dict[int, list[str]]) -> dict[
     }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     drawn=st.lists(history_row, max_size=30),
     compacted_runs=st.sets(st.integers(0, len(RUNS) - 1)),

@@ -79,6 +79,7 @@ def test_resume_continues_at_the_same_step_with_the_same_state(photo_dir: Path, 
     assert len(a.meta["losses"]) == 6 and a.meta["losses"] == b.meta["losses"]
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_resume_without_a_checkpoint_starts_fresh_and_a_finished_run_stays(photo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     first = train(_cfg(photo_dir, out, steps=2, resume=True))
@@ -93,6 +94,7 @@ def test_resume_refuses_a_different_model(photo_dir: Path, tmp_path: Path) -> No
         train(_cfg(photo_dir, out, steps=2, resume=True, model=ModelConfig(arch="hypercolumn", image_size=32)))
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_triptychs_are_named_by_step_and_show_three_columns(photo_dir: Path, tmp_path: Path) -> None:
     result = train(_cfg(photo_dir, tmp_path / "m.safetensors", steps=4, val_every=2))
     names = [Path(p).name for p in result.triptychs]
@@ -148,6 +150,7 @@ def test_channels_last_training_matches_contiguous(photo_dir: Path, tmp_path: Pa
         assert torch.allclose(t, b_state[name], atol=2e-2, rtol=0.05), name
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_the_loss_is_read_every_log_every_steps_and_at_the_end(photo_dir: Path, tmp_path: Path) -> None:
     seen: list[int] = []
     result = train(_cfg(photo_dir, tmp_path / "m.safetensors", steps=7), on_step=lambda info: seen.append(info.step), log_every=3)
@@ -189,6 +192,7 @@ def test_loader_workers_default_to_none_on_cpu_and_some_on_cuda() -> None:
     assert loader_workers(3, torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0
 
 
+@pytest.mark.slow  # multi-second: make test only (test-fast stays under a minute)
 def test_a_model_resumes_with_the_padding_it_was_trained_with(photo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     old = _cfg(photo_dir, out, steps=3, model=ModelConfig(image_size=32, padding="zeros"))
