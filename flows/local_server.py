@@ -57,15 +57,20 @@ def server_log_path() -> Path:
 @contextlib.contextmanager
 def _output_to(path: Path) -> Iterator[None]:
     """Points this process's stdout and stderr at `path` while a child is started, so the child
-    inherits the file (Prefect starts it with no redirection of its own); restored after."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    inherits the file (Prefect starts it with no redirection of its own); restored after. A log
+    folder that cannot be written (a read-only home) sends the output nowhere rather than fail."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = open(path, "ab")
+    except OSError:
+        target = open(os.devnull, "wb")
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
     try:
-        with open(path, "ab") as log:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
+        with target:
+            os.dup2(target.fileno(), 1)
+            os.dup2(target.fileno(), 2)
         yield
     finally:
         os.dup2(saved[0], 1)

@@ -79,7 +79,7 @@ def not_done(listing: pa.Table, done: DoneHistory) -> pa.Table:
     parts = -(-len(done.keys) // PART_KEYS)
     if parts == 1:
         # One array each (Arrow's lookups and takes are several times faster on one array than
-        # on hundreds of chunks), made one column at a time.
+        # on hundreds of chunks); at most PART_KEYS rows, so the copy beside the chunks is small.
         keys = _one_array(done.keys)
         return listing.filter(pa.array(~_done_mask(listing["key"], listing["etag"], keys, _one_array(done.etags))))
     # Past PART_KEYS, the done columns stay in the chunks they were read in (one whole copy of
