@@ -36,7 +36,6 @@ from colorize_core.archive.vocabulary import COLOUR_PHOTOS, COUNTS, count, count
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
 from colorize_core.storage.errors import Interrupted, check_stop, forget_run, run_stop
-from colorize_core.storage.local import LocalStore
 from colorize_core.storage.stores import child_uri, open_store
 from colorize_core.training.registry import resolve_checkpoint
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
@@ -77,7 +76,7 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
         logger.info("folded %d metadata files (%d rows) into %s", result.files, result.rows, result.key)
     pruned = prune_plans(dest)
     out = open_store(dest)
-    swept = out.sweep_temporaries() if isinstance(out, LocalStore) else 0  # S3 writes leave none
+    swept = out.sweep_temporaries()
     if swept:
         logger.info("removed %d temporary files left by an interrupted run", swept)
     return {"compacted": result.key, "files": result.files, "rows": result.rows, "plans_pruned": pruned, "temporaries_swept": swept}

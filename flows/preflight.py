@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from colorize_core.archive.layout import overlap
-from colorize_core.storage.local import LocalStore
 from colorize_core.storage.stores import open_store
 
 # The model's inputs are multiples of 8 (VGG16's three poolings down to conv4_3), so its smallest
@@ -34,7 +33,7 @@ def _local(uri: str) -> Path | None:
         store = open_store(uri)
     except ValueError as exc:  # an unsupported scheme
         raise UsageError(str(exc)) from None
-    return store.root if isinstance(store, LocalStore) else None
+    return store.local_path()
 
 
 def _folder(uri: str, what: str, hint: str = "") -> None:

@@ -18,7 +18,6 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import task_run
 
 from colorize_core.archive.gallery import image_uri
-from colorize_core.storage.local import LocalStore
 from colorize_core.storage.objects import ObjectNotFound
 from colorize_core.storage.stores import split_uri
 from colorize_core.training.registry import register_model
@@ -54,8 +53,9 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
     resume = cfg.resume or task_run.run_count > 1
     logger = get_run_logger()
     store, key = split_uri(checkpoint_uri)
-    is_local = isinstance(store, LocalStore)
-    local = Path(store.uri) / key if is_local else _work_path(checkpoint_uri)
+    on_disk = store.local_path(key)
+    is_local = on_disk is not None
+    local = on_disk if on_disk is not None else _work_path(checkpoint_uri)
     if resume and not is_local and not local.exists():
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) 
 def make_train_config(data: str, checkpoint: str, **values: Any) -> TrainConfig:
     """The flow's flat parameters (what the UI and deployments show) -> a `TrainConfig`."""
     # Triptychs go beside a local checkpoint; for a remote one, to a local work folder.
-    val_dir = None if isinstance(split_uri(checkpoint)[0], LocalStore) else str(_work_path(checkpoint).with_suffix(".val"))
+    val_dir = None if split_uri(checkpoint)[0].local_path() is not None else str(_work_path(checkpoint).with_suffix(".val"))
     return to_train_config(data, checkpoint, values, val_dir=val_dir)
 
 

@@ -29,6 +29,21 @@ def test_write_read_exists_delete(any_store_uri: str) -> None:
         store.read("a/b.jpg")
 
 
+def test_every_store_says_where_it_lies_and_sweeps(store_uri: str) -> None:
+    """What only a local folder has is asked of every store (no caller tests a store's type)."""
+    store = open_store(store_uri)
+    store.write("a/b.txt", b"x")
+    path = store.local_path("a/b.txt")
+    if store_uri.startswith("s3://"):
+        assert path is None and store.local_path() is None
+    else:
+        assert path is not None and path.read_bytes() == b"x" and store.local_path() == Path(store_uri).resolve()
+    assert store.sweep_temporaries() == 0  # a clean store: nothing a killed writer left
+    if not store_uri.startswith("s3://"):
+        with pytest.raises(InvalidKeyError):
+            store.local_path("../outside")  # checked like every key
+
+
 def test_listing_is_sorted_paginated_and_carries_size_and_etag(any_store_uri: str) -> None:
     store = open_store(any_store_uri)
     keys = ["z.jpg", "a/2.png", "a/10.png", "b c/é ü.jpg", "a/1.png"]

@@ -33,7 +33,6 @@ from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, is_sixteen_bit, luma_plane, luma_plane16
-from colorize_core.storage.local import LocalStore
 from colorize_core.storage.stores import split_uri
 
 T = TypeVar("T")
@@ -79,10 +78,10 @@ PLAIN = InferenceOptions(channels_last=False, mixed_precision=False, compile=Fal
 def default_cache_dir(checkpoint: str | os.PathLike[str]) -> Path:
     """Where converted models of a checkpoint go: `.colorize-cache/` beside a local checkpoint,
     $COLORIZE_HOME/cache for one in object storage or in a folder this process cannot write."""
-    store, _ = split_uri(checkpoint)
-    if not isinstance(store, LocalStore) or not os.access(store.root, os.W_OK):  # read-only: still convert once
+    root = split_uri(checkpoint)[0].local_path()
+    if root is None or not os.access(root, os.W_OK):  # read-only: still convert once
         return colorize_home() / "cache"
-    return store.root / ".colorize-cache"
+    return root / ".colorize-cache"
 
 
 class Colorizer:

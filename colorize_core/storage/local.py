@@ -213,6 +213,10 @@ class LocalStore:
         path = self._path(key)
         self._call(lambda: path.unlink(missing_ok=True), "delete", key)
 
+    def local_path(self, key: str = "") -> Path:
+        """The file of `key` (the root for ""), checked like every other key."""
+        return self._path(key) if key else self.root
+
     def sweep_temporaries(self, min_age_s: float = 3600.0) -> int:
         """Delete temporaries no live writer owns: those of a dead process on this host, and any
         older than `min_age_s` (a writer elsewhere). Returns how many went."""

@@ -5,6 +5,7 @@ local folder (local.py) and S3 (s3.py) both implement."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,3 +92,6 @@ class ObjectStore(Protocol):
     def create(self, key: str, data: bytes) -> str | None: ...
     def replace(self, key: str, data: bytes, etag: str) -> str | None: ...
     def etag(self, key: str) -> str: ...
+    # What only some stores have, asked of every store (no caller tests a store's type):
+    def local_path(self, key: str = "") -> Path | None: ...  # a key's (or the root's) file, None off the local disk
+    def sweep_temporaries(self) -> int: ...  # what killed writers left behind, removed; how many

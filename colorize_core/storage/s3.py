@@ -354,6 +354,12 @@ class S3Store:
         k = self._key(key)
         return int(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ContentLength"])
 
+    def local_path(self, key: str = "") -> None:
+        return None  # not on the local disk
+
+    def sweep_temporaries(self) -> int:
+        return 0  # a PUT is whole or absent: S3 writes leave no temporaries
+
     def etag(self, key: str) -> str:
         k = self._key(key)
         return str(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ETag"]).strip('"')
