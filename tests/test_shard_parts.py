@@ -109,3 +109,22 @@ def test_a_run_past_its_time_limit_stops_and_fails_in_one_line(tmp_path: Path, t
     assert read_output_rows(dest) == []
     summary = colorize_archive(src, dest, checkpoint=str(tiny_checkpoint), device="cpu", allow_untrained=True)
     assert summary["ok"] == 3
+
+
+def test_a_model_retrained_to_the_same_uri_is_loaded_anew(tmp_path: Path) -> None:
+    """A long-lived worker shares one model per checkpoint, but never serves the old weights
+    of a checkpoint that was overwritten by a retrained model."""
+    import torch
+
+    from colorize_core.model.checkpoint import save_checkpoint
+    from colorize_core.model.models import ModelConfig, build_model
+
+    path = tmp_path / "model.safetensors"
+    ids = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_checkpoint(path, build_model(ModelConfig(image_size=32), backbone_weights="none"), meta={"note": f"seed {seed}"})
+        first = shared_colorizer(str(path), "cpu")
+        assert shared_colorizer(str(path), "cpu") is first  # shared while the file is the same
+        ids.append(first.model_id)
+    assert ids[0] != ids[1]

@@ -29,6 +29,7 @@ from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, sha
 from colorize_core.archive.listing import listing_table, objects_of, with_shards
 from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
+from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage, output_name_for
@@ -124,10 +125,14 @@ _colorizers_lock = threading.Lock()
 
 
 def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int | None = None) -> Colorizer:
-    """One model per process and checkpoint: shard tasks in threads share it (inference only)."""
+    """One model per process and checkpoint: shard tasks in threads share it (inference only).
+    The checkpoint's header is read each time (two small ranged reads): a model retrained to the
+    same URI is loaded anew, never served stale by a long-lived worker; the old one is let go."""
     key = (checkpoint, device, batch_size)
+    model_id = read_model_id(checkpoint)
     with _colorizers_lock:
-        if key not in _colorizers:
+        held = _colorizers.get(key)
+        if held is None or held.model_id != model_id:
             _colorizers[key] = Colorizer.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
         return _colorizers[key]
 
