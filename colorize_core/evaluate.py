@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -52,20 +52,34 @@ class EvalReport:
         return asdict(self)
 
 
-def _scores(pred: np.ndarray, truth: np.ndarray, truth_c: float) -> np.ndarray:
-    """Per-photo figures whose means over photos make `Scores` (all fields but the ratio)."""
+# The figures averaged over photos; the border ratio is made from the averages, not averaged.
+AVERAGED = tuple(f.name for f in fields(Scores) if f.name != "border_ratio")
+
+
+def _scores(pred: np.ndarray, truth: np.ndarray, truth_c: float) -> Scores:
+    """One photo's figures (all but the ratio)."""
     c = colourfulness(pred)
-    p = psnr(pred, truth)
     chroma = chroma_scores(pred, truth)
-    b = chroma.border
-    return np.array([min(p, 100.0), ssim(pred, truth), c, c - truth_c, chroma.auc, b.border, b.interior])  # cap inf PSNR for means
+    return Scores(
+        psnr=min(psnr(pred, truth), 100.0),  # capped: an exact match's infinite PSNR would swamp the mean
+        ssim=ssim(pred, truth),
+        colourfulness=c,
+        colourfulness_gap=c - truth_c,
+        auc=chroma.auc,
+        border_error=chroma.border.border,
+        interior_error=chroma.border.interior,
+    )
 
 
-def _mean_scores(total: np.ndarray, n: int) -> Scores:
-    mean = (total / n).tolist()
-    border, interior = mean[5], mean[6]
+def _plus(total: Scores, photo: Scores) -> Scores:
+    return Scores(**{name: getattr(total, name) + getattr(photo, name) for name in AVERAGED})
+
+
+def _mean_scores(total: Scores, n: int) -> Scores:
+    mean = Scores(**{name: getattr(total, name) / n for name in AVERAGED})
+    border, interior = mean.border_error, mean.interior_error
     ratio = border / interior if interior > 0 else (1.0 if border == 0 else MAX_BORDER_RATIO)
-    return Scores(*mean, border_ratio=min(ratio, MAX_BORDER_RATIO))
+    return replace(mean, border_ratio=min(ratio, MAX_BORDER_RATIO))
 
 
 def evaluate(
@@ -79,7 +93,7 @@ def evaluate(
     ab error, for the model and for gray (a prediction with a* = b* = 0 everywhere)."""
     files = list_image_files(data)[:limit]
     report = EvalReport()
-    model_sum, gray_sum, truth_sum = np.zeros(7), np.zeros(7), 0.0
+    model_sum, gray_sum, truth_sum = Scores(), Scores(), 0.0
     for i, path in enumerate(files):
         try:
             img = read_image(path)
@@ -94,8 +108,8 @@ def evaluate(
         y, _ = luma_and_alpha(img.convert("RGB"))
         pred = colorizer.colorize_luma([y])[0]
         gray = np.repeat(np.round(y * 255.0).astype(np.uint8)[..., None], 3, axis=2)
-        model_sum += _scores(pred, truth, truth_c)
-        gray_sum += _scores(gray, truth, truth_c)
+        model_sum = _plus(model_sum, _scores(pred, truth, truth_c))
+        gray_sum = _plus(gray_sum, _scores(gray, truth, truth_c))
         truth_sum += truth_c
         report.images += 1
         if on_image is not None:

@@ -1,1 +1,1 @@
-"""flows: the `colorize` command line and (later) the Prefect flows that call colorize_core."""
+"""flows: the Prefect flows that call colorize_core, their deployments, and the `colorize` command line."""

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torchvision.models import VGG16_Weights
 
-# Index in torchvision's `vgg16().features` of the ReLU just before each of the first four max-pools.
+# Index in torchvision's `vgg16().features` of the ReLU just before each of the first four
+# max-pools (after conv1_2, conv2_2, conv3_3 and conv4_3).
 TAP_INDICES = (3, 8, 15, 22)
 TAP_CHANNELS = (64, 128, 256, 512)
-TAP_NAMES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -115,7 +115,3 @@ def table_metadata(table: pa.Table) -> dict[str, Any]:
 def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=schema)
 
-
-def parquet_num_rows(data: bytes) -> int:
-    """Row count from the footer alone."""
-    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
