@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
 from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
+from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.home import HOME_ENV, colorize_home
+from colorize_core.model.defaults import BATCH_SIZE_HELP
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     _checkpoint_arg(p, required=True)
     _device_arg(p)
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     _output_args(p)
 
     p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
     p.add_argument("--checkpoint", default="latest", help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`)")
     p.add_argument("--shard-size", type=int, default=None, help=f"images per shard task (default: {DEFAULT_SHARD_SIZE} on CPU, {CUDA_SHARD_SIZE:,} on CUDA or a work pool)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 8 on CPU, 64 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")
     p.add_argument("--deployment", default=None, help="run the shards on this deployment's work pool (e.g. colorize-shard/shard)")
     p.add_argument("--time-limit", type=float, default=20.0, metavar="HOURS", help="stop and fail a run still working after this long (what it finished is kept)")

@@ -319,7 +319,7 @@ def colorize_archive(
     checkpoint: str = "latest",
     shard_size: int | None = None,  # None: 500 on CPU, 10,000 on CUDA or a work pool (config.py)
     device: str = "auto",
-    batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
+    batch_size: int | None = None,  # None: the device's default (colorize_core/model/defaults.py)
     deployment: str | None = None,
     registry: str | None = None,
     wait_s: float = 0.0,

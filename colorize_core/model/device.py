@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from colorize_core.model.cpu_features import native_bf16
+from colorize_core.model.defaults import CPU_BATCH_SIZE, CUDA_BATCH_SIZE
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -33,10 +34,9 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def inference_batch_size(device: torch.device, requested: int | None = None) -> int:
-    """Images per forward pass: what was asked for, else 8 on CPU (more only adds latency there)
-    and 64 on CUDA (a 224 px batch of 64 needs a few GB in bf16 and keeps the GPU busy)."""
+    """Images per forward pass: what was asked for, else the default for the device (defaults.py)."""
     if requested is not None:
         if requested <= 0:
             raise ValueError(f"batch size must be positive, got {requested}")
         return requested
-    return 64 if device.type == "cuda" else 8
+    return CUDA_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE

@@ -92,7 +92,7 @@ class Colorizer:
         model: nn.Module,
         *,
         device: str | torch.device = "auto",
-        batch_size: int | None = None,  # None: 8 on CPU, 64 on CUDA
+        batch_size: int | None = None,  # None: the device's default (defaults.py)
         image_size: int | None = None,
         options: InferenceOptions = InferenceOptions(),
         cache_dir: str | os.PathLike[str] | None = None,  # converted models; `from_checkpoint` sets it

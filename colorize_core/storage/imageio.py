@@ -238,9 +238,11 @@ class OutputFormat:
     options: dict[str, object]
 
 
+JPEG_QUALITY = 95  # colorized JPEGs, by Pillow here and by nvJPEG / libjpeg-turbo (jpeg_codec.py)
+
 _FORMATS = {
-    ".jpg": OutputFormat("JPEG", ".jpg", False, {"quality": 95, "subsampling": 0}),
-    ".jpeg": OutputFormat("JPEG", ".jpeg", False, {"quality": 95, "subsampling": 0}),
+    ".jpg": OutputFormat("JPEG", ".jpg", False, {"quality": JPEG_QUALITY, "subsampling": 0}),
+    ".jpeg": OutputFormat("JPEG", ".jpeg", False, {"quality": JPEG_QUALITY, "subsampling": 0}),
     ".png": OutputFormat("PNG", ".png", True, {}),
     ".tif": OutputFormat("TIFF", ".tif", True, {"compression": "tiff_deflate"}),
     ".tiff": OutputFormat("TIFF", ".tiff", True, {"compression": "tiff_deflate"}),

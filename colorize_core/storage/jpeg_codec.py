@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from colorize_core.storage.imageio import MAX_PIXELS
+from colorize_core.storage.imageio import JPEG_QUALITY, MAX_PIXELS
 
-# Quality of the colorized JPEGs; the same as the Pillow path. nvJPEG and libjpeg-turbo here use
-# 4:2:0 chroma subsampling, which costs nothing visible: the chroma is predicted at 224 px anyway.
-JPEG_QUALITY = 95
+# The colorized JPEGs' quality is the Pillow path's (JPEG_QUALITY). nvJPEG and libjpeg-turbo here
+# use 4:2:0 chroma subsampling, which costs nothing visible: the chroma is predicted at 224 px anyway.
 _SOI = b"\xff\xd8\xff"
 _EOI = b"\xff\xd9"
 
