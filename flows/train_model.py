@@ -23,6 +23,7 @@ from colorize_core.storage.stores import split_uri
 from colorize_core.training.registry import register_model
 from colorize_core.training.train import StepInfo, TrainConfig, TrainResult, train
 from colorize_core.training.train_params import DEFAULTS, to_train_config
+from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
 
 def loss_chart(losses: list[tuple[int, float]], width: int = 480, height: int = 200) -> Image.Image:
@@ -46,10 +47,11 @@ def _work_path(checkpoint_uri: str) -> Path:
     return Path(tempfile.gettempdir()) / "colorize-train" / f"{digest}.safetensors"
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def train_task(cfg: TrainConfig, checkpoint_uri: str, progress_every: int = 10) -> TrainResult:
-    """Train; a retry always resumes from the last checkpoint, locally or, on a fresh machine,
-    from the copy at `checkpoint_uri`. `cfg.resume` decides only for the first attempt."""
+    """Train; retried for a transient error only (flows/retries.py: the one policy), and a retry
+    always resumes from the last checkpoint, locally or, on a fresh machine, from the copy at
+    `checkpoint_uri`. `cfg.resume` decides only for the first attempt."""
     resume = cfg.resume or task_run.run_count > 1
     logger = get_run_logger()
     store, key = split_uri(checkpoint_uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,6 +124,26 @@ def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpo
     summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), shard_size=10, device="cpu")
     assert failures["left"] == 0 and summary["ok"] == 3 and summary["failed"] == 0
     assert sorted(r["key"] for r in read_output_rows(str(tmp_path / "out"))) == sorted(keys)
+
+
+def test_training_is_retried_for_transient_errors_only_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core.storage.objects import StorageError
+    from flows import train_model as tm
+
+    task = tm.train_task.with_options(retry_delay_seconds=0)
+    checkpoint = str(tmp_path / "m.safetensors")
+    cfg = tm.make_train_config(str(tmp_path), checkpoint)
+    for error, attempts in ((ValueError("no colour photos to learn from"), 1), (StorageError("connection reset", transient=True), 1 + tm.RETRIES)):
+        resumed: list[bool] = []
+
+        def failing(cfg: Any, **kwargs: Any) -> None:
+            resumed.append(cfg.resume)
+            raise error
+
+        monkeypatch.setattr(tm, "train", failing)
+        with pytest.raises(type(error)):
+            task(cfg, checkpoint)
+        assert resumed == [False] + [True] * (attempts - 1)  # a retry resumes from the last checkpoint
 
 
 def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> None:
