@@ -1,11 +1,7 @@
 """The `colorize` command line: images, train, eval, shard, build-dataset, archive, status, models,
 serve, demo.
 
-Exit status (flows/exits.py): 0 when everything succeeded, 2 when some inputs failed in this run
-(each on stderr with its reason, every other output still written; `archive` does not count the
-known failures it left alone), 1 on an error or a wrong argument (one line on stderr;
-the traceback in the log file, and on stderr with --verbose), 75 when another run holds the
-destination, 130/143 when stopped by SIGINT/SIGTERM.
+Exit statuses: flows/exits.py (`EXIT_STATUSES`), shown by `colorize --help`.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.home import HOME_ENV, colorize_home
 from colorize_core.model.defaults import BATCH_SIZE_HELP
 from colorize_core.training.train_params import TRAIN_PARAMS, default
-from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, install_signal_handlers, one_line
+from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, exit_status_help, install_signal_handlers, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,12 +51,7 @@ def _epilog() -> str:
         f"${HOME_ENV} ({colorize_home()} here) holds the model registry (registry/: `colorize models` "
         "lists it, `--checkpoint latest` reads it) and the log file (logs/colorize.log)."
     )
-    status = (
-        "Exit status: 0 done; 1 error (one line on stderr, details in the log; a wrong argument is refused "
-        "at once); 2 some inputs failed in this run (each named; archive: known failures left alone do not "
-        "count), the rest done; 75 destination busy (archive); 130/143 stopped by SIGINT/SIGTERM."
-    )
-    return "\n".join(textwrap.fill(text, 88) for text in (home, status))
+    return "\n".join(textwrap.fill(text, 88) for text in (home, exit_status_help()))
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:

@@ -1,14 +1,6 @@
-"""How a `colorize` command ends: its exit status, and the one line that says what went wrong.
-
-| status | meaning |
-|---|---|
-| 0 | everything succeeded |
-| 1 | an error: usage (refused before anything starts: flows/preflight.py), a missing source, credentials, a bad checkpoint, a full disk, ... |
-| 2 | some inputs failed in this run (each named with its reason); everything else was done |
-| 75 | the destination is busy: another run holds its lease (EX_TEMPFAIL: try again later) |
-| 130 | stopped by SIGINT (Ctrl-C); what was not committed is redone by the next run |
-| 143 | stopped by SIGTERM; likewise |
-"""
+"""How a `colorize` command ends: its exit status (`EXIT_STATUSES`, the one table: the command's
+help is made from it and the README's table is checked against it), and the one line that says
+what went wrong."""
 
 from __future__ import annotations
 
@@ -19,6 +11,20 @@ from colorize_core.archive.lease import DestinationBusy
 from colorize_core.storage.errors import STOP, Interrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_BUSY, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 75, 130, 143
+
+EXIT_STATUSES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_ERROR, "error (one line on stderr, details in the log: a wrong argument is refused at once)"),
+    (EXIT_PARTIAL, "some inputs failed in this run (each named: archive does not count known failures left alone), the rest done"),
+    (EXIT_BUSY, "destination busy: another run holds its lease (archive, EX_TEMPFAIL: try again later)"),
+    (EXIT_SIGINT, "stopped by SIGINT (Ctrl-C): what was not committed is redone by the next run"),
+    (EXIT_SIGTERM, "stopped by SIGTERM, likewise"),
+)
+
+
+def exit_status_help() -> str:
+    """The exit statuses as one paragraph, for a command's help."""
+    return "Exit status: " + "; ".join(f"{status} {meaning}" for status, meaning in EXIT_STATUSES) + "."
 
 
 class Terminated(BaseException):

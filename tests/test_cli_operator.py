@@ -46,7 +46,7 @@ def test_help_says_where_colorize_home_is_and_every_exit_status(tmp_path: Path, 
     monkeypatch.setenv("COLORIZE_HOME", str(tmp_path / "home"))
     text = _help(build_parser())
     assert f"$COLORIZE_HOME ({tmp_path / 'home'} here)" in text and "colorize models" in text
-    for status in ("0 done", "1 error", "2 some inputs failed", "75 destination busy", "130/143"):
+    for status in ("0 done", "1 error", "2 some inputs failed", "75 destination busy", "130 stopped by SIGINT", "143 stopped by SIGTERM"):
         assert status in text
 
 
@@ -91,3 +91,14 @@ def test_images_labels_its_outputs_unless_told_not_to(tmp_path: Path, tiny_check
         assert b"compositeWithTrainedAlgorithmicMedia" in xmp and b"a.jpg" in xmp
     with Image.open(tmp_path / "bare" / "a.jpg") as img:
         assert "xmp" not in img.info
+
+
+def test_every_exit_status_is_in_the_help_and_the_readme() -> None:
+    """One table (flows/exits.py): the help is made from it, the README's table must list each."""
+    from flows.exits import EXIT_STATUSES, exit_status_help
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("Exit statuses:") :].split("\n\n")[1]
+    listed = {int(code) for row in table.splitlines()[2:] for code in row.split("|")[1].replace(" ", "").split("/")}
+    assert listed == {status for status, _ in EXIT_STATUSES}
+    assert all(f"{status} {meaning}" in exit_status_help() for status, meaning in EXIT_STATUSES)
