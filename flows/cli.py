@@ -125,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("archive", help="colorize an archive (folder or s3://) into a destination, incrementally", formatter_class=fmt)
     p.add_argument("source", metavar="SOURCE", help="archive of black-and-white photos: folder, file:// or s3://")
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
-    p.add_argument("--checkpoint", default="latest", help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`)")
+    p.add_argument(
+        "--checkpoint",
+        default=os.environ.get("COLORIZE_CHECKPOINT") or "latest",
+        help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`); $COLORIZE_CHECKPOINT when set",
+    )
     p.add_argument("--shard-size", type=int, default=None, help=f"images per shard task (default: {DEFAULT_SHARD_SIZE} on CPU, {CUDA_SHARD_SIZE:,} on CUDA or a work pool)")
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     p.add_argument("--workers", type=int, default=2, help="shard tasks at once on this machine")

@@ -67,8 +67,12 @@ def test_a_missing_checkpoint_is_refused_by_every_command(src: Path, tmp_path: P
         ["eval", "--data", str(photo_dir), "--checkpoint", nope],
     ):
         assert _refused(argv, capsys).endswith(f"checkpoint not found: {nope}")
+    monkeypatch.delenv("COLORIZE_CHECKPOINT", raising=False)
     monkeypatch.setenv("COLORIZE_HOME", str(tmp_path / "empty-home"))  # `latest` resolves through an empty registry
     assert "no model registered in" in _refused(["archive", str(src), "--dest", str(tmp_path / "out")], capsys)
+    monkeypatch.setenv("COLORIZE_CHECKPOINT", nope)  # every command's default, archive's too
+    for argv in (["archive", str(src), "--dest", str(tmp_path / "out")], ["images", str(src), "-o", str(tmp_path / "out")]):
+        assert _refused(argv, capsys).endswith(f"checkpoint not found: {nope}")
 
 
 def test_a_destination_in_its_source_is_refused(src: Path, tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:

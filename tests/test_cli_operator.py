@@ -39,7 +39,10 @@ def test_help_has_no_none_defaults_and_no_doubled_defaults(monkeypatch: pytest.M
                 assert "default" not in shown, f"{name} {action.option_strings}: required, yet a default shown"
     assert "default: $COLORIZE_CHECKPOINT)" in _help(commands["images"])
     assert "(default: 8 on CPU, 64 on CUDA)" in _help(commands["archive"])
-    assert "(default: 500 on CPU, 10,000 on CUDA or a work pool)" in _help(commands["archive"]) and "(default: latest)" in _help(commands["archive"])
+    assert "(default: 500 on CPU, 10,000 on CUDA or a work pool)" in _help(commands["archive"])
+    assert "$COLORIZE_CHECKPOINT when set (default: /models/m.safetensors)" in " ".join(_help(commands["archive"]).split())
+    monkeypatch.delenv("COLORIZE_CHECKPOINT")
+    assert "(default: latest)" in _help(_subparsers(build_parser())["archive"])
 
 
 def test_help_says_where_colorize_home_is_and_every_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
