@@ -14,7 +14,8 @@ from pathlib import Path
 
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.atomic import atomic_write_bytes
-from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, encode, output_format_for, output_name_for, read_image
+from colorize_core.storage.files import image_files
+from colorize_core.storage.imageio import ImageDecodeError, encode, output_format_for, output_name_for, read_image
 from colorize_core.storage.provenance import Provenance
 
 
@@ -34,7 +35,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, 
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES):
+            for f in image_files(p):
                 pairs.append((f, f.relative_to(p)))
         else:
             pairs.append((p, Path(p.name)))  # one that vanished since it was named still gets a result: failed, with the reason

@@ -21,6 +21,7 @@ from prefect import flow, task
 from colorize_core.evaluate import evaluate
 from colorize_core.model.backbone import imagenet_weights_path
 from colorize_core.model.infer import Colorizer
+from colorize_core.storage.files import bundled_photos
 from flows.build_dataset import build_dataset_flow
 from flows.colorize_archive import colorize_archive
 from flows.train_model import train_model
@@ -95,12 +96,9 @@ class DemoLayout:
 
 def sample_photo_paths() -> list[Path]:
     """The bundled sample photos that exist in the installed scikit-image."""
-    import skimage
-
-    data_dir = Path(skimage.__file__).parent / "data"
-    found = [data_dir / name for name in SAMPLE_PHOTOS if (data_dir / name).is_file()]
+    found = bundled_photos(SAMPLE_PHOTOS)
     if not found:
-        raise FileNotFoundError(f"no sample photos found in {data_dir}; is scikit-image installed?")
+        raise FileNotFoundError("no sample photos found in scikit-image's data folder; is scikit-image installed?")
     return found
 
 

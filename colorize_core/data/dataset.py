@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from colorize_core.data.layout import SUMMARY_KEY
+from colorize_core.storage.files import image_files
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, ImageDecodeError, decode, read_image
 from colorize_core.storage.objects import ObjectNotFound
 from colorize_core.storage.records import table_from_bytes
@@ -44,7 +45,7 @@ def list_image_files(root: str | os.PathLike[str]) -> list[Path]:
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"training data folder not found: {base}")
-    return sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return image_files(base)
 
 
 def resize_short_side(img: Image.Image, size: int) -> Image.Image:

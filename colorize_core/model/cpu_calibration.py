@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from colorize_core.storage.files import bundled_photos, image_files
+
 CALIBRATION_ENV = "COLORIZE_CPU_CALIBRATION"
-_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 # The photographs among scikit-image's bundled images (not its charts, text, masks or drawings:
@@ -26,21 +27,14 @@ BUNDLED_PHOTOS = (
 )  # fmt: skip
 
 
-def _bundled_photos() -> list[Path]:
-    import skimage
-
-    data = Path(skimage.__file__).parent / "data"
-    return [data / name for name in BUNDLED_PHOTOS if (data / name).is_file()]
-
-
 def calibration_photos() -> list[Path]:
     folder = os.environ.get(CALIBRATION_ENV)
     if folder:
-        photos = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _SUFFIXES)
+        photos = image_files(folder)
         if not photos:
             raise FileNotFoundError(f"{CALIBRATION_ENV}={folder}: no photos there")
         return photos
-    return _bundled_photos()
+    return bundled_photos(BUNDLED_PHOTOS)
 
 
 def _views(img: Image.Image) -> list[Image.Image]:
