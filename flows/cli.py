@@ -339,7 +339,8 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
 def cmd_archive(args: argparse.Namespace) -> int:
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.colorize_archive import MAX_FAILURE_LOGS, colorize_archive
+    from flows.colorize_archive import colorize_archive
+    from flows.reporting import MAX_FAILURE_LOGS
 
     runner = colorize_archive.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.workers))
     summary = runner(

@@ -16,7 +16,8 @@ from prefect.states import State
 from colorize_core.archive.markup import markdown_code
 from colorize_core.archive.vocabulary import outcome_message
 from colorize_core.training.registry import LATEST
-from flows.colorize_archive import colorize_archive, final_state
+from flows.colorize_archive import colorize_archive
+from flows.reporting import final_state
 
 
 @flow(name="nightly", log_prints=True)

@@ -39,7 +39,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.archive.gallery import MARKDOWN_NAME_CHARS
 from colorize_core.archive.markup import markdown_code, shorten_middle
-from flows import colorize_archive as archive_flow
+from flows import reporting
 from flows.alerts import AUTOMATION_FILE, load_automation
 from flows.colorize_archive import colorize_archive
 from tests.browser import Browser, needs_browser
@@ -238,15 +238,15 @@ def test_artifacts_state_message_and_warnings_through_the_api(alert_setup: dict[
 
 
 def test_failure_tables_and_warnings_are_capped(alert_setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive_flow, "MAX_FAILURE_ROWS", 3)
-    monkeypatch.setattr(archive_flow, "MAX_FAILURE_LOGS", 2)
-    monkeypatch.setattr(archive_flow, "emit_event", lambda **kw: None)  # not a run the automation should see
+    monkeypatch.setattr(reporting, "MAX_FAILURE_ROWS", 3)
+    monkeypatch.setattr(reporting, "MAX_FAILURE_LOGS", 2)
+    monkeypatch.setattr(reporting, "emit_event", lambda **kw: None)  # not a run the automation should see
     failures = [[f"bad/{i}.jpg", "not an image " + "x" * 900] for i in range(5)]
 
     @flow(name="report-caps")
     def report() -> dict[str, Any]:
         outcome = {"shard": 0, "counts": {"ok": 1, "failed": 5}, "failures": failures, "samples": [], "seconds": 0.0}
-        return archive_flow._report("src", "capped-dest", {"model_id": "m", "already_done": 0}, [outcome], "run-1")
+        return reporting.report_run("src", "capped-dest", {"model_id": "m", "already_done": 0}, [outcome], "run-1")
 
     state = report(return_state=True)
     drain_prefect_workers()
@@ -254,7 +254,7 @@ def test_failure_tables_and_warnings_are_capped(alert_setup: dict[str, Any], mon
         art = _artifacts(client, state.state_details.flow_run_id)["colorize-failures"]
         rows = json.loads(art.data)
         assert [r["source"] for r in rows] == [markdown_code(f"bad/{i}.jpg") for i in range(3)]
-        assert all(len(r["reason"]) <= archive_flow.MAX_REASON_CHARS + len("`  `") for r in rows)  # the reason, clipped, in a code span
+        assert all(len(r["reason"]) <= reporting.MAX_REASON_CHARS + len("`  `") for r in rows)  # the reason, clipped, in a code span
         assert art.description.startswith("The first 3 of 5 failed sources")
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]), level=LogFilterLevel(ge_=30)))
         messages = [log.message for log in logs]

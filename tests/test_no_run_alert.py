@@ -25,7 +25,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.alerts import NO_RUN_FILE, load_automation, parse_within
-from flows.colorize_archive import _emit_finished
+from flows.reporting import _emit_finished
 from tests.webhook import alerts_cli, webhook_handler
 from tests.prefect_server import drain_prefect_workers, prefect_server
 
