@@ -26,7 +26,7 @@ from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import new_run_id, plan_key
 from colorize_core.archive.lease import Lease
 from colorize_core.archive.listing import manifest_shards, read_manifest_shard, write_plan
-from colorize_core.archive.shards import ShardOutcome, colorize_shard, plan_archive, run_outcomes, shared_colorizer
+from colorize_core.archive.shards import ShardOutcome, colorize_shard, finished_shards, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, number, plural
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
@@ -169,6 +169,15 @@ def _run_shards_on_pool(
     if colour_photos != "skip":  # likewise
         params["colour_photos"] = colour_photos
     submitted: list[Any] = []
+    reported = [0]
+
+    def progress() -> None:
+        # By shard, not by worker run (a worker works through many shards): the shards' last
+        # metadata parts, one LIST a poll; the artifact is updated only when the count moves.
+        done = finished_shards(dest, run_id)
+        if done != reported[0]:
+            reported[0] = done
+            on_done(done)
 
     def submit(worker: int) -> Any:
         # timeout=0 submits without waiting, so the pool's workers run in parallel.
@@ -177,7 +186,7 @@ def _run_shards_on_pool(
         return run_id_
 
     try:
-        failed = _wait_for_runs(workers, submit, lambda k: on_done(k * n // workers), window=workers, run_id=run_id)
+        failed = _wait_for_runs(workers, submit, lambda _: None, window=workers, run_id=run_id, on_poll=progress)
     except BaseException:
         # The run is ending (a signal, an error) and will let go of DEST's lease: shard runs
         # still queued or writing on the pool must not go on beside the next run.
@@ -253,12 +262,13 @@ def _cancel_runs(run_ids: list[Any]) -> None:
 
 def _wait_for_runs(
     n: int, submit: Callable[[int], Any], on_done: Callable[[int], None], *, window: int = PENDING_SHARDS, poll_s: float = 2.0, timeout_s: float = 24 * 3600.0,
-    run_id: str | None = None,
+    run_id: str | None = None, on_poll: Callable[[], None] | None = None,
 ) -> list[str]:
     """Start flow runs 0..n-1, `submit(i)` each (it returns the flow run's id), at most `window`
     not final at a time (never thousands of scheduled runs at once), reading the ones in flight
-    with one filtered query per poll; reports how many are final; stops (Interrupted) when the
-    run `run_id` is stopping. Returns "name (state)" of those that did not complete."""
+    with one filtered query per poll; reports how many are final (and calls `on_poll` once a
+    poll); stops (Interrupted) when the run `run_id` is stopping. Returns "name (state)" of
+    those that did not complete."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -279,6 +289,8 @@ def _wait_for_runs(
                     if following < n:
                         in_flight.append(submit(following))
                         following += 1
+            if on_poll is not None:
+                on_poll()
             if in_flight:
                 time.sleep(poll_s)
     return [f"{r.name} ({r.state.name})" for r in finals if not r.state.is_completed()]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.archive.history import read_output_rows
@@ -37,5 +38,8 @@ def test_shards_run_as_flow_runs_on_a_process_work_pool(tmp_path: Path, tiny_che
             assert len(runs) == 2  # two workers for 5 images in 3 shards of 2
             assert all(r.state is not None and r.state.is_completed() for r in runs)
             assert {r.parameters["shard"] for r in runs} == {0, 1} and all(r.parameters["claim"] for r in runs)  # where each began
+            # Progress counts shards (3), not worker runs (2): it ends at 100%.
+            (progress,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["colorize-progress"])))
+            assert float(progress.data) == 100.0  # type: ignore[arg-type]
         assert not list(open_store(str(tmp_path / "out")).list("_colorize/claims/"))  # the run's claims went with it
         drain_prefect_workers()

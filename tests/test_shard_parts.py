@@ -3,6 +3,7 @@ committed is not done again, by the next run or by a retry of the same shard."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,18 @@ def test_a_model_retrained_to_the_same_uri_is_loaded_anew(tmp_path: Path) -> Non
         assert shared_colorizer(str(path), "cpu") is first  # shared while the file is the same
         ids.append(first.model_id)
     assert ids[0] != ids[1]
+
+
+def test_finished_shards_counts_the_shards_with_their_last_part(tmp_path: Path) -> None:
+    """A pool run's progress: shards whose last part is committed; earlier parts, other runs'
+    files and compacted files do not count."""
+    from colorize_core.archive.layout import compacted_key, metadata_key
+    from colorize_core.archive.shards import finished_shards
+    from colorize_core.storage.stores import open_store
+
+    store = open_store(tmp_path)
+    for key in (metadata_key("run-a", 0, 0), metadata_key("run-a", 0), metadata_key("run-a", 1, 0), metadata_key("run-a", 1, 1), metadata_key("run-a", 2), metadata_key("run-b", 3)):
+        store.write(key, b"")
+    store.write(compacted_key(datetime(2026, 1, 1, tzinfo=timezone.utc)), b"")
+    assert finished_shards(str(tmp_path), "run-a") == 2  # shards 0 and 2; shard 1 has parts only
+    assert finished_shards(str(tmp_path), "run-c") == 0

@@ -38,6 +38,13 @@ from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_fr
 from colorize_core.storage.stores import open_store
 
 
+def finished_shards(dest: str, run_id: str) -> int:
+    """How many of a run's shards have committed their last part (one LIST of this run's
+    metadata files): a parent's progress while the shards run as flow runs elsewhere."""
+    last = [obj.key for obj in open_store(dest).list(f"{META_PREFIX}{run_id}-shard-")]
+    return sum(key == metadata_key(run_id, shard_of(key)) for key in last)
+
+
 def run_outcomes(dest: str, run_id: str, samples_per_shard: int = 3) -> list[ShardOutcome]:
     """Rebuild a run's shard outcomes from its metadata files (a shard's parts together; a shard
     without its last part did not finish and has none): what a parent flow reads when its shards
