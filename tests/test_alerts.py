@@ -288,10 +288,12 @@ def _ui_base(api_url: str) -> str:
 def _card_of(b: Browser, name: str) -> str:
     """The text of the runs list's row for the flow run `name`: from its link up to the first
     ancestor that also holds a state badge."""
-    return str(b.eval(
+    # Polled: the list refreshes itself, and a row read while it re-renders is not there.
+    return str(b.wait_for(
         f"""(() => {{ const link = Array.from(document.querySelectorAll('a')).find(a => a.innerText.trim() === {json.dumps(name)});
           for (let e = link; e; e = e.parentElement) if (/Completed|Failed|Crashed/.test(e.innerText)) return e.innerText;
-          return ''; }})()"""
+          return ''; }})()""",
+        f"the runs list's row for {name}",
     ))
 
 
@@ -327,14 +329,17 @@ def test_what_the_operator_sees_in_the_prefect_ui(alert_setup: dict[str, Any], t
         # The gallery artifact: it fits beside the run's details at 1280 px; the hostile name is
         # text (its table keeps three columns, no image but ours, no script ran).
         b.goto(f"{base}/artifacts/artifact/{gallery.id}")
-        b.wait_for("document.querySelectorAll('table img').length === 6 && Array.from(document.querySelectorAll('table img')).every(i => i.complete)", "the gallery's thumbnails")
-        seen = b.eval(
-            """(() => { const t = document.querySelector('table');
+        # One evaluation both waits for the six thumbnails and reads the table: the UI may render
+        # the artifact again between two evaluations (CI once found no table in a second one).
+        seen = b.wait_for(
+            """(() => { const t = document.querySelector('table'); const imgs = t ? Array.from(t.querySelectorAll('img')) : [];
+              if (imgs.length !== 6 || !imgs.every(i => i.complete)) return null;
               return {rows: Array.from(t.querySelectorAll('tr')).map(r => r.children.length),
                 srcs: Array.from(document.querySelectorAll('img')).map(i => i.getAttribute('src') || '').filter(s => !s.startsWith('data:') && !s.includes('/ico/') && !s.endsWith('.svg')),
                 links: Array.from(t.querySelectorAll('a')).length, right: Math.max(...Array.from(t.querySelectorAll('img')).map(i => i.getBoundingClientRect().right)),
                 codes: Array.from(t.querySelectorAll('code')).map(c => c.innerText), titles: Array.from(t.querySelectorAll('img')).map(i => i.title),
-                xss: window.XSS || null, text: document.body.innerText}; })()"""
+                xss: window.XSS || null, text: document.body.innerText}; })()""",
+            "the gallery's thumbnails",
         )
         assert seen["rows"] == [3, 3, 3, 3] and seen["srcs"] == [] and seen["links"] == 0 and seen["xss"] is None
         assert seen["right"] <= 1280  # the "after" column is on screen
