@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.archive.listing import plan_manifest, read_manifest, read_manifest_shard, write_manifest
 from colorize_core.archive.markup import markdown_code
-from colorize_core.data.build import ShardResult, build_shard, finish_build, plan_build
+from colorize_core.data.build import BuildSummary, ShardResult, build_shard, finish_build, plan_build
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
 
@@ -49,21 +49,12 @@ def build_shard_task(manifest: str, dest: str, shard: int, size: int) -> ShardRe
 
 
 @storage_task
-def finish_dataset(manifest: str, dest: str, size: int, results: list[ShardResult]) -> dict[str, Any]:
-    summary = finish_build(read_manifest(manifest), dest, size, results)
-    return {
-        "sources": summary.sources,
-        "rows": summary.rows,
-        "skipped": summary.skipped,
-        "failed": summary.failed,
-        "failures": summary.failures,
-        "reused_shards": summary.reused_shards,
-        "dest": summary.dest,
-    }
+def finish_dataset(manifest: str, dest: str, size: int, results: list[ShardResult]) -> BuildSummary:
+    return finish_build(read_manifest(manifest), dest, size, results)
 
 
 @flow(name="build-dataset", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
-def build_dataset_flow(source: str, dest: str, size: int = DEFAULT_SAMPLE_SIZE, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
+def build_dataset_flow(source: str, dest: str, size: int = DEFAULT_SAMPLE_SIZE, shard_size: int = DEFAULT_SHARD_SIZE) -> BuildSummary:
     """Build Parquet training shards from the colour photos under `source` (or a manifest)."""
     logger = get_run_logger()
     plan = plan_dataset(source, dest, shard_size)
@@ -76,10 +67,10 @@ def build_dataset_flow(source: str, dest: str, size: int = DEFAULT_SAMPLE_SIZE, 
         results.append(fut.result())
         update_progress_artifact(progress, 100.0 * len(results) / max(n, 1))
     summary = finish_dataset(plan["manifest"], dest, size, results)
-    table = [{"outcome": "rows", "count": summary["rows"]}, {"outcome": "failed", "count": summary["failed"]}]
-    table += [{"outcome": f"skipped: {k}", "count": v} for k, v in summary["skipped"].items()]
+    table = [{"outcome": "rows", "count": summary.rows}, {"outcome": "failed", "count": summary.failed}]
+    table += [{"outcome": f"skipped: {k}", "count": v} for k, v in summary.skipped.items()]
     # The UI renders table cells and the description as markdown: keys, reasons and the path
     # (anyone's text) go in code spans (colorize_core/archive/markup.py).
-    table += [{"outcome": f"failed: {markdown_code(key)}", "count": markdown_code(reason)} for key, reason in summary["failures"][:200]]
-    create_table_artifact(table, key="build-dataset-counts", description=f"{summary['sources']} sources -> {markdown_code(dest)}")
+    table += [{"outcome": f"failed: {markdown_code(key)}", "count": markdown_code(reason)} for key, reason in summary.failures[:200]]
+    create_table_artifact(table, key="build-dataset-counts", description=f"{summary.sources} sources -> {markdown_code(dest)}")
     return summary

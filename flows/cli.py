@@ -326,14 +326,14 @@ def cmd_build_dataset(args: argparse.Namespace) -> int:
     from flows.build_dataset import build_dataset_flow
 
     summary = build_dataset_flow(args.source, args.dest, size=args.size, shard_size=args.shard_size)
-    for key, reason in summary["failures"]:
+    for key, reason in summary.failures:
         print(f"failed: {key}: {reason}", file=sys.stderr)
-    skipped = ", ".join(f"{n} {kind}" for kind, n in summary["skipped"].items()) or "none"
+    skipped = ", ".join(f"{n} {kind}" for kind, n in summary.skipped.items()) or "none"
     print(
-        f"{summary['sources']} sources -> {summary['rows']} rows; skipped {skipped}; {summary['failed']} failed "
-        f"({summary['reused_shards']} shards already built) -> {summary['dest']}"
+        f"{summary.sources} sources -> {summary.rows} rows; skipped {skipped}; {summary.failed} failed "
+        f"({summary.reused_shards} shards already built) -> {summary.dest}"
     )
-    return EXIT_PARTIAL if summary["failed"] else EXIT_OK
+    return EXIT_PARTIAL if summary.failed else EXIT_OK
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -362,16 +362,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
         inventory=args.inventory,
     )
     # The run's log (on the terminal) named the first MAX_FAILURE_LOGS failures already.
-    for key, reason in summary["failures"][MAX_FAILURE_LOGS:]:
+    for key, reason in summary.failures[MAX_FAILURE_LOGS:]:
         print(f"failed: {key}: {reason}", file=sys.stderr)
     from colorize_core.archive.vocabulary import outcome_message, plural  # the words the run's UI state says too
 
-    print(f"model {summary['model_id']}: {outcome_message(summary)} -> {args.dest}")
-    known = summary.get("known_failed", 0)
-    if known:
+    print(f"model {summary.model_id}: {outcome_message(summary.counts)} -> {args.dest}")
+    if summary.known_failed:
         # Not this run's failures: the exit status is about what failed now; `status` lists them.
-        print(f"{plural(known, 'known failure')} not retried; see `colorize status {args.dest}`", file=sys.stderr)
-    return EXIT_PARTIAL if summary["failed"] else EXIT_OK
+        print(f"{plural(summary.known_failed, 'known failure')} not retried; see `colorize status {args.dest}`", file=sys.stderr)
+    return EXIT_PARTIAL if summary.failed else EXIT_OK
 
 
 MAX_LISTED = 20  # sources skipped as colour that `colorize status` names; --json has them all

@@ -26,7 +26,8 @@ from colorize_core.archive.history import compact_history, prune_plans
 from colorize_core.archive.layout import new_run_id, plan_key
 from colorize_core.archive.lease import Lease
 from colorize_core.archive.listing import manifest_shards, read_manifest_shard, write_plan
-from colorize_core.archive.shards import ShardOutcome, colorize_shard, finished_shards, plan_archive, run_outcomes, shared_colorizer
+from colorize_core.archive.outcomes import ArchiveSummary, PlanSummary, ShardJob, ShardOutcome
+from colorize_core.archive.shards import colorize_shard, finished_shards, plan_archive, run_outcomes, shared_colorizer
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, number, plural
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
@@ -69,25 +70,22 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def plan_shards(
     source: str, dest: str, model_id: str, shard_size: int, run_id: str, retry_failed: bool = False, inventory: str | None = None
-) -> dict[str, Any]:
+) -> PlanSummary:
     """List the source (or read its listing from the S3 Inventory report at `inventory`), drop
     what already has an ok row for this model and the known failures whose file has not
     changed (unless `retry_failed`), write the plan."""
     plan = plan_archive(source, dest, model_id, shard_size, retry_failed=retry_failed, inventory=inventory)
     write_plan(plan.manifest(), plan.source, shard_size, plan_uri(dest, run_id))
-    return {"model_id": model_id, "todo": plan.todo.num_rows, "already_done": plan.already_done, "known_failed": plan.known_failed, "shards": plan.num_shards}
+    return plan.summary()
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
-def colorize_shard_task(
-    plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
-    colour_photos: str = "skip",
-) -> dict[str, Any]:
+def colorize_shard_task(job: ShardJob) -> ShardOutcome:
     """Colorize one shard of a plan. Object-store calls retry transient errors themselves; what
     still fails (an outage longer than the retry budget, a full disk) fails the task, and the
     next run redoes the shard."""
-    source, items = read_manifest_shard(plan, shard)  # this shard's rows only, not a million-row plan
-    colorizer = shared_colorizer(checkpoint, device, batch_size)
+    source, items = read_manifest_shard(job.plan, job.shard)  # this shard's rows only, not a million-row plan
+    colorizer = shared_colorizer(job.checkpoint, job.device, job.batch_size)
     gpu = colorizer.device.type == "cuda"
     if gpu:
         from prefect.concurrency.sync import concurrency
@@ -96,31 +94,30 @@ def colorize_shard_task(
     else:
         slot = nullcontext()
     with slot:
-        outcome = colorize_shard(source, dest, items, colorizer, run_id=run_id, shard=shard, label=label, skip_colour=colour_photos == "skip")
-    return _outcome_dict(outcome)
-
-
-def _outcome_dict(o: ShardOutcome) -> dict[str, Any]:
-    return {"shard": o.shard, "counts": o.counts, "failures": o.failures, "samples": o.samples, "seconds": o.seconds}
+        return colorize_shard(
+            source, job.dest, items, colorizer, run_id=job.run_id, shard=job.shard, label=job.label, skip_colour=job.colour_photos == "skip"
+        )
 
 
 @flow(name="colorize-shard", log_prints=True)
 def colorize_shard_flow(
     plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
     colour_photos: str = "skip", claim: bool = False,
-) -> dict[str, Any]:
+) -> list[ShardOutcome]:
     """What a work-pool worker (one GPU per pod) runs: shard `shard` of the plan, or with `claim`
     every shard of it that it can claim (colorize_core/archive/claims.py), starting at `shard`:
-    one flow run per worker slot loads the model once for many shards."""
+    one flow run per worker slot loads the model once for many shards. Returns what each shard
+    did (the parent reads it from the shards' metadata, not from here: results stay on the worker)."""
+    job = ShardJob(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
     if not claim:
-        return colorize_shard_task(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+        return [colorize_shard_task(job)]
     done = []
     for s in claim_order(shard, manifest_shards(plan)):
         check_stop(run_id)
         if take_claim(dest, run_id, s):
-            done.append(colorize_shard_task(plan, s, dest, checkpoint, run_id, device, batch_size, label, colour_photos)["shard"])
-    get_run_logger().info("colorized %s: %s", plural(len(done), "shard"), ", ".join(map(str, done)) or "none left to claim")
-    return {"shards": done}
+            done.append(colorize_shard_task(job.at(s)))
+    get_run_logger().info("colorized %s: %s", plural(len(done), "shard"), ", ".join(str(o.shard) for o in done) or "none left to claim")
+    return done
 
 
 def ensure_gpu_limit(slots: int | None = None) -> int:
@@ -141,20 +138,7 @@ def ensure_gpu_limit(slots: int | None = None) -> int:
             return limit
 
 
-def _run_shards_on_pool(
-    deployment: str,
-    plan: str,
-    n: int,
-    dest: str,
-    checkpoint: str,
-    run_id: str,
-    device: str,
-    batch_size: int | None,
-    label: bool,
-    colour_photos: str,
-    on_done: Callable[[int], None],
-    workers: int | None = None,
-) -> list[dict[str, Any]]:
+def _run_shards_on_pool(deployment: str, job: ShardJob, n: int, on_done: Callable[[int], None], workers: int | None = None) -> list[ShardOutcome]:
     """`workers` flow runs on the deployment's work pool (default: the pool's concurrency limit,
     else PENDING_SHARDS), each working through the plan's shards by claims, started at evenly
     spread shards; outcomes come back through the shards' metadata files in object storage, not
@@ -163,11 +147,12 @@ def _run_shards_on_pool(
     from prefect.deployments import run_deployment
 
     workers = max(1, min(n, workers or _pool_slots(deployment) or PENDING_SHARDS))
-    params = {"plan": plan, "dest": dest, "checkpoint": checkpoint, "run_id": run_id, "device": device, "batch_size": batch_size, "claim": True}
-    if not label:  # only when not the default: a shard deployment registered before `label` existed still takes the rest
+    dest, run_id = job.dest, job.run_id
+    params = {"plan": job.plan, "dest": dest, "checkpoint": job.checkpoint, "run_id": run_id, "device": job.device, "batch_size": job.batch_size, "claim": True}
+    if not job.label:  # only when not the default: a shard deployment registered before `label` existed still takes the rest
         params["label"] = False
-    if colour_photos != "skip":  # likewise
-        params["colour_photos"] = colour_photos
+    if job.colour_photos != "skip":  # likewise
+        params["colour_photos"] = job.colour_photos
     submitted: list[Any] = []
     reported = [0]
 
@@ -194,7 +179,7 @@ def _run_shards_on_pool(
         raise
     finally:
         drop_claims(dest, run_id)
-    outcomes = [_outcome_dict(o) for o in run_outcomes(dest, run_id)]
+    outcomes = run_outcomes(dest, run_id)
     missing = n - len(outcomes)
     if failed or missing:
         what = f"{len(failed)} of {workers} worker flow runs did not complete: {', '.join(failed)}; " if failed else ""
@@ -315,7 +300,7 @@ def colorize_archive(
     no_lease: bool = False,
     pool_workers: int | None = None,
     time_limit_h: float | None = DEFAULT_TIME_LIMIT_H,
-) -> dict[str, Any]:
+) -> ArchiveSummary:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
     `deployment` ("colorize-shard/<name>"): run the shards on that deployment's work pool instead
@@ -373,8 +358,8 @@ def colorize_archive(
                 raise
     finally:
         forget_run(run_id)
-    # A returned State is the run's final state; whoever called the flow still gets the summary
-    # dict (Prefect unwraps the state's data), and `return_state=True` gets this state.
+    # A returned State is the run's final state; whoever called the flow still gets the
+    # ArchiveSummary (Prefect unwraps the state's data), and `return_state=True` gets this state.
     return final_state(summary)  # type: ignore[return-value]
 
 
@@ -393,31 +378,31 @@ def _colorize(
     colour_photos: str = "skip",
     inventory: str | None = None,
     pool_workers: int | None = None,
-) -> dict[str, Any]:
+) -> ArchiveSummary:
     logger = get_run_logger()
     compact_metadata(dest)
     plan = plan_shards(source, dest, model_id, shard_size, run_id, retry_failed, inventory)
-    if plan["known_failed"]:
-        logger.info("%s, not retried (--retry-failed to retry)", plural(plan["known_failed"], "known failure"))
-    logger.info("model %s: %s to do, %s already done, %s", plan["model_id"], number(plan["todo"]), number(plan["already_done"]), plural(plan["shards"], "shard"))
-    plan_file = plan_uri(dest, run_id)
-    n = plan["shards"]
-    outcomes: list[dict[str, Any]] = []
+    if plan.known_failed:
+        logger.info("%s, not retried (--retry-failed to retry)", plural(plan.known_failed, "known failure"))
+    logger.info("model %s: %s to do, %s already done, %s", plan.model_id, number(plan.todo), number(plan.already_done), plural(plan.shards, "shard"))
+    job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+    n = plan.shards
+    outcomes: list[ShardOutcome] = []
     if n:
-        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{plural(n, 'shard')} of {plural(plan['todo'], 'photo')}")
+        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"{plural(n, 'shard')} of {plural(plan.todo, 'photo')}")
 
         def shards_done(done: int) -> None:
             update_progress_artifact(progress, 100.0 * done / n)
 
         if deployment:
-            outcomes = _run_shards_on_pool(deployment, plan_file, n, dest, checkpoint, run_id, device, batch_size, label, colour_photos, shards_done, pool_workers)
+            outcomes = _run_shards_on_pool(deployment, job, n, shards_done, pool_workers)
         else:
             if resolve_device(device).type == "cuda":
                 ensure_gpu_limit()
-            futures: list[PrefectFuture[dict[str, Any]]] = []
+            futures: list[PrefectFuture[ShardOutcome]] = []
 
-            def submit(shard: int) -> PrefectFuture[dict[str, Any]]:
-                futures.append(colorize_shard_task.submit(plan_file, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos))
+            def submit(shard: int) -> PrefectFuture[ShardOutcome]:
+                futures.append(colorize_shard_task.submit(job.at(shard)))
                 return futures[-1]
 
             try:
@@ -434,7 +419,7 @@ def _colorize(
     return report_run(source, dest, plan, outcomes, run_id)
 
 
-def _in_window(n: int, submit: Callable[[int], PrefectFuture[dict[str, Any]]], window: int) -> Iterator[dict[str, Any]]:
+def _in_window(n: int, submit: Callable[[int], PrefectFuture[ShardOutcome]], window: int) -> Iterator[ShardOutcome]:
     """Results of shards 0..n-1 as they complete, with at most `window` task runs submitted and
     not finished at a time: Prefect holds a few pending task runs, not one per shard of a
     ten-million-photo first run."""

@@ -177,6 +177,6 @@ def demo(out: str = "demo-output", seconds: float = 60.0, image_size: int = 64, 
     )
     colorized = colorize_archive(str(layout.gray), str(layout.colorized), checkpoint="latest", device=device, registry=str(layout.registry))
     report = evaluate_task(str(layout.held_out), str(layout.checkpoint))
-    result = {"photos": photos, "held_out": list(HELD_OUT), "dataset": dataset, "trained": trained, "colorized": colorized, "eval": report}
+    result = {"photos": photos, "held_out": list(HELD_OUT), "dataset": dataset.to_dict(), "trained": trained, "colorized": colorized.to_dict(), "eval": report}
     layout.summary.write_text(json.dumps(result, indent=2, default=str))
     return result

@@ -7,13 +7,12 @@ a night when ten photos arrived processes ten photos. Scheduled by infra/prefect
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
 from colorize_core.archive.markup import markdown_code
+from colorize_core.archive.outcomes import ArchiveSummary
 from colorize_core.archive.vocabulary import outcome_message
 from colorize_core.training.registry import LATEST
 from flows.colorize_archive import colorize_archive
@@ -35,7 +34,7 @@ def nightly(
     """`colorize-archive` with these settings (`retry_failed`: retry the known failures too;
     `colour_photos`: "colorize" colorizes real colour photos too), and a report. Ends as that run
     ends: "Completed with failures" when photos failed."""
-    summary: dict[str, Any] = colorize_archive(
+    summary: ArchiveSummary = colorize_archive(
         source,
         dest,
         checkpoint=checkpoint,
@@ -50,13 +49,13 @@ def nightly(
     lines = [
         f"# Nightly colorization of {markdown_code(source)}",
         "",
-        f"- model: {markdown_code(summary['model_id'])}",
-        f"- {outcome_message(summary)}",
+        f"- model: {markdown_code(summary.model_id)}",
+        f"- {outcome_message(summary.counts)}",
         f"- outputs and metadata: {markdown_code(dest)}",
     ]
-    if summary["failures"]:
+    if summary.failures:
         lines += ["", "| failed source | reason |", "|---|---|"]
-        lines += [f"| {markdown_code(key, in_table=True)} | {markdown_code(reason, in_table=True)} |" for key, reason in summary["failures"][:100]]
+        lines += [f"| {markdown_code(key, in_table=True)} | {markdown_code(reason, in_table=True)} |" for key, reason in summary.failures[:100]]
     create_markdown_artifact("\n".join(lines), key="nightly-report", description="what tonight's run did")
     # The run list's badge is the final state's name: a night with failed photos must not read
     # plain "Completed". Callers still get the summary (Prefect unwraps the state's data).

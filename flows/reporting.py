@@ -4,7 +4,6 @@ the `colorize.archive.finished` event an automation matches, and the run's final
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from prefect import get_run_logger
@@ -16,7 +15,8 @@ from prefect.states import Completed, State
 from colorize_core.archive.gallery import FAILURES_ARTIFACT, GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
 from colorize_core.archive.layout import GALLERY_KEY
 from colorize_core.archive.markup import markdown_code
-from colorize_core.archive.vocabulary import COUNTS, count, count_rows, outcome_message, plural, state_name
+from colorize_core.archive.outcomes import ArchiveSummary, PlanSummary, ShardOutcome
+from colorize_core.archive.vocabulary import count_rows, outcome_message, plural, state_name
 from colorize_core.storage.stores import open_store
 
 # What a run shows in the Prefect UI and tells automations (README "What the UI shows", "Alerts").
@@ -45,38 +45,24 @@ def _gallery(dest: str, source: str, samples: list[list[tuple[str, str]]], run: 
 
 
 
-def report_run(source: str, dest: str, plan: dict[str, Any], outcomes: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
+def report_run(source: str, dest: str, plan: PlanSummary, outcomes: list[ShardOutcome], run_id: str) -> ArchiveSummary:
     """The run's summary from its shards' outcomes, and everything the operator sees of it."""
-    counts: Counter[str] = Counter()
-    failures: list[tuple[str, str]] = []
-    samples: list[list[tuple[str, str]]] = []  # per shard, in shard order: the gallery spreads over them
-    for o in sorted(outcomes, key=lambda o: o["shard"]):
-        counts.update(o["counts"])
-        failures.extend(tuple(f) for f in o["failures"])  # type: ignore[misc]
-        samples.append([tuple(s) for s in o["samples"]])  # type: ignore[misc]
-    summary = {
-        "model_id": plan["model_id"],
-        "already_done": plan["already_done"],
-        "known_failed": plan.get("known_failed", 0),
-        "ok": counts.get("ok", 0),
-        "failed": counts.get("failed", 0),
-        "skipped": counts.get("skipped", 0),
-        "failures": failures,
-    }
-    message = outcome_message(summary)
+    summary = ArchiveSummary.of(plan, outcomes)
+    samples = [list(o.samples) for o in sorted(outcomes, key=lambda o: o.shard)]  # per shard, in shard order: the gallery spreads over them
+    message = outcome_message(summary.counts)
     # The cells are this module's words; the description is markdown, so the paths (anyone's
     # text) go in code spans.
     create_table_artifact(
-        [{"photos": words, "count": n} for _, words, n in count_rows(summary)],
+        [{"photos": words, "count": n} for _, words, n in count_rows(summary.counts)],
         key=COUNTS_KEY,
-        description=f"{message}: {markdown_code(source)} → {markdown_code(dest)}, model {markdown_code(plan['model_id'])}, colorize run {markdown_code(run_id)}",
+        description=f"{message}: {markdown_code(source)} → {markdown_code(dest)}, model {markdown_code(plan.model_id)}, colorize run {markdown_code(run_id)}",
     )
-    _failures_table(failures, dest)
-    _log_failures(failures)
+    _failures_table(summary.failures, dest)
+    _log_failures(summary.failures)
     flow_run = _flow_run()
     run = GalleryRun(
-        run_id=run_id, dest=dest, message=message, failed=summary["failed"], flow_run_name=flow_run.name if flow_run else None,
-        shards=len(outcomes), new_photos=summary["ok"],
+        run_id=run_id, dest=dest, message=message, failed=summary.failed, flow_run_name=flow_run.name if flow_run else None,
+        shards=len(outcomes), new_photos=summary.ok,
     )
     _gallery(dest, source, samples, run)
     _emit_finished(summary, source, dest, run_id)
@@ -88,12 +74,12 @@ def _flow_run() -> Any:
     return ctx.flow_run if ctx is not None else None
 
 
-def final_state(summary: dict[str, Any]) -> State:
+def final_state(summary: ArchiveSummary) -> State:
     """Completed even with failed sources (what succeeded is written; the CLI exits 2), but named
     "Completed with failures" (its type stays COMPLETED, so whatever checks the type still sees
     a completed run): the run list's badge shows the state's name, and a run that failed on some
     photos must not look like a clean one there. The message (the counts) is on the run page."""
-    return Completed(name=state_name(summary), message=outcome_message(summary), data=summary)
+    return Completed(name=state_name(summary.counts), message=outcome_message(summary.counts), data=summary)
 
 
 def _failures_table(failures: list[tuple[str, str]], dest: str) -> None:
@@ -122,7 +108,7 @@ def _log_failures(failures: list[tuple[str, str]]) -> None:
         logger.warning("... and %d more; see the %s artifact", len(failures) - MAX_FAILURE_LOGS, FAILURES_ARTIFACT)
 
 
-def _emit_finished(summary: dict[str, Any], source: str, dest: str, run_id: str) -> None:
+def _emit_finished(summary: ArchiveSummary, source: str, dest: str, run_id: str) -> None:
     """One `colorize.archive.finished` event per completed run, about the destination. Its
     resource's `colorize.outcome` label ("failures" or "clean") is what an automation matches
     (triggers match labels, not payload numbers); the counts are in the payload for its message,
@@ -132,10 +118,10 @@ def _emit_finished(summary: dict[str, Any], source: str, dest: str, run_id: str)
     Related to this flow run (and, through the run context, its flow, deployment and tags), so
     it shows on the run's page. Names are shown as text there, never as markup."""
     dest_id = dest.rstrip("/") or dest
-    outcome = "failures" if summary["failed"] else "clean"
-    message = outcome_message(summary)
+    outcome = "failures" if summary.failed else "clean"
+    message = outcome_message(summary.counts)
     related = [
-        {"prefect.resource.id": f"colorize.outcome.{outcome}", "prefect.resource.role": "colorize-outcome", "prefect.resource.name": f"{state_name(summary)}: {message}"},
+        {"prefect.resource.id": f"colorize.outcome.{outcome}", "prefect.resource.role": "colorize-outcome", "prefect.resource.name": f"{state_name(summary.counts)}: {message}"},
         {"prefect.resource.id": f"colorize.source.{source.rstrip('/') or source}", "prefect.resource.role": "colorize-source", "prefect.resource.name": f"from {source}"},
     ]
     flow_run = _flow_run()
@@ -147,24 +133,20 @@ def _emit_finished(summary: dict[str, Any], source: str, dest: str, run_id: str)
             "prefect.resource.id": f"{DESTINATION_RESOURCE}{dest_id}",
             "prefect.resource.name": dest_id,
             OUTCOME_LABEL: outcome,
-            "colorize.model-id": str(summary["model_id"]),
+            "colorize.model-id": summary.model_id,
             # Every count, zeros too (count_rows leaves out the optional ones): a filter on a
             # label must find it on every run's event.
-            **{f"colorize.{key}": str(count(summary, key)) for key, _, _ in COUNTS},
+            **{f"colorize.{key}": str(n) for key, n in summary.counts.items()},
         },
         related=related,
         payload={
-            "ok": summary["ok"],
-            "failed": summary["failed"],
-            "known_failed": summary.get("known_failed", 0),
-            "skipped": summary["skipped"],
-            "already_done": summary["already_done"],
-            "model_id": summary["model_id"],
+            **summary.counts,
+            "model_id": summary.model_id,
             "source": source,
             "dest": dest,
             "run_id": run_id,
             "message": message,
-            "first_failures": [{"source": k, "reason": _clip(r, 200)} for k, r in summary["failures"][:MAX_EVENT_FAILURES]],
+            "first_failures": [{"source": k, "reason": _clip(r, 200)} for k, r in summary.failures[:MAX_EVENT_FAILURES]],
         },
     )
 

@@ -39,6 +39,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from colorize_core.archive.gallery import MARKDOWN_NAME_CHARS
 from colorize_core.archive.markup import markdown_code, shorten_middle
+from colorize_core.archive.outcomes import ArchiveSummary, PlanSummary, ShardOutcome
 from flows import reporting
 from flows.alerts import AUTOMATION_FILE, load_automation
 from flows.colorize_archive import colorize_archive
@@ -197,8 +198,8 @@ def _artifacts(client: Any, run_id: UUID) -> dict[str, Any]:
 
 def test_artifacts_state_message_and_warnings_through_the_api(alert_setup: dict[str, Any]) -> None:
     failing, clean = alert_setup["failing"], alert_setup["clean"]
-    summary = failing.result()  # return_state=True callers: the summary dict is the state's data
-    assert summary["failed"] == 1 and summary["failures"][0][0] == CORRUPT
+    summary = failing.result()  # return_state=True callers: the ArchiveSummary is the state's data
+    assert summary.failed == 1 and summary.failures[0][0] == CORRUPT
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(failing.state_details.flow_run_id)
         # Type COMPLETED either way (what succeeded is written); the name, the run list's badge, differs.
@@ -241,12 +242,12 @@ def test_failure_tables_and_warnings_are_capped(alert_setup: dict[str, Any], mon
     monkeypatch.setattr(reporting, "MAX_FAILURE_ROWS", 3)
     monkeypatch.setattr(reporting, "MAX_FAILURE_LOGS", 2)
     monkeypatch.setattr(reporting, "emit_event", lambda **kw: None)  # not a run the automation should see
-    failures = [[f"bad/{i}.jpg", "not an image " + "x" * 900] for i in range(5)]
+    failures = [(f"bad/{i}.jpg", "not an image " + "x" * 900) for i in range(5)]
 
     @flow(name="report-caps")
-    def report() -> dict[str, Any]:
-        outcome = {"shard": 0, "counts": {"ok": 1, "failed": 5}, "failures": failures, "samples": [], "seconds": 0.0}
-        return reporting.report_run("src", "capped-dest", {"model_id": "m", "already_done": 0}, [outcome], "run-1")
+    def report() -> ArchiveSummary:
+        outcome = ShardOutcome(0, counts={"ok": 1, "failed": 5}, failures=failures)
+        return reporting.report_run("src", "capped-dest", PlanSummary("m", todo=6, already_done=0, known_failed=0, shards=1), [outcome], "run-1")
 
     state = report(return_state=True)
     drain_prefect_workers()

@@ -38,7 +38,7 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     registry = f"{root}/registry"
     _colour_archive(f"{root}/colour", 6)
     ds = build_dataset_flow(f"{root}/colour", f"{root}/dataset", size=32, shard_size=4)
-    assert ds["rows"] == 6 and ds["failed"] == 0
+    assert ds.rows == 6 and ds.failed == 0
     trained = train_model(
         f"{root}/dataset", f"{root}/models/m.safetensors", steps=2, image_size=32, batch_size=3,
         backbone_weights="none", optimizer="adam", lr=1e-3, device="cpu", registry=registry,
@@ -48,8 +48,8 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     gray, out = f"{root}/gray", f"{root}/colorized"
     keys = gray_archive(gray, 5)
     first = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
-    assert (first["ok"], first["failed"], first["already_done"]) == (5, 0, 0)
-    assert first["model_id"] == trained["model_id"]
+    assert (first.ok, first.failed, first.already_done) == (5, 0, 0)
+    assert first.model_id == trained["model_id"]
     src, dst = open_store(gray), open_store(out)
     for key in keys:  # the outputs' luminance is the inputs' gray level
         y_in, _ = luma_and_alpha(decode(src.read(key)))
@@ -63,12 +63,12 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     assert all(r["width"] > 0 and r["colourfulness"] is not None and r["infer_s"] >= 0 for r in rows)
 
     second = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
-    assert (second["ok"], second["already_done"]) == (0, 5)
+    assert (second.ok, second.already_done) == (0, 5)
     assert len(read_output_rows(out)) == 5  # nothing duplicated
 
     new_keys = gray_archive(gray, 2, start=100)
     third = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
-    assert (third["ok"], third["already_done"]) == (2, 5)
+    assert (third.ok, third.already_done) == (2, 5)
     rows = read_output_rows(out)
     assert len(rows) == 7 and {r["key"] for r in rows} == set(keys) | set(new_keys)
 
@@ -80,12 +80,12 @@ def test_a_nightly_run_with_failures_is_named_so_and_retries_known_failures_on_r
     run = {"checkpoint": str(tiny_checkpoint), "device": "cpu"}
     first = nightly(src, out, **run, return_state=True)
     summary = first.result()
-    assert (summary["ok"], summary["failed"]) == (1, 1)
-    assert first.is_completed() and first.name == COMPLETED_WITH_FAILURES and first.message == outcome_message(summary)
+    assert (summary.ok, summary.failed) == (1, 1)
+    assert first.is_completed() and first.name == COMPLETED_WITH_FAILURES and first.message == outcome_message(summary.counts)
     second = nightly(src, out, **run, return_state=True)  # the known failure is left alone
-    assert second.name == COMPLETED and second.result()["known_failed"] == 1
+    assert second.name == COMPLETED and second.result().known_failed == 1
     third = nightly(src, out, **run, retry_failed=True)
-    assert (third["failed"], third["known_failed"]) == (1, 0)
+    assert (third.failed, third.known_failed) == (1, 0)
 
 
 def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> None:
@@ -100,7 +100,7 @@ def test_bad_files_become_failed_rows(store_uri: str, tiny_checkpoint: Path) -> 
     failed = {k for k, (_, outcome) in corpus.items() if outcome == "failed"}
     assert {k for k, r in rows.items() if r["status"] == "failed"} == failed
     assert all(rows[k]["error"] for k in failed)
-    assert summary["failed"] == len(failed)
+    assert summary.failed == len(failed)
     # Real colour photos are left alone (skipped); gray, sepia and alpha ones are colorized.
     assert rows["cmyk.jpg"]["status"] == "skipped" and rows["gray16.png"]["status"] == "ok"
     assert rows["animated.gif"]["status"] == "skipped"  # its first frame is a colour photo
@@ -122,7 +122,7 @@ def test_shard_task_retries_injected_storage_errors(tmp_path: Path, tiny_checkpo
 
     monkeypatch.setattr(storage.LocalStore, "read", flaky_read)
     summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), shard_size=10, device="cpu")
-    assert failures["left"] == 0 and summary["ok"] == 3 and summary["failed"] == 0
+    assert failures["left"] == 0 and summary.ok == 3 and summary.failed == 0
     assert sorted(r["key"] for r in read_output_rows(str(tmp_path / "out"))) == sorted(keys)
 
 
@@ -153,7 +153,7 @@ def test_corrupt_image_is_not_retried(tmp_path: Path, tiny_checkpoint: Path) -> 
     (tmp_path / "gray").mkdir()
     (tmp_path / "gray" / "bad.jpg").write_bytes(b"\xff\xd8\xff nope")
     summary = colorize_archive(str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu")
-    assert summary["failed"] == 1 and summary["ok"] == 0
+    assert summary.failed == 1 and summary.ok == 0
 
 
 def test_missing_latest_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_a_long_history_is_compacted_before_planning(tmp_path: Path, tiny_checkp
     summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), device="cpu")
     assert not store.exists("_colorize/plans/20251101T020000-00000000.parquet")  # finished runs' plans pruned
     assert len(list(store.list("_colorize/plans/"))) == 2  # the two recent runs' plans stay
-    assert (summary["ok"], summary["already_done"]) == (1, 3)  # the folded history still counts
+    assert (summary.ok, summary.already_done) == (1, 3)  # the folded history still counts
     files = [o.key for o in store.list(META_PREFIX)]
     assert len(files) == 2 and sum("compacted-" in k for k in files) == 1
     assert sorted(r["key"] for r in read_output_rows(out)) == sorted(keys + new)  # filler rows share run ids: once each
@@ -212,6 +212,6 @@ def test_each_shard_task_reads_its_own_shard_of_the_plan(tmp_path: Path, tiny_ch
 
     monkeypatch.setattr("flows.colorize_archive.read_manifest_shard", recording)
     summary = colorize_archive(gray, out, checkpoint=str(tiny_checkpoint), shard_size=2, device="cpu")
-    assert summary["ok"] == 5 and sorted(read) == [(0, 2), (1, 2), (2, 1)]
+    assert summary.ok == 5 and sorted(read) == [(0, 2), (1, 2), (2, 1)]
     (plan,) = [o.key for o in open_store(out).list("_colorize/plans/")]  # one plan file for the run
     assert sorted(o.key for o in listing.read_manifest(f"{out}/{plan}").objects) == sorted(keys)

@@ -203,4 +203,4 @@ def test_the_second_night_with_nothing_new_exits_0(tmp_path: Path, photo_dir: Pa
     captured = capsys.readouterr()
     assert "1 known failure not retried" in captured.err
     summary = colorize_archive(str(src), str(out), checkpoint=str(tiny_checkpoint), device="cpu")
-    assert (summary["ok"], summary["failed"], summary["known_failed"], summary["already_done"]) == (0, 0, 1, 3)
+    assert (summary.ok, summary.failed, summary.known_failed, summary.already_done) == (0, 0, 1, 3)

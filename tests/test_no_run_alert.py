@@ -24,6 +24,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from colorize_core.archive.outcomes import ArchiveSummary
 from flows.alerts import NO_RUN_FILE, load_automation, parse_within
 from flows.reporting import _emit_finished
 from tests.webhook import alerts_cli, webhook_handler
@@ -57,20 +58,20 @@ def _events(api_url: str, filter_: dict[str, Any]) -> list[dict[str, Any]]:
     return list(r.json()["events"])
 
 
-def _summary(run_id: str) -> dict[str, Any]:
-    return {"ok": 2, "failed": 0, "skipped": 0, "already_done": 5, "model_id": "residual_encoder-test", "failures": [], "run_id": run_id}
+def _summary() -> ArchiveSummary:
+    return ArchiveSummary("residual_encoder-test", ok=2, already_done=5)
 
 
 def _finished(dest: str, run: str) -> None:
     """What a completed archive run emits, sent now."""
-    _emit_finished(_summary(run), f"/bw/{run}", dest, run)
+    _emit_finished(_summary(), f"/bw/{run}", dest, run)
     drain_prefect_workers()
 
 
 @flow(name="colorize-archive")
 def _a_run(dest: str) -> None:
     """The silent destination's last run, as a flow run, so the message can name it."""
-    _emit_finished(_summary("last-run"), "/bw/last", dest, "last-run")
+    _emit_finished(_summary(), "/bw/last", dest, "last-run")
 
 
 def _poll(what: str, probe: Callable[[], Any], deadline: float, between: Callable[[], None]) -> Any:

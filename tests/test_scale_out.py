@@ -31,7 +31,7 @@ def test_shards_run_as_flow_runs_on_a_process_work_pool(tmp_path: Path, tiny_che
                 str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), shard_size=2,
                 device="cpu", deployment="colorize-shard/shard", pool_workers=2,
             )
-        assert summary["ok"] == 5 and summary["failed"] == 0
+        assert summary.ok == 5 and summary.failed == 0
         assert sorted(r["key"] for r in read_output_rows(str(tmp_path / "out"))) == sorted(keys)
         with get_client(sync_client=True) as client:
             runs = [r for r in client.read_flow_runs() if r.deployment_id is not None]

@@ -19,7 +19,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, shard_of
 from colorize_core.archive.listing import listing_table, objects_of, with_shards
+from colorize_core.archive.outcomes import PlanSummary, ShardOutcome
 from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
 from colorize_core.model.checkpoint import read_model_id
@@ -94,6 +95,9 @@ class ArchivePlan:
         """The plan as a manifest table (MANIFEST_SCHEMA), for `listing.write_plan`."""
         return with_shards(self.todo, self.shard_size)
 
+    def summary(self) -> PlanSummary:
+        return PlanSummary(self.model_id, self.todo.num_rows, self.already_done, self.known_failed, self.num_shards)
+
 
 def check_locations(source: str, dest: str) -> None:
     """Neither the destination nor the source may hold the other (layout.overlap says why)."""
@@ -111,16 +115,6 @@ def plan_archive(source: str, dest: str, model_id: str, shard_size: int, *, retr
     src, out = open_store(source), open_store(dest)
     planned = plan_listing(listing_table(src, out, inventory=inventory), dest, model_id, retry_failed=retry_failed)
     return ArchivePlan(src.uri, out.uri, model_id, planned.todo, planned.already_done, shard_size, planned.known_failed)
-
-
-@dataclass
-class ShardOutcome:
-    shard: int
-    counts: dict[str, int] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    samples: list[tuple[str, str]] = field(default_factory=list)  # (source key, output key), a few
-    seconds: float = 0.0
-    metadata_key: str = ""
 
 
 # A shard commits its rows every PART_ROWS photos or PART_SECONDS, whichever comes first.

@@ -115,8 +115,11 @@ class BuildSummary:
     shards: dict[str, int] = field(default_factory=dict)  # shard key -> rows
     reused_shards: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
 def load_manifest(source: str, shard_size: int) -> Manifest:
