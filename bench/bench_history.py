@@ -22,9 +22,8 @@ from bench.common import machine
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.archive.history import compact_history, read_output_rows
 from colorize_core.archive.layout import META_PREFIX, RUN_TIME_FORMAT, metadata_key
-from colorize_core.archive.listing import Manifest, read_manifest, read_manifest_shard, write_manifest
+from colorize_core.archive.listing import ListedObject, Manifest, read_manifest, read_manifest_shard, write_manifest
 from colorize_core.storage.local import LocalStore
-from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import open_store
 
@@ -57,7 +56,7 @@ def timed_read(uri: str, repeats: int = 3) -> tuple[float, int]:
 def plan_reads(tmp: str, rows: int) -> dict[str, object]:
     """One shard task's read of a first run's plan: the whole manifest (the first version) vs its
     own row group through ranged reads (`read_manifest_shard`)."""
-    objects = [ObjectInfo(f"scans/box {i // 1000:04d}/photo_{i:07d}.tif", 4_000_000 + i, f"{i:032x}") for i in range(rows)]
+    objects = [ListedObject(f"scans/box {i // 1000:04d}/photo_{i:07d}.tif", 4_000_000 + i, f"{i:032x}") for i in range(rows)]
     plan = f"{tmp}/plan.parquet"
     write_manifest(Manifest("s3://archive", DEFAULT_SHARD_SIZE, objects), plan)
     start = time.perf_counter()

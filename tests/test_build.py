@@ -139,11 +139,10 @@ def test_block_shuffle_keeps_rows_of_a_window_together() -> None:
 
 @pytest.mark.slow  # seconds of work: `make test`, not test-fast
 def test_a_shard_of_a_big_manifest_is_read_alone(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from colorize_core.archive.listing import Manifest, read_manifest, read_manifest_shard, write_manifest
-    from colorize_core.storage.objects import ObjectInfo
+    from colorize_core.archive.listing import ListedObject, Manifest, read_manifest, read_manifest_shard, write_manifest
     from colorize_core.storage.stores import split_uri
 
-    objects = [ObjectInfo(f"box {i // 100}/photo_{i:05d}.jpg", 1000 + i, f"{i:032x}") for i in range(200_000)]
+    objects = [ListedObject(f"box {i // 100}/photo_{i:05d}.jpg", 1000 + i, f"{i:032x}") for i in range(200_000)]
     uri = store_uri.rstrip("/") + "/plans/big.parquet"
     write_manifest(Manifest("s3://archive", 1000, objects), uri)
     store, key = split_uri(uri)

@@ -22,6 +22,7 @@ from colorize_core.archive.steps import Source, load, make_row, write_output
 from colorize_core.archive.summary import summarize
 from colorize_core.storage import deep
 from colorize_core.storage.imageio import ImageDecodeError, decode
+from colorize_core.archive.listing import ListedObject
 from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import open_store
@@ -50,9 +51,9 @@ def test_the_reasons_of_real_bad_files_are_permanent_and_a_vanished_source_is_no
     obj = ObjectInfo("a/b.jpg", 1, "e")
     row = make_row(obj, "m", "r", status="failed", error=reasons[0], permanent=True)
     assert row["permanent"] is True and row["judged_by"] == current_judge()
-    unsafe = load(open_store(str(tmp_path)), ObjectInfo("a\tb.jpg", 1, "e", "key has a tab"), "m", "r", skip_colour=True, device_jpeg=False)
+    unsafe = load(open_store(str(tmp_path)), ListedObject("a\tb.jpg", 1, "e", "key has a tab"), "m", "r", skip_colour=True, device_jpeg=False)
     assert unsafe.row is not None and unsafe.row["permanent"] is True  # the name's fault
-    vanished = load(open_store(str(tmp_path)), ObjectInfo("gone.jpg", 1, "e"), "m", "r", skip_colour=True, device_jpeg=False)
+    vanished = load(open_store(str(tmp_path)), ListedObject("gone.jpg", 1, "e"), "m", "r", skip_colour=True, device_jpeg=False)
     assert vanished.row is not None and vanished.row["error"] == "object vanished since listing" and vanished.row["permanent"] is False
     assert make_row(obj, "m", "r", status="failed", error="something nobody classified")["permanent"] is False
     assert make_row(obj, "m", "r", status="ok")["permanent"] is None

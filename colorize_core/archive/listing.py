@@ -27,6 +27,15 @@ def is_image_key(key: str) -> bool:
     return not name.startswith(".") and ("." + name.rsplit(".", 1)[-1].lower()) in IMAGE_SUFFIXES
 
 
+@dataclass(frozen=True)
+class ListedObject(ObjectInfo):
+    """A source as the archive pipeline lists and plans it: the store's facts, and `problem`: why
+    its key cannot be processed safely (`listing_table` checks every key once), or None. A shard
+    turns a problem into a failed row, not a failed shard."""
+
+    problem: str | None = None
+
+
 LISTING_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in ("key", "size", "etag", "problem")])
 
 
@@ -98,14 +107,14 @@ def key_problems(keys: list[str], store: ObjectStore, dest: ObjectStore | None) 
     return problems
 
 
-def objects_of(table: pa.Table) -> list[ObjectInfo]:
-    """A listing's or plan's rows as ObjectInfo: for a shard's rows, not for an archive's."""
+def objects_of(table: pa.Table) -> list[ListedObject]:
+    """A listing's or plan's rows as objects: for a shard's rows, not for an archive's."""
     cols = table.select(["key", "size", "etag", "problem"]).to_pydict()
-    return [ObjectInfo(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], cols["problem"])]
+    return [ListedObject(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], cols["problem"])]
 
 
-def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None) -> list[ObjectInfo]:
-    """`listing_table` as ObjectInfo: for dataset building and tests, at thousands of photos."""
+def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None) -> list[ListedObject]:
+    """`listing_table` as objects: for dataset building and tests, at thousands of photos."""
     return objects_of(listing_table(store, dest, inventory=inventory))
 
 
@@ -113,20 +122,20 @@ def list_images(store: ObjectStore, dest: ObjectStore | None = None, *, inventor
 class Manifest:
     source: str
     shard_size: int
-    objects: list[ObjectInfo]
+    objects: list[ListedObject]
 
     @property
     def num_shards(self) -> int:
         return -(-len(self.objects) // self.shard_size)
 
-    def shard(self, index: int) -> list[ObjectInfo]:
+    def shard(self, index: int) -> list[ListedObject]:
         return self.objects[index * self.shard_size : (index + 1) * self.shard_size]
 
     def to_table(self) -> pa.Table:
         return with_shards(objects_table(self.objects), self.shard_size)
 
 
-def objects_table(objects: list[ObjectInfo]) -> pa.Table:
+def objects_table(objects: list[ListedObject]) -> pa.Table:
     return pa.table(
         {"key": [o.key for o in objects], "size": [o.size for o in objects], "etag": [o.etag for o in objects], "problem": [o.problem for o in objects]},
         schema=LISTING_SCHEMA,
@@ -165,7 +174,7 @@ def _manifest(uri: str, table: pa.Table) -> Manifest:
         raise ValueError(f"{uri} is not a manifest written by `colorize shard` (no source in its metadata)")
     cols = table.to_pydict()
     problems = cols.get("problem") or [None] * len(cols["key"])  # manifests before the column
-    objects = [ObjectInfo(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], problems)]
+    objects = [ListedObject(k, s, e, p) for k, s, e, p in zip(cols["key"], cols["size"], cols["etag"], problems)]
     return Manifest(meta["source"], int(meta["shard_size"]), objects)
 
 
@@ -174,7 +183,7 @@ def read_manifest(uri: str) -> Manifest:
     return _manifest(uri, table_from_bytes(store.read(key)))
 
 
-def read_manifest_shard(uri: str, index: int) -> tuple[str, list[ObjectInfo]]:
+def read_manifest_shard(uri: str, index: int) -> tuple[str, list[ListedObject]]:
     """(source URI, shard `index`'s objects), reading (with ranged reads on S3) the footer and
     that shard's row group only: a shard task of a million-object plan reads its few hundred rows."""
     store, key = split_uri(uri)

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, shard_of
-from colorize_core.archive.listing import listing_table, objects_of, with_shards
+from colorize_core.archive.listing import ListedObject, listing_table, objects_of, with_shards
 from colorize_core.archive.outcomes import PlanSummary, ShardOutcome
 from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
@@ -34,7 +34,7 @@ from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage, output_name_for
-from colorize_core.storage.objects import ObjectInfo, ObjectStore
+from colorize_core.storage.objects import ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import open_store
 
@@ -88,7 +88,7 @@ class ArchivePlan:
     def num_shards(self) -> int:
         return -(-self.todo.num_rows // self.shard_size)
 
-    def shard(self, index: int) -> list[ObjectInfo]:
+    def shard(self, index: int) -> list[ListedObject]:
         return objects_of(self.todo.slice(index * self.shard_size, self.shard_size))
 
     def manifest(self) -> pa.Table:
@@ -138,7 +138,7 @@ def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int | No
         return _colorizers[key]
 
 
-def _prefetch(pool: ThreadPoolExecutor, items: list[ObjectInfo], load: Callable[[ObjectInfo], Source], ahead: int) -> Iterator[Source]:
+def _prefetch(pool: ThreadPoolExecutor, items: list[ListedObject], load: Callable[[ListedObject], Source], ahead: int) -> Iterator[Source]:
     """Results of `load` in item order, keeping up to `ahead` loads in flight."""
     pending: deque[Future[Source]] = deque()
     it = iter(items)
@@ -156,7 +156,7 @@ def _prefetch(pool: ThreadPoolExecutor, items: list[ObjectInfo], load: Callable[
 def colorize_shard(
     source: str,
     dest: str,
-    items: list[ObjectInfo],
+    items: list[ListedObject],
     colorizer: Colorizer,
     *,
     run_id: str,
@@ -270,7 +270,7 @@ class _Parts:
     crash loses at most a part's work; the last part, `metadata_key(run_id, shard)`, marks the
     shard done. Each part's rows are in plan order."""
 
-    def __init__(self, out: ObjectStore, run_id: str, shard: int, items: list[ObjectInfo], rows: int, seconds: float) -> None:
+    def __init__(self, out: ObjectStore, run_id: str, shard: int, items: list[ListedObject], rows: int, seconds: float) -> None:
         self.out, self.run_id, self.shard = out, run_id, shard
         self.every_rows, self.every_s = rows, seconds
         self.position = {obj.key: i for i, obj in enumerate(items)}

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorize_core.archive.failures import current_judge
+from colorize_core.archive.listing import ListedObject
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
@@ -69,7 +70,7 @@ class Source:
     decode_s: float = 0.0
 
 
-def load(src: ObjectStore, obj: ObjectInfo, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
+def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
     decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
     if obj.problem:

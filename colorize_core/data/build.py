@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
-from colorize_core.archive.listing import Manifest, is_manifest_uri, plan_manifest, read_manifest, write_manifest
+from colorize_core.archive.listing import ListedObject, Manifest, is_manifest_uri, plan_manifest, read_manifest, write_manifest
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.data.samples import Sample, prepare_sample
 from colorize_core.storage.imageio import ImageDecodeError
-from colorize_core.storage.objects import InvalidKeyError, ObjectInfo, ObjectNotFound
+from colorize_core.storage.objects import InvalidKeyError, ObjectNotFound
 from colorize_core.storage.records import SAMPLE_SCHEMA, STATUS_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import child_uri, open_store
 
@@ -54,7 +54,7 @@ def _result_from_status(index: int, status: list[dict[str, Any]], reused: bool) 
     return res
 
 
-def build_shard(source: str, dest: str, index: int, items: list[ObjectInfo], size: int) -> ShardResult:
+def build_shard(source: str, dest: str, index: int, items: list[ListedObject], size: int) -> ShardResult:
     """Build (or find already built) one training shard. Storage errors propagate (retry the
     shard); a bad image becomes a failed status row."""
     src, out = open_store(source), open_store(dest)

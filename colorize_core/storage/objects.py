@@ -47,7 +47,6 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
-    problem: str | None = None  # set by listing (archive/listing.py): why it cannot be processed safely
 
 
 def validate_key(key: str) -> str:
