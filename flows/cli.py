@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
-from colorize_core.home import HOME_ENV, colorize_home
+from colorize_core.settings import CHECKPOINT, HOME, SERVE_CHECKPOINT, SERVE_DATASET, SERVE_DEST, SERVE_PHOTOS, SERVE_SOURCE, Settings, SettingsError
 from colorize_core.model.defaults import BATCH_SIZE_HELP
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, exit_status_help, install_signal_handlers, one_line
@@ -44,11 +44,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _epilog() -> str:
+def _epilog(env: Settings) -> str:
     import textwrap
 
     home = (
-        f"${HOME_ENV} ({colorize_home()} here) holds the model registry (registry/: `colorize models` "
+        f"${HOME} ({env.home} here) holds the model registry (registry/: `colorize models` "
         "lists it, `--checkpoint latest` reads it) and the log file (logs/colorize.log)."
     )
     return "\n".join(textwrap.fill(text, 88) for text in (home, exit_status_help()))
@@ -58,12 +58,12 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
 
 
-def _checkpoint_arg(p: argparse.ArgumentParser, required: bool) -> None:
+def _checkpoint_arg(p: argparse.ArgumentParser, required: bool, env: Settings) -> None:
     p.add_argument(
         "--checkpoint",
-        default=os.environ.get("COLORIZE_CHECKPOINT"),
-        required=required and not os.environ.get("COLORIZE_CHECKPOINT"),
-        help="model file from `colorize train` (default: $COLORIZE_CHECKPOINT)",
+        default=env.checkpoint,
+        required=required and not env.checkpoint,
+        help=f"model file from `colorize train` (default: ${CHECKPOINT})",
     )
 
 
@@ -85,16 +85,18 @@ def _train_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=param.type, choices=param.choices, default=default(param), help=param.help)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
+    """The command line; the environment's settings (colorize_core/settings.py) give defaults."""
+    env = env or Settings.from_env()
     fmt = _HelpFormatter
-    parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", epilog=_epilog(), formatter_class=fmt)
+    parser = _Parser(prog="colorize", description="Colorize black-and-white photo archives.", epilog=_epilog(env), formatter_class=fmt)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("images", help="colorize image files or folders", formatter_class=fmt)
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders (recursive)")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
-    _checkpoint_arg(p, required=True)
+    _checkpoint_arg(p, required=True, env=env)
     _device_arg(p)
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
     _output_args(p)
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p)
 
     p = sub.add_parser("eval", help="score a model against colour photos and the gray baseline", formatter_class=fmt)
-    _checkpoint_arg(p, required=True)
+    _checkpoint_arg(p, required=True, env=env)
     p.add_argument("--data", required=True, help="folder of colour photos")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many photos")
@@ -127,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True, help="where colorized images and Parquet metadata go")
     p.add_argument(
         "--checkpoint",
-        default=os.environ.get("COLORIZE_CHECKPOINT") or "latest",
-        help=f"model file/URI, or 'latest' from the registry (${HOME_ENV}/registry; see `colorize models`); $COLORIZE_CHECKPOINT when set",
+        default=env.checkpoint or "latest",
+        help=f"model file/URI, or 'latest' from the registry (${HOME}/registry; see `colorize models`); ${CHECKPOINT} when set",
     )
     p.add_argument("--shard-size", type=int, default=None, help=f"images per shard task (default: {DEFAULT_SHARD_SIZE} on CPU, {CUDA_SHARD_SIZE:,} on CUDA or a work pool)")
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
@@ -160,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p)
     _output_args(p)
 
-    p = sub.add_parser("models", help=f"list the models registered in ${HOME_ENV}/registry (what --checkpoint latest picks)", formatter_class=fmt)
-    p.add_argument("--registry", default=None, help=f"registry folder or s3:// prefix (default: ${HOME_ENV}/registry)")
+    p = sub.add_parser("models", help=f"list the models registered in ${HOME}/registry (what --checkpoint latest picks)", formatter_class=fmt)
+    p.add_argument("--registry", default=None, help=f"registry folder or s3:// prefix (default: ${HOME}/registry)")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
 
     p = sub.add_parser(
@@ -173,11 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
     p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
-    p.add_argument("--source", default=os.environ.get("COLORIZE_SOURCE", "archive"), help="black-and-white archive to colorize nightly ($COLORIZE_SOURCE)")
-    p.add_argument("--dest", default=os.environ.get("COLORIZE_DEST", "colorized"), help="where nightly outputs go ($COLORIZE_DEST)")
-    p.add_argument("--photos", default=os.environ.get("COLORIZE_PHOTOS", "photos"), help="colour photos the training set is rebuilt from ($COLORIZE_PHOTOS)")
-    p.add_argument("--dataset", default=os.environ.get("COLORIZE_DATASET", "dataset"), help="training set URI ($COLORIZE_DATASET)")
-    p.add_argument("--checkpoint", default=os.environ.get("COLORIZE_CHECKPOINT_URI", "models/model.safetensors"), help="where training writes ($COLORIZE_CHECKPOINT_URI)")
+    p.add_argument("--source", default=env.serve_source, help=f"black-and-white archive to colorize nightly (${SERVE_SOURCE})")
+    p.add_argument("--dest", default=env.serve_dest, help=f"where nightly outputs go (${SERVE_DEST})")
+    p.add_argument("--photos", default=env.serve_photos, help=f"colour photos the training set is rebuilt from (${SERVE_PHOTOS})")
+    p.add_argument("--dataset", default=env.serve_dataset, help=f"training set URI (${SERVE_DATASET})")
+    p.add_argument("--checkpoint", default=env.serve_checkpoint, help=f"where training writes (${SERVE_CHECKPOINT}; what commands colorize with is ${CHECKPOINT})")
 
     p = sub.add_parser("demo", help="train a toy model on bundled sample photos and colorize them", formatter_class=fmt)
     p.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
@@ -488,7 +490,12 @@ FLOW_COMMANDS = frozenset({"shard", "build-dataset", "train", "archive", "serve"
 def main(argv: Sequence[str] | None = None) -> int:
     # This machine-local tool phones nowhere: no Prefect server telemetry from ephemeral servers.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    args = build_parser().parse_args(argv)
+    try:
+        env = Settings.from_env()  # once, checked: a wrong value is one line naming the variable
+    except SettingsError as exc:
+        print(f"colorize: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    args = build_parser(env).parse_args(argv)
     from flows.logs import DETAILS, setup_logging
     from flows.preflight import UsageError, check_arguments
 

@@ -8,7 +8,7 @@ import logging
 import logging.handlers
 from pathlib import Path
 
-from colorize_core.home import colorize_home
+from colorize_core.settings import colorize_home
 
 
 def log_path() -> Path:

@@ -13,12 +13,12 @@ LIBRARY = Path(__file__).resolve().parents[1] / "colorize_core"
 # What each lower layer may import of the library (besides itself).
 MAY_IMPORT = {
     "bt601": set(),
-    "home": set(),
-    "storage": {"bt601"},
+    "settings": set(),
+    "storage": {"bt601", "settings"},
     "monochrome": {"bt601"},
-    "model": {"bt601", "home", "storage"},
+    "model": {"bt601", "settings", "storage"},
     # The archive pipeline (listing, planning, shards) under the training data that builds on its listing.
-    "archive": {"bt601", "home", "storage", "model", "monochrome"},
+    "archive": {"bt601", "settings", "storage", "model", "monochrome"},
 }
 
 

@@ -8,15 +8,15 @@ make a calibration set of the size NNCF wants (tens of images)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from colorize_core.settings import CPU_CALIBRATION, settings
 from colorize_core.storage.files import bundled_photos, image_files
 
-CALIBRATION_ENV = "COLORIZE_CPU_CALIBRATION"
+CALIBRATION_ENV = CPU_CALIBRATION
 
 
 # The photographs among scikit-image's bundled images (not its charts, text, masks or drawings:
@@ -28,7 +28,7 @@ BUNDLED_PHOTOS = (
 
 
 def calibration_photos() -> list[Path]:
-    folder = os.environ.get(CALIBRATION_ENV)
+    folder = settings().cpu_calibration
     if folder:
         photos = image_files(folder)
         if not photos:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-CPU_PATH_ENV = "COLORIZE_CPU_PATH"
+from colorize_core.settings import CPU_PATH, settings
+
+CPU_PATH_ENV = CPU_PATH
 CPU_PATHS = ("auto", "plain", "bf16", "int8")
 
 # /proc/cpuinfo flag -> the name the benchmarks report it under.
@@ -69,7 +71,7 @@ def native_bf16() -> bool:
 
 def requested_cpu_path(option: str = "auto") -> str:
     """An explicit option wins; else COLORIZE_CPU_PATH; else "auto"."""
-    choice = option if option != "auto" else os.environ.get(CPU_PATH_ENV, "auto").strip().lower() or "auto"
+    choice = option if option != "auto" else settings().cpu_path
     if choice not in CPU_PATHS:
         raise ValueError(f"unknown CPU inference path {choice!r} ({CPU_PATH_ENV} or options); choose one of {', '.join(CPU_PATHS)}")
     return choice

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from colorize_core.home import colorize_home
+from colorize_core.settings import colorize_home
 from colorize_core.model.checkpoint import load_model
 from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
 from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path

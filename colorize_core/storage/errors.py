@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import random
 import threading
 import time
@@ -23,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
+
+from colorize_core.settings import settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -132,8 +133,7 @@ class RetryPolicy:
         budget = getattr(_budget, "total_s", None)
         if budget is not None:
             return cls(total_s=budget)
-        total = os.environ.get("COLORIZE_RETRY_SECONDS")
-        return cls(total_s=float(total)) if total else cls()
+        return cls(total_s=settings().retry_seconds)
 
 
 _budget = threading.local()

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from colorize_core.home import colorize_home
+from colorize_core.settings import colorize_home
 from colorize_core.storage.objects import ObjectNotFound
 from colorize_core.storage.stores import open_store
 
