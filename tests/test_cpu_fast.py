@@ -18,7 +18,7 @@ from PIL import Image
 from colorize_core.archive.shards import colorize_shard
 from colorize_core.archive.listing import list_images
 from colorize_core.model import cpu_features, cpu_openvino
-from colorize_core.model.checkpoint import save_checkpoint
+from colorize_core.model.checkpoint import load_model, save_checkpoint
 from colorize_core.model.color import rgb_to_yuv
 from colorize_core.model.infer import PLAIN, Colorizer, InferenceOptions, default_cache_dir
 from colorize_core.model.models import ModelConfig, build_model
@@ -116,6 +116,8 @@ def test_auto_takes_int8_for_checkpoints_and_the_cpus_own_path_otherwise(checkpo
         # Never for a model not loaded from a checkpoint (it may still be training).
         unconverted = Colorizer(model, device="cpu")
         assert unconverted.cpu_path == torch_path and unconverted.amp_dtype == (torch.bfloat16 if bf16 else None)
+        # A cache folder says where converted models go, not that this one's weights are fixed.
+        assert Colorizer(load_model(checkpoint), device="cpu", cache_dir=checkpoint.parent).cpu_path == torch_path
         # Off by option, by environment variable, and when fp32 is asked for.
         assert Colorizer.from_checkpoint(checkpoint, device="cpu", options=PLAIN).cpu_path == "plain"
         assert Colorizer.from_checkpoint(checkpoint, device="cpu", options=InferenceOptions(mixed_precision=False)).cpu_path == "plain"
@@ -207,10 +209,25 @@ def test_openvino_and_nncf_send_no_telemetry() -> None:
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     code = (
-        "import colorize_core.model.cpu_openvino\n"
+        "import colorize_core.model.cpu_openvino as m\n"
+        "assert m.available() is None\n"  # how the int8 path first imports them
         "import nncf.telemetry.wrapper as w, openvino.tools.ovc.convert_impl as c\n"
         "print(c.tm.__name__, isinstance(w.telemetry, w.NNCFTelemetry))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "NNCF_DEV")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
     assert out == ["openvino.tools.ovc.telemetry_stub", "False"]
+
+
+
+def test_importing_the_int8_path_changes_no_module_table() -> None:
+    """The telemetry block is put in place when OpenVINO is first imported, not by importing
+    this package: a process that never takes the int8 path keeps sys.modules as it was."""
+    code = (
+        "import sys, colorize_core.model.infer, colorize_core.model.cpu_openvino as ov\n"
+        "print('openvino_telemetry' in sys.modules)\n"
+        "ov.available()\n"
+        "print(sys.modules.get('openvino_telemetry', 'absent'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert out == ["False", "None"]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from colorize_core.model.checkpoint import load_model
-from colorize_core.model.infer import Colorizer
+from colorize_core.model.infer import Colorizer, cudnn_autotune
 from colorize_core.storage.imageio import decode, luma_and_alpha
 from tests.conftest import make_photo
 
@@ -136,3 +136,27 @@ def test_batch_size_defaults_by_device(tiny_checkpoint: Path) -> None:
     assert inference_batch_size(torch.device("cuda")) == 64 and inference_batch_size(torch.device("cuda"), 16) == 16
     with pytest.raises(ValueError, match="positive"):
         inference_batch_size(torch.device("cpu"), 0)
+
+
+def test_cudnn_autotuning_is_scoped_to_a_forward() -> None:
+    """A Colorizer on CUDA tunes cuDNN for its own forwards, and leaves the process's flag as
+    it found it (training in the same process, or another library, keeps its own)."""
+    flags = torch.backends.cudnn
+    before = flags.benchmark
+    try:
+        flags.benchmark = False
+        with cudnn_autotune(True):
+            assert flags.benchmark is True
+        assert flags.benchmark is False
+        with cudnn_autotune(False):
+            assert flags.benchmark is False
+        flags.benchmark = True  # set by the process: left alone
+        with cudnn_autotune(True):
+            pass
+        assert flags.benchmark is True
+        flags.benchmark = False
+        with pytest.raises(RuntimeError), cudnn_autotune(True):
+            raise RuntimeError("a failed forward")
+        assert flags.benchmark is False  # restored on failure too
+    finally:
+        flags.benchmark = before

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -29,7 +30,7 @@ from torch import nn
 from colorize_core.settings import colorize_home
 from colorize_core.model.checkpoint import load_model
 from colorize_core.model.color import unit_to_uv, yuv_to_rgb_in_gamut
-from colorize_core.model.cpu_features import auto_cpu_path, requested_cpu_path
+from colorize_core.model.cpu_path import choose_cpu_path
 from colorize_core.model.device import amp_dtype, inference_batch_size, resolve_device
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, is_sixteen_bit, luma_plane, luma_plane16
@@ -68,11 +69,28 @@ class InferenceOptions:
     pad_batches: bool = True  # pad the last batch: one static shape for compile and cudnn.benchmark
     # On CPU: "auto" (int8 for a model loaded from a checkpoint; else bf16 on CPUs with native
     # bf16, fp32 on the others), "plain" (fp32), "bf16" or "int8" (OpenVINO, cached by model id
-    # beside the checkpoint). COLORIZE_CPU_PATH overrides "auto". See `cpu_features`, `cpu_openvino`.
+    # beside the checkpoint). COLORIZE_CPU_PATH overrides "auto". The policy: cpu_path.py.
     cpu_path: str = "auto"
 
 
 PLAIN = InferenceOptions(channels_last=False, mixed_precision=False, compile=False, pad_batches=False, cpu_path="plain")
+
+
+@contextmanager
+def cudnn_autotune(on: bool) -> Iterator[None]:
+    """cuDNN's autotuner (`cudnn.benchmark`) for one forward: padded batches give one input
+    shape, tuned once and reused. Scoped, not set for the process by a constructor: training or
+    another library in the same process keeps its own setting. The flag is process-wide, so two
+    threads' forwards may overlap and one restore it early: that costs the other some speed,
+    never a different result."""
+    if not on or torch.backends.cudnn.benchmark:
+        yield
+        return
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = False
 
 
 def default_cache_dir(checkpoint: str | os.PathLike[str]) -> Path:
@@ -95,15 +113,14 @@ class Colorizer:
         batch_size: int | None = None,  # None: the device's default (defaults.py)
         image_size: int | None = None,
         options: InferenceOptions = InferenceOptions(),
-        cache_dir: str | os.PathLike[str] | None = None,  # converted models; `from_checkpoint` sets it
+        cache_dir: str | os.PathLike[str] | None = None,  # where converted models are kept; None: in memory only
+        fixed_weights: bool = False,  # a model from a checkpoint: converting it (int8) pays; `from_checkpoint` sets it
     ) -> None:
         self.device = resolve_device(device)
         self.options = options
         self.model = model.to(self.device).eval()
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # one input shape: autotune once, reuse
         self.batch_size = inference_batch_size(self.device, batch_size)
         self.image_size = image_size or model.config.image_size  # type: ignore[union-attr]
         if self.image_size % 8:
@@ -112,49 +129,21 @@ class Colorizer:
         self.cpu_path: str | None = None  # on CPU: the path taken, "plain" | "bf16" | "int8"
         self._runner = None  # a converted model (the int8 path) that replaces the torch forward
         if self.device.type == "cpu":
-            self.cpu_path = self._choose_cpu_path(options.cpu_path, cache_dir)
+            tracked = self.model_id != "untracked"
+            path = choose_cpu_path(
+                self.model, option=options.cpu_path, mixed_precision=options.mixed_precision, fixed_weights=fixed_weights and tracked,
+                model_id=self.model_id, image_size=self.image_size, cache_dir=cache_dir if tracked else None,
+            )
+            self.cpu_path, self._runner = path.name, path.runner
             self.amp_dtype = torch.bfloat16 if self.cpu_path == "bf16" and options.mixed_precision else None
         else:
             self.amp_dtype = amp_dtype(self.device) if options.mixed_precision else None
         self._forward = torch.compile(self.model) if options.compile and self._runner is None else self.model
 
-    def _choose_cpu_path(self, option: str, cache_dir: str | os.PathLike[str] | None) -> str:
-        """"auto": int8 for a model loaded from a checkpoint (measured ~2.5x fp32 on an AVX2-only
-        CPU and ~1.9x bf16 autocast on one with bf16, colours closer to fp32 than bf16's); bf16
-        where the CPU has it natively; else fp32. A model not loaded from a checkpoint may still
-        be changing (validation during training): converting it would cost more than it saves."""
-        requested = requested_cpu_path(option)
-        if requested == "auto" and not self.options.mixed_precision:
-            return "plain"  # fp32 asked for
-        fallback = auto_cpu_path() if self.options.mixed_precision else "plain"  # what runs without int8
-        choice = requested
-        if choice == "auto":
-            from_checkpoint = cache_dir is not None and self.model_id != "untracked"
-            choice = "int8" if from_checkpoint else fallback
-        if choice != "int8":
-            return choice
-        from colorize_core.model import cpu_openvino
-
-        missing = cpu_openvino.available()
-        if missing:
-            log.warning("int8 CPU path unavailable (%s not installed: pip install 'archive-colorizer[cpu]'); running %s", missing, fallback)
-            return fallback
-        try:
-            self._runner = cpu_openvino.load_or_convert(
-                self.model, self.image_size, cache_dir=cache_dir if self.model_id != "untracked" else None, model_id=self.model_id
-            )
-        except Exception as exc:  # noqa: BLE001 - a speed-up that fails must not fail the night's run
-            if requested == "int8":
-                raise
-            log.warning("int8 CPU path failed for model %s (%s); running %s", self.model_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, fallback)
-            log.debug("int8 conversion failure", exc_info=exc)
-            return fallback
-        return "int8"
-
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: object) -> "Colorizer":
         kwargs.setdefault("cache_dir", default_cache_dir(path))
-        return cls(load_model(path), **kwargs)  # type: ignore[arg-type]
+        return cls(load_model(path), fixed_weights=True, **kwargs)  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def predict_uv(self, gray: torch.Tensor) -> torch.Tensor:
@@ -169,7 +158,7 @@ class Colorizer:
         gray = gray.to(self.device, non_blocking=True)
         if self.options.channels_last:
             gray = gray.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with cudnn_autotune(self.device.type == "cuda"), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             unit = self._forward(gray)
         return unit_to_uv(unit[:n].float())
 
