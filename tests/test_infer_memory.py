@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from colorize_core.model import infer
@@ -69,6 +71,22 @@ def test_strips_match_the_full_size_formula(monkeypatch: pytest.MonkeyPatch, h: 
     y = torch.rand(h, w)
     uv = (torch.rand(2, 32, 32) - 0.5) * 1.5  # strong chroma: many pixels out of gamut
     _assert_close(infer._join(y, uv), _full_size_join(y, uv))
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), s=st.sampled_from([8, 16, 32]), strip_rows=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_the_strip_wise_join_is_one_full_size_interpolation(h: int, w: int, s: int, strip_rows: int, seed: int) -> None:
+    """Any size, any strip height (the last strip shorter, one row, taller than the image):
+    within one level of upsampling the chroma to full size in one go and joining it there."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.rand(h, w, generator=gen)
+    uv = (torch.rand(2, s, s, generator=gen) - 0.5) * 1.5  # strong chroma: many pixels out of gamut
+    old = infer.STRIP_PIXELS_CPU
+    infer.STRIP_PIXELS_CPU = strip_rows * w  # not monkeypatch: hypothesis reruns the body
+    try:
+        _assert_close(infer._join(y, uv), _full_size_join(y, uv))
+    finally:
+        infer.STRIP_PIXELS_CPU = old
 
 
 def test_model_input_is_the_full_size_antialiased_resize(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from colorize_core.data.dataset import StepBatchSampler
@@ -123,6 +125,28 @@ def test_sampler_is_a_function_of_seed_and_step() -> None:
     indices = [i for batch in full[:5] for i, _ in batch][:10]
     assert sorted(indices) == list(range(10))  # an epoch visits every sample once
     assert full != list(StepBatchSampler(10, 4, seed=6, start_step=0, total_steps=8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 30), batch=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), total=st.integers(1, 25), data=st.data(),
+    blocks=st.one_of(st.none(), st.lists(st.integers(1, 6), min_size=1, max_size=8)), window=st.integers(1, 4),
+)
+def test_a_resumed_sampler_continues_exactly_where_any_step_left_off(
+    n: int, batch: int, seed: int, total: int, data: st.DataObject, blocks: list[int] | None, window: int
+) -> None:
+    """Training resumed from a checkpoint at any step draws the batches (samples and their
+    augmentation seeds) the uninterrupted run would have drawn from that step on; and every
+    epoch visits every sample once."""
+    if blocks is not None:
+        n = sum(blocks)
+    start = data.draw(st.integers(0, total), label="start")
+    full = list(StepBatchSampler(n, batch, seed=seed, start_step=0, total_steps=total, blocks=blocks, window=window))
+    resumed = list(StepBatchSampler(n, batch, seed=seed, start_step=start, total_steps=total, blocks=blocks, window=window))
+    assert resumed == full[start:] and len(full) == total
+    drawn = [i for b in full for i, _ in b]
+    for epoch in range(len(drawn) // n):
+        assert sorted(drawn[epoch * n : (epoch + 1) * n]) == list(range(n))
 
 
 def test_triptych_leaves_the_training_model_as_it_was(photo_dir: Path, tmp_path: Path) -> None:
