@@ -106,7 +106,7 @@ def test_device_jpeg_shard_gives_the_pillow_paths_rows(jpeg_archive: str, tmp_pa
         if a["status"] != "ok":
             continue
         assert b["colourfulness"] == pytest.approx(a["colourfulness"], abs=1.5), key
-        assert all(b[t] is not None and b[t] >= 0 for t in ("read_s", "decode_s", "infer_s", "encode_s")), key
+        assert all(b[t] is not None and b[t] > 0 for t in ("read_s", "decode_s", "infer_s", "encode_s")), key  # each stage timed
         src = luma_of(open_store(jpeg_archive).read(key))
         out_pil = luma_of((tmp_path / "pil" / a["output_key"]).read_bytes())
         out_dev = luma_of((tmp_path / "dev" / b["output_key"]).read_bytes())

@@ -60,7 +60,7 @@ def test_full_pipeline_then_incremental_nightly_runs(store_uri: str, tmp_path: P
     rows = read_output_rows(out)
     assert sorted(r["key"] for r in rows) == sorted(keys)
     assert all(r["status"] == "ok" and r["output_key"] == r["key"] and r["model_id"] == trained["model_id"] for r in rows)
-    assert all(r["width"] > 0 and r["colourfulness"] is not None and r["infer_s"] >= 0 for r in rows)
+    assert all(r["width"] > 0 and r["colourfulness"] is not None and r["infer_s"] > 0 for r in rows)
 
     second = nightly(gray, out, checkpoint="latest", shard_size=2, device="cpu", registry=registry)
     assert (second.ok, second.already_done) == (0, 5)
