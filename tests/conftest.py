@@ -243,6 +243,12 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"s3://{bucket}/some/prefix"
 
 
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def jpeg_bytes(img: Image.Image, quality: int = 92, **kw: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality, **kw)

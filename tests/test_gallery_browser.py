@@ -3,7 +3,6 @@ columns fit a 1280 px window with long names, and names from the archive show as
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +12,17 @@ from PIL import Image
 from colorize_core.archive.gallery import HTML_NAME_CHARS, GalleryRun, gallery_html
 from colorize_core.archive.markup import shorten_middle
 from tests.browser import Browser, needs_browser
+from tests.conftest import png_bytes
 
 LONG = "box 4/" + "a_very_long_folder_name_from_the_scanning_bureau_" * 3 + "/photo_with_a_long_descriptive_name_0001.png"
 NASTY = "box 1/x` | <script>window.XSS=1</script> <img src=x onerror=window.XSS=2> \"é'.png"
 
 
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @needs_browser
 @pytest.mark.slow  # a browser start: make test only
 def test_gallery_shows_before_and_after_images_within_1280px(tmp_path: Path) -> None:
-    before = _png(Image.new("L", (480, 360), 128))
-    after = _png(Image.new("RGB", (480, 360), (220, 20, 20)))
+    before = png_bytes(Image.new("L", (480, 360), 128))
+    after = png_bytes(Image.new("RGB", (480, 360), (220, 20, 20)))
     run = GalleryRun(run_id="20260101T020000-abcdef12", dest="/archive/<out>", message="3 ok, 1 failed", failed=1, flow_run_name="brave-otter", shards=2, new_photos=3)
     page = tmp_path / "gallery.html"
     page.write_text(gallery_html([(LONG, before, after), (NASTY, before, after), ("box 2/short.png", before, after)], run), encoding="utf-8")

@@ -6,16 +6,11 @@ from PIL import Image
 
 from colorize_core.storage.imageio import ImageDecodeError, decode, output_format_for, output_name_for
 from tests.badfiles import png_bomb
-
-
-def _png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+from tests.conftest import png_bytes
 
 
 def test_bad_inputs_raise_one_error_type_with_a_reason() -> None:
-    good = _png_bytes(Image.new("RGB", (20, 20), "red"))
+    good = png_bytes(Image.new("RGB", (20, 20), "red"))
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "blue").save(buf, format="JPEG")
     cases = {

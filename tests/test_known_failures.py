@@ -17,16 +17,17 @@ from PIL import Image, ImageFile
 from colorize_core.archive.failures import current_judge
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.layout import RUN_TIME_FORMAT, metadata_key
+from colorize_core.archive.listing import ListedObject
 from colorize_core.archive.shards import plan_archive
 from colorize_core.archive.steps import Source, load, make_row, write_output
 from colorize_core.archive.summary import summarize
 from colorize_core.storage import deep
 from colorize_core.storage.imageio import ImageDecodeError, decode
-from colorize_core.archive.listing import ListedObject
 from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_to_bytes
 from colorize_core.storage.stores import open_store
 from tests.badfiles import bad_corpus
+from tests.conftest import png_bytes
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 TRUNCATED = "corrupt or truncated image data: image file is truncated"
@@ -34,9 +35,7 @@ NOT_AN_IMAGE = "not an image, or a format this tool cannot read"
 
 
 def _png(value: int = 120, size: tuple[int, int] = (24, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", size, value).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(Image.new("L", size, value))
 
 
 def test_the_reasons_of_real_bad_files_are_permanent_and_a_vanished_source_is_not(tmp_path: Path) -> None:

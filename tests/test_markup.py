@@ -5,7 +5,6 @@ Rendered by the Prefect UI itself: tests/test_alerts.py and tests/test_gallery_b
 
 from __future__ import annotations
 
-import io
 from html.parser import HTMLParser
 
 import pytest
@@ -14,6 +13,7 @@ from PIL import Image
 
 from colorize_core.archive.gallery import GalleryRun, gallery_description, gallery_html, gallery_markdown, spread
 from colorize_core.archive.markup import html_text, markdown_code, markdown_text, one_line, shorten_middle
+from tests.conftest import png_bytes
 from colorize_core.archive.vocabulary import COMPLETED, COMPLETED_WITH_FAILURES, count_rows, outcome_message, plural, state_name
 
 # Keys anyone with write access to a bucket can make.
@@ -76,9 +76,7 @@ def _render(markdown: str) -> str:
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 30), colour).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(Image.new("RGB", (40, 30), colour))
 
 
 @pytest.mark.parametrize("key", NASTY)
