@@ -147,7 +147,7 @@ def main() -> None:
             flow(str(warm), str(root / "out-warm"), checkpoint=str(ckpt), device=str(device), batch_size=args.batch_size)
             start = time.perf_counter()
             summary = flow(str(src), str(root / "out-flow"), checkpoint=str(ckpt), shard_size=args.images, device=str(device), batch_size=args.batch_size)
-            rate = summary["ok"] / (time.perf_counter() - start)
+            rate = summary.ok / (time.perf_counter() - start)
             emit({"bench": "end_to_end_prefect", "images": args.images, "images_per_s": round(rate, 2),
                   "model_only_over_end_to_end": round(fast_rate / rate, 2), "note": "server warm; includes planning, artifacts and the gallery"})
     steps = 3 if device.type == "cpu" else 50

@@ -115,8 +115,8 @@ def test_the_flow_takes_the_override(toned_archive: str, tmp_path: Path, tiny_ch
     from flows.colorize_archive import colorize_archive
 
     skipping = colorize_archive(toned_archive, str(tmp_path / "a"), checkpoint=str(tiny_checkpoint), device="cpu")
-    assert skipping["skipped"] == len(COLOUR) and skipping["ok"] == len(PRINTS) + 1
+    assert skipping.skipped == len(COLOUR) and skipping.ok == len(PRINTS) + 1
     everything = colorize_archive(toned_archive, str(tmp_path / "b"), checkpoint=str(tiny_checkpoint), device="cpu", colour_photos="colorize")
-    assert everything["skipped"] == 0 and everything["ok"] == len(PRINTS) + 1 + len(COLOUR)
+    assert everything.skipped == 0 and everything.ok == len(PRINTS) + 1 + len(COLOUR)
     with pytest.raises(ValueError, match="colour_photos must be one of skip, colorize"):
         colorize_archive(toned_archive, str(tmp_path / "c"), checkpoint=str(tiny_checkpoint), device="cpu", colour_photos="maybe")

@@ -28,7 +28,7 @@ def test_colorize_archive_through_a_postgres_backed_server(tmp_path: Path, tiny_
             state = colorize_archive(
                 str(tmp_path / "gray"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu", return_state=True
             )
-            assert state.is_completed() and state.result()["ok"] == 3
+            assert state.is_completed() and state.result().ok == 3
             with get_client(sync_client=True) as client:
                 run = client.read_flow_run(state.state_details.flow_run_id)
                 assert run.state is not None and run.state.is_completed()
