@@ -24,6 +24,7 @@ from PIL import Image
 
 from colorize_core.archive.failures import current_judge
 from colorize_core.archive.listing import ListedObject
+from colorize_core.archive.reasons import VANISHED, already_colour, unreadable_key, unsafe_key, unstorable
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
@@ -35,7 +36,6 @@ from colorize_core.storage.objects import InvalidKeyError, ObjectInfo, ObjectNot
 from colorize_core.storage.provenance import Provenance, jpeg_source_exif, label_output
 from colorize_core.storage.records import OUTPUT_SCHEMA
 
-ALREADY_COLOUR = "already a colour photo"  # how a skipped row's reason starts; the figures follow
 # Decoded pixels one device batch may hold at once (~10 bytes each through colorize and encode):
 # a batch of 100 MP scans is split rather than run out of GPU memory.
 DEVICE_BATCH_PIXELS = 400_000_000
@@ -74,14 +74,14 @@ def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, ski
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
     decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
     if obj.problem:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be processed safely: {obj.problem}", permanent=True))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=unsafe_key(obj.problem), permanent=True))
     t0 = time.perf_counter()
     try:
         data = src.read(obj.key)
     except ObjectNotFound:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error="object vanished since listing", permanent=False))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=VANISHED, permanent=False))
     except InvalidKeyError as exc:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=f"cannot be read safely: {exc}", permanent=exc.permanent))
+        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=unreadable_key(exc), permanent=exc.permanent))
     read_s = time.perf_counter() - t0
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
@@ -108,7 +108,7 @@ def _skipped_as_colour(item: Source, verdict: Verdict, model_id: str, run_id: st
     item.colour = verdict.evidence
     if verdict.monochrome:
         return False
-    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=f"{ALREADY_COLOUR} ({verdict.reason})", read_s=item.read_s, **colour_values(item))
+    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), read_s=item.read_s, **colour_values(item))
     return True
 
 
@@ -217,7 +217,7 @@ def write_output(
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:
-        return make_row(item.obj, model_id, run_id, status="failed", error=f"cannot be stored: {exc}", permanent=exc.permanent, read_s=item.read_s)
+        return make_row(item.obj, model_id, run_id, status="failed", error=unstorable(exc), permanent=exc.permanent, read_s=item.read_s)
     # encode and write: the device's share of the batch encode (if any) plus this thread's work
     values = {**values, "encode_s": values.get("encode_s", 0.0) + time.perf_counter() - t0}
     return make_row(

@@ -22,6 +22,7 @@ from typing import Any
 
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
 from colorize_core.archive.listing import ListedObject, Manifest, is_manifest_uri, plan_manifest, read_manifest, write_manifest
+from colorize_core.archive.reasons import VANISHED, unreadable_key, unsafe_key
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
 from colorize_core.data.layout import MANIFEST_KEY, SHARDS_PREFIX, STATUS_PREFIX, SUMMARY_KEY, shard_key, status_key
 from colorize_core.data.samples import Sample, prepare_sample
@@ -67,15 +68,15 @@ def build_shard(source: str, dest: str, index: int, items: list[ListedObject], s
     status = []
     for obj in items:
         if obj.problem:
-            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": f"cannot be processed safely: {obj.problem}"})
+            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": unsafe_key(obj.problem)})
             continue
         try:
             result: Sample | str = prepare_sample(src.read(obj.key), obj.key, size)
         except ObjectNotFound:
-            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": "object vanished since listing"})
+            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": VANISHED})
             continue
         except InvalidKeyError as exc:
-            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": f"cannot be read safely: {exc}"})
+            status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": unreadable_key(exc)})
             continue
         except ImageDecodeError as exc:
             status.append({"key": obj.key, "etag": obj.etag, "status": "failed", "reason": exc.reason})
