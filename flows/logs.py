@@ -60,6 +60,10 @@ def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
     path = log_path()
     if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
         return path  # set up already (a second command in one process)
+    # Python warnings (a library's deprecations, torch.jit's tracer notes while the int8 model is
+    # made) are details for the log file, not lines on an operator's terminal; --verbose shows them.
+    logging.captureWarnings(True)
+    WARNINGS.propagate = verbose
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
@@ -69,8 +73,14 @@ def setup_logging(verbose: bool, *, with_prefect: bool) -> Path | None:
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
     DETAILS.addHandler(file_handler)
+    if not verbose:
+        WARNINGS.addHandler(file_handler)
     return path
 
+
+# Python warnings, once captured: to the log file only (no handler at all would print them).
+WARNINGS = logging.getLogger("py.warnings")
+WARNINGS.addHandler(logging.NullHandler())
 
 # Tracebacks of failed commands: to the log file only (the terminal gets one line).
 DETAILS = logging.getLogger("colorize.details")

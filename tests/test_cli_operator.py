@@ -4,6 +4,9 @@ never trained refused."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,37 @@ def test_every_exit_status_is_in_the_help_and_the_readme() -> None:
     listed = {int(code) for row in table.splitlines()[2:] for code in row.split("|")[1].replace(" ", "").split("/")}
     assert listed == {status for status, _ in EXIT_STATUSES}
     assert all(f"{status} {meaning}" in exit_status_help() for status, meaning in EXIT_STATUSES)
+
+
+def test_python_warnings_go_to_the_log_file_not_the_terminal(tmp_path: Path) -> None:
+    """A library's deprecation notes are details: in the log file; --verbose shows them."""
+    code = (
+        "import sys, warnings\n"
+        "from flows.logs import setup_logging\n"
+        "setup_logging(sys.argv[1] == 'verbose', with_prefect=False)\n"
+        "warnings.warn('trace is deprecated', FutureWarning)\n"
+    )
+    env = {**os.environ, "COLORIZE_HOME": str(tmp_path)}
+    quiet = subprocess.run([sys.executable, "-c", code, "quiet"], capture_output=True, text=True, env=env, check=True, timeout=60)
+    assert quiet.stderr == "" and quiet.stdout == ""
+    assert "FutureWarning: trace is deprecated" in (tmp_path / "logs" / "colorize.log").read_text()
+    verbose = subprocess.run([sys.executable, "-c", code, "verbose"], capture_output=True, text=True, env=env, check=True, timeout=60)
+    assert "FutureWarning: trace is deprecated" in verbose.stderr
+
+
+@pytest.mark.slow  # a subprocess that converts a model to int8: make test only
+def test_the_int8_conversion_prints_nothing_but_our_lines(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """torch.jit's tracer warnings and torch's 'No CUDA runtime is found' used to reach the
+    operator's terminal while the model was converted."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (24, 16), 90).save(src / "a.png")
+    env = {**os.environ, "COLORIZE_HOME": str(tmp_path / "home"), "COLORIZE_CPU_PATH": "int8"}
+    args = [sys.executable, "-m", "flows.cli", "images", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any("to int8" in line for line in lines)  # the conversion ran
+    assert all(line.startswith(("INFO colorize_core", "colorize: ")) for line in lines), lines

@@ -39,6 +39,17 @@ def _no_telemetry() -> None:
     process, before either is first imported here (not when this module is imported: a process
     that never takes the int8 path keeps its modules as they are)."""
     sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    if "torch.utils.cpp_extension" not in sys.modules:
+        # NNCF imports it, and on import it warns that no CUDA toolkit is found (on the user's
+        # terminal, through torch's own handler): a note for building C++ extensions, which
+        # nothing here does. Quiet for that import only.
+        cpp_log = logging.getLogger("torch.utils.cpp_extension")
+        level = cpp_log.level
+        cpp_log.setLevel(logging.ERROR)
+        try:
+            import torch.utils.cpp_extension  # noqa: F401
+        finally:
+            cpp_log.setLevel(level)
 
 _CONVERTING = threading.Lock()
 BACKEND = "openvino-int8-v1"  # in cache names: a new recipe gets new files, not stale ones
