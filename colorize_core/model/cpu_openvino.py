@@ -1,8 +1,8 @@
 """The int8 CPU path: the model converted to OpenVINO, quantized to int8 with NNCF (static,
 calibrated on real photos), compiled for this CPU, cached on disk by model id.
 
-Chosen by measurement (bench/bench_cpu.py, BENCHMARKS.md): about 2.5x PyTorch fp32 eager on an
-AVX2-only CPU and 1.9x bf16 autocast on a CPU with bf16, the output's mean |dU|, |dV| well under
+Chosen by measurement (bench/bench_cpu.py, BENCHMARKS.md): about 2.2x PyTorch fp32 eager on an
+AVX2-only CPU and 1.85x bf16 autocast on a CPU with bf16, the output's mean |dU|, |dV| well under
 the 2/255 tolerance (tests/test_cpu_fast.py checks it). The first conv (the gray input, whose 3
 identical channels make it sensitive) and the decoder's last three convs (FP32_LAST)
 stay in fp32; they are a small part of the compute. Conversion takes ~15-60 s on 2 cores (by

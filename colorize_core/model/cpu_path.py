@@ -3,7 +3,7 @@ OpenVINO, cpu_openvino.py), and what happens when the int8 path cannot be had. T
 one place; `Colorizer` (infer.py) only runs what it is given.
 
 "auto" (or COLORIZE_CPU_PATH): int8 for a model whose weights are fixed, one loaded from a
-checkpoint (measured ~2.5x fp32 on an AVX2-only CPU and ~1.9x bf16 autocast on one with bf16,
+checkpoint (measured 2.2x fp32 on an AVX2-only CPU and 1.85x bf16 autocast on one with bf16,
 colours closer to fp32 than bf16's); bf16 where the CPU has it natively; else fp32. A model that
 may still be changing (validation during training) is never converted: converting it would cost
 more than it saves. Under "auto" a missing or failing converter falls back with one log line (a
