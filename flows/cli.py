@@ -219,7 +219,9 @@ def _train_params(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from colorize_core.training.distributed import torchrun_rank
+
+    if torchrun_rank()[1] > 1:
         return _train_under_torchrun(args)
     from flows.train_model import train_model
 
@@ -232,13 +234,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_under_torchrun(args: argparse.Namespace) -> int:
     """One rank of a `torchrun` data-parallel run: train in this process (one flow run per rank
     would be N runs); rank 0 writes checkpoints and registers the model."""
+    from colorize_core.training.distributed import torchrun_rank
     from colorize_core.training.registry import register_model
     from colorize_core.training.train import train
     from flows.progress import Progress
     from flows.train_model import make_train_config
 
     cfg = make_train_config(args.data, args.out, **_train_params(args))  # type: ignore[arg-type]
-    rank, world = int(os.environ.get("RANK", "0")), os.environ["WORLD_SIZE"]
+    rank, world = torchrun_rank()
     progress = Progress(args.steps, "train") if rank == 0 else None
     result = train(cfg, on_step=(lambda info: progress.update(info.step - progress.done, loss=info.loss)) if progress else None)
     if rank == 0:

@@ -34,9 +34,15 @@ class DistInfo:
         return self.world > 1
 
 
+def torchrun_rank() -> tuple[int, int]:
+    """(rank, world size) torchrun gave this process (its RANK and WORLD_SIZE); (0, 1) when it
+    was not launched by torchrun. Read here only."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str) -> tuple[DistInfo, torch.device]:
     """Join torchrun's process group if launched by it; returns this rank's info and device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    _, world = torchrun_rank()
     if world <= 1:
         return DistInfo(), resolve_device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
