@@ -136,6 +136,30 @@ def test_s3_outage_is_retried_and_missing_bucket_fails_at_once(s3_bucket: str, m
     assert time.monotonic() - started < 2  # no retries for a permanent error
 
 
+def test_a_store_with_its_own_retry_policy_gives_up_sooner(s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`with_retries`: a copy of the store whose calls retry under another policy (a lease's
+    renewal must give up within a quarter of its life), the store itself unchanged."""
+    from botocore.exceptions import EndpointConnectionError
+
+    store = open_store(f"s3://{s3_bucket}")
+    calls: list[float] = []
+
+    def down(**kwargs: object) -> object:
+        calls.append(time.monotonic())
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    monkeypatch.setattr(store.client, "get_object", down)
+    monkeypatch.setenv("COLORIZE_RETRY_SECONDS", "600")
+    quick = store.with_retries(RetryPolicy(total_s=0.4, first_s=0.02, max_wait_s=0.1))
+    started = time.monotonic()
+    with pytest.raises(StorageError):
+        quick.read("a.txt")
+    assert time.monotonic() - started < 2 and len(calls) > 1  # retried, then gave up at its own budget
+    assert store.retries is None and quick.retries is not None and quick.uri == store.uri
+    local = open_store(str(tmp_path))  # a folder: the same for the local store
+    assert local.with_retries(RetryPolicy(total_s=1)).retries == RetryPolicy(total_s=1) and local.retries is None
+
+
 def test_credential_errors_name_the_variables(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from colorize_core.storage import s3
 

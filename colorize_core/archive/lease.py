@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 
 from colorize_core.archive.layout import LEASE_KEY
-from colorize_core.storage.errors import STOP, retry_budget, run_stop
+from colorize_core.storage.errors import STOP, RetryPolicy, run_stop
 from colorize_core.storage.objects import ObjectNotFound, ObjectStore
 from colorize_core.storage.procs import pid_gone, this_host
 from colorize_core.storage.stores import open_store
@@ -137,9 +137,9 @@ class Lease:
         )  # fmt: skip
         return json.dumps(asdict(info)).encode()
 
-    def _ours(self) -> str | None:
+    def _ours(self, store: ObjectStore | None = None) -> str | None:
         """The lease's etag if it names this run (a refused write that had in fact succeeded)."""
-        current = read_lease(self.store)
+        current = read_lease(store or self.store)
         return current[1] if current is not None and current[0].is_mine(self.run_id) else None
 
     def _try_take(self) -> LeaseInfo | None:
@@ -184,19 +184,19 @@ class Lease:
     def _heartbeat(self) -> None:
         # Each renewal gives up after a quarter of the lease's life, so that the next one still
         # comes before it expires.
-        with retry_budget(self.ttl_s / 4):
-            while not self._stop.wait(self.ttl_s / 4):
-                try:
-                    etag = self.store.replace(LEASE_KEY, self._body(), self.etag or "") or self._ours()
-                except Exception as exc:  # noqa: BLE001 - keep trying: the lease has ttl_s to live
-                    log.warning("could not renew the lease on %s: %s", self.store.uri, exc)
-                    continue
-                if etag is None:
-                    self.lost = True
-                    run_stop(self.run_id).set()  # its shards stop before committing more work
-                    log.error("lost the lease on %s: another run took it over", self.store.uri)
-                    return
-                self.etag = etag
+        store = self.store.with_retries(RetryPolicy(total_s=self.ttl_s / 4))
+        while not self._stop.wait(self.ttl_s / 4):
+            try:
+                etag = store.replace(LEASE_KEY, self._body(), self.etag or "") or self._ours(store)
+            except Exception as exc:  # noqa: BLE001 - keep trying: the lease has ttl_s to live
+                log.warning("could not renew the lease on %s: %s", self.store.uri, exc)
+                continue
+            if etag is None:
+                self.lost = True
+                run_stop(self.run_id).set()  # its shards stop before committing more work
+                log.error("lost the lease on %s: another run took it over", self.store.uri)
+                return
+            self.etag = etag
 
     def release(self) -> None:
         self._stop.set()

@@ -18,8 +18,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -129,26 +128,8 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> "RetryPolicy":
-        """This thread's budget (`retry_budget`), else `COLORIZE_RETRY_SECONDS`, else 300 s."""
-        budget = getattr(_budget, "total_s", None)
-        if budget is not None:
-            return cls(total_s=budget)
+        """`COLORIZE_RETRY_SECONDS` (default 300 s) of the default backoff."""
         return cls(total_s=settings().retry_seconds)
-
-
-_budget = threading.local()
-
-
-@contextmanager
-def retry_budget(total_s: float) -> Iterator[None]:
-    """Calls in this thread retry for at most `total_s` (a lease's heartbeat must give up on a
-    renewal well before the lease expires, not after five minutes)."""
-    old = getattr(_budget, "total_s", None)
-    _budget.total_s = total_s
-    try:
-        yield
-    finally:
-        _budget.total_s = old
 
 
 def call_with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:

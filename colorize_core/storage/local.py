@@ -3,6 +3,7 @@ conditional create and replace, sweeping what killed writers left in `.colorize-
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from colorize_core.storage.atomic import atomic_write_bytes, is_temporary, open_new
-from colorize_core.storage.errors import DISK_ERRNOS, NAME_ERRNOS, call_with_retries, is_transient
+from colorize_core.storage.errors import DISK_ERRNOS, NAME_ERRNOS, RetryPolicy, call_with_retries, is_transient
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, key_problem, validate_key
 from colorize_core.storage.procs import pid_gone
 
@@ -42,6 +43,7 @@ class LocalStore:
         self.uri = str(self.root)
         self.tmp_dir = self.root / TMP_DIR
         self._name_limit: int | None = None
+        self.retries: RetryPolicy | None = None  # None: the default (COLORIZE_RETRY_SECONDS); `with_retries`
 
     def _path(self, key: str) -> Path:
         path = self.root / validate_key(key)
@@ -69,7 +71,7 @@ class LocalStore:
             except OSError as exc:
                 raise _local_error(exc, self.uri, what, key) from exc
 
-        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
+        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}", self.retries)
 
     def check_key(self, key: str) -> str | None:
         """Why this store cannot hold `key`, or None: an unsafe key, or a name longer than the
@@ -212,6 +214,12 @@ class LocalStore:
     def delete(self, key: str) -> None:
         path = self._path(key)
         self._call(lambda: path.unlink(missing_ok=True), "delete", key)
+
+    def with_retries(self, policy: RetryPolicy) -> LocalStore:
+        """This store, its calls retried under `policy` (a copy: the store itself is unchanged)."""
+        other = copy.copy(self)
+        other.retries = policy
+        return other
 
     def local_path(self, key: str = "") -> Path:
         """The file of `key` (the root for ""), checked like every other key."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from colorize_core.storage.errors import RetryPolicy
 
 
 
@@ -94,3 +97,6 @@ class ObjectStore(Protocol):
     # What only some stores have, asked of every store (no caller tests a store's type):
     def local_path(self, key: str = "") -> Path | None: ...  # a key's (or the root's) file, None off the local disk
     def sweep_temporaries(self) -> int: ...  # what killed writers left behind, removed; how many
+    # The same store whose calls retry transient errors under `policy` instead of the default
+    # (COLORIZE_RETRY_SECONDS): a lease's renewal must give up long before five minutes.
+    def with_retries(self, policy: RetryPolicy) -> ObjectStore: ...

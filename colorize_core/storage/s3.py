@@ -5,6 +5,7 @@ SeaweedFS, Ceph RGW) and the standard credential chain are honoured."""
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from colorize_core.storage.errors import call_with_retries, is_transient, service_code
+from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient, service_code
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, join_key, key_problem, validate_key
 
 T = TypeVar("T")
@@ -174,6 +175,7 @@ class S3Store:
         self._max_connections = max_connections
         self.page_size = 1000  # keys per LIST request (S3's maximum)
         self.list_concurrency = LIST_CONCURRENCY  # parallel LIST chains; 1: one sequential chain
+        self.retries: RetryPolicy | None = None  # None: the default (COLORIZE_RETRY_SECONDS); `with_retries`
 
     @property
     def client(self) -> Any:
@@ -212,7 +214,7 @@ class S3Store:
             except (BotoCoreError, ClientError) as exc:
                 raise self._error(exc, what, key) from None
 
-        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}")
+        return call_with_retries(attempt, f"{self.uri}: {what} {key!r}", self.retries)
 
     def check_key(self, key: str) -> str | None:
         """Why S3 cannot hold `key` under this prefix, or None."""
@@ -353,6 +355,12 @@ class S3Store:
     def size(self, key: str) -> int:
         k = self._key(key)
         return int(self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=k), "check", key)["ContentLength"])
+
+    def with_retries(self, policy: RetryPolicy) -> S3Store:
+        """This store, its calls retried under `policy` (a copy: the store itself is unchanged)."""
+        other = copy.copy(self)
+        other.retries = policy
+        return other
 
     def local_path(self, key: str = "") -> None:
         return None  # not on the local disk
