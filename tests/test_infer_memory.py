@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -73,7 +73,7 @@ def test_strips_match_the_full_size_formula(monkeypatch: pytest.MonkeyPatch, h: 
     _assert_close(infer._join(y, uv), _full_size_join(y, uv))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(h=st.integers(1, 90), w=st.integers(1, 90), s=st.sampled_from([8, 16, 32]), strip_rows=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_the_strip_wise_join_is_one_full_size_interpolation(h: int, w: int, s: int, strip_rows: int, seed: int) -> None:
     """Any size, any strip height (the last strip shorter, one row, taller than the image):

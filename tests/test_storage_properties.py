@@ -34,7 +34,7 @@ KEY_ALPHABET = st.sampled_from(list("ab/.:\\ \t\x00\x7f-_é😀") + ["..", "./",
 KEYS = st.lists(KEY_ALPHABET, min_size=0, max_size=12).map("".join)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(key=KEYS)
 def test_an_accepted_key_stays_inside_the_root(tmp_path: Path, key: str) -> None:
     store = LocalStore(tmp_path / "root")
@@ -49,7 +49,7 @@ def test_an_accepted_key_stays_inside_the_root(tmp_path: Path, key: str) -> None
     assert Path(os.path.normpath(path)) == path  # no '.', '..' or empty segment left to resolve later
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(key=KEYS)
 def test_local_and_s3_stores_agree_on_unsafe_keys(tmp_path: Path, key: str) -> None:
     local = LocalStore(tmp_path / "root")
@@ -81,7 +81,7 @@ READ = st.tuples(st.just("read"), st.integers(-1, 120), st.just(0))
 READINTO = st.tuples(st.just("readinto"), st.integers(0, 120), st.just(0))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=200), ops=st.lists(st.one_of(SEEK, READ, READINTO), max_size=25))
 def test_a_ranged_read_file_reads_what_an_in_memory_file_reads(data: bytes, ops: list[tuple[str, int, int]]) -> None:
     store = _BytesStore(data)
@@ -118,7 +118,7 @@ def _pixels(data: bytes) -> np.ndarray:
 LABEL_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"), min_size=1, max_size=40)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pil_format=st.sampled_from(["JPEG", "TIFF"]), seed=st.integers(0, 2**16), w=st.integers(1, 40), h=st.integers(1, 40),
     first=st.tuples(LABEL_TEXT, LABEL_TEXT), second=st.tuples(LABEL_TEXT, LABEL_TEXT),

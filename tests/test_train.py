@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -129,7 +129,7 @@ def test_sampler_is_a_function_of_seed_and_step() -> None:
     assert full != list(StepBatchSampler(10, 4, seed=6, start_step=0, total_steps=8))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 30), batch=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), total=st.integers(1, 25), data=st.data(),
     blocks=st.one_of(st.none(), st.lists(st.integers(1, 6), min_size=1, max_size=8)), window=st.integers(1, 4),
