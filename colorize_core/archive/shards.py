@@ -29,11 +29,11 @@ from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, sha
 from colorize_core.archive.listing import ListedObject, listing_table, objects_of, with_shards
 from colorize_core.archive.outcomes import PlanSummary, ShardOutcome
 from colorize_core.archive.planning import plan_listing
-from colorize_core.archive.steps import Source, colorize_on_device, decode_on_device, load, pixel_groups, write_output
+from colorize_core.archive.steps import Source, colorize_stages, load, write_output
 from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.errors import check_stop
-from colorize_core.storage.imageio import ColorImage, output_name_for
+from colorize_core.storage.imageio import ColorImage
 from colorize_core.storage.objects import ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import open_store
@@ -208,13 +208,16 @@ def colorize_shard(
         else:
             parts.add(write_output(out, item, out_key, result, values, model_id, run_id, label))
 
+    stages = colorize_stages(colorizer, run_id, skip_colour)
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
         loaded: Iterable[Source] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
         for chunk in batched(loaded, colorizer.batch_size):
             check_stop(run_id)  # a stopping process or run abandons the rest of the shard uncommitted
-            _colorize_chunk(chunk, colorizer, run_id, skip_colour, store_later)
+            for stage in stages:
+                for colorized in stage(chunk):
+                    store_later(*colorized)
             for item in chunk:
                 if item.row is not None:  # ended before the model: failed or skipped
                     parts.add(item.row)
@@ -231,29 +234,6 @@ def colorize_shard(
             pool.shutdown(wait=True, cancel_futures=True)
     rows = parts.finish()
     return _outcome(shard, rows, samples, time.perf_counter() - started, metadata_key(run_id, shard))
-
-
-def _colorize_chunk(
-    chunk: list[Source], colorizer: Colorizer, run_id: str, skip_colour: bool, store_later: Callable[[Source, str, bytes | ColorImage, dict[str, Any]], None]
-) -> None:
-    """Colorize one batch's decoded sources and hand each result to `store_later`: plain JPEGs
-    on the device (decode, colorize, encode there; what it refuses falls to Pillow), the rest
-    from Pillow images."""
-    model_id = colorizer.model_id
-    for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
-        decode_on_device(group, colorizer.device, model_id, run_id, skip_colour=skip_colour)
-        on_device = [item for item in group if item.luma is not None]
-        if on_device:
-            for item, out_key, result, values in colorize_on_device(on_device, colorizer):
-                store_later(item, out_key, result, values)
-    todo = [item for item in chunk if item.image is not None]  # Pillow's, and the device's refusals
-    if todo:
-        t0 = time.perf_counter()
-        colored = colorizer.colorize_keeping_depth([item.image for item in todo])  # type: ignore[misc]  # 16-bit in, 16-bit out
-        infer_each = (time.perf_counter() - t0) / len(todo)
-        for item, result in zip(todo, colored):
-            item.image = None  # free the decoded source early
-            store_later(item, output_name_for(item.obj.key), result, {"infer_s": infer_each})
 
 
 def _committed_parts(out: ObjectStore, run_id: str, shard: int) -> tuple[int, list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """The steps one source takes through an archive shard: load, (decode on the device,) colorize,
 store, each ending in exactly one metadata row (records.OUTPUT_SCHEMA).
 
-Two ways through, with the same rows:
+Two ways through (the Colorize stage's two implementations, `OnDevice` and `WithPillow`), with
+the same rows:
 - Pillow: an I/O thread reads and decodes; the model thread colorizes; an I/O thread encodes
   and writes. Any format, alpha kept. The only way on CPU by default.
 - Device JPEG (`device_jpeg`): an I/O thread reads and probes the header; the model thread
@@ -13,9 +14,10 @@ Two ways through, with the same rows:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -197,6 +199,61 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
         else:
             results.append((item, key, Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy(), "RGB"), values))
     return results
+
+
+# What colorizing hands to encoding and writing: the source, its output key, the result (JPEG
+# bytes the device encoded, or an image for `write_output` to encode) and its row's figures so far.
+Colorized = tuple[Source, str, "bytes | ColorImage", dict[str, Any]]
+
+
+class ColorizeStage(Protocol):
+    """Decode and colorize the sources of one batch that this way can take, yielding each result;
+    what it cannot take it leaves for the next stage (`colorize_stages`)."""
+
+    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]: ...
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """Plain JPEGs decoded, colorized and encoded on the model's device (nvJPEG on CUDA), in
+    groups of at most DEVICE_BATCH_PIXELS; what the device decoder refuses is decoded by Pillow
+    and left for `WithPillow`."""
+
+    colorizer: Colorizer
+    run_id: str
+    skip_colour: bool
+
+    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]:
+        for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
+            decode_on_device(group, self.colorizer.device, self.colorizer.model_id, self.run_id, skip_colour=self.skip_colour)
+            on_device = [item for item in group if item.luma is not None]
+            if on_device:
+                yield from colorize_on_device(on_device, self.colorizer)
+
+
+@dataclass(frozen=True)
+class WithPillow:
+    """Sources Pillow decoded (any format, alpha kept; 16-bit in, 16-bit out), colorized in one
+    batch; the outputs are encoded by `write_output` in an I/O thread."""
+
+    colorizer: Colorizer
+
+    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]:
+        todo = [item for item in chunk if item.image is not None]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        colored = self.colorizer.colorize_keeping_depth([item.image for item in todo])  # type: ignore[misc]
+        infer_each = (time.perf_counter() - t0) / len(todo)
+        for item, result in zip(todo, colored):
+            item.image = None  # free the decoded source early
+            yield item, output_name_for(item.obj.key), result, {"infer_s": infer_each}
+
+
+def colorize_stages(colorizer: Colorizer, run_id: str, skip_colour: bool) -> tuple[ColorizeStage, ...]:
+    """The ways a batch is colorized, in order: the device first, so that the JPEGs its decoder
+    refuses reach Pillow in the same batch."""
+    return (OnDevice(colorizer, run_id, skip_colour), WithPillow(colorizer))
 
 
 def write_output(
