@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from colorize_core.archive.vocabulary import COUNTS
+
 
 @dataclass(frozen=True)
 class ShardJob:
@@ -79,8 +81,8 @@ class ArchiveSummary:
 
     @property
     def counts(self) -> dict[str, int]:
-        """The counts by vocabulary.COUNTS' keys."""
-        return {"ok": self.ok, "failed": self.failed, "known_failed": self.known_failed, "skipped": self.skipped, "already_done": self.already_done}
+        """The counts by vocabulary.COUNTS' keys (this class's field names), in its order."""
+        return {key: getattr(self, key) for key, _, _ in COUNTS}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
