@@ -32,9 +32,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-def _no_telemetry() -> None:
-    """OpenVINO's converter and NNCF send usage telemetry to Google Analytics unless a consent
-    file says no; both fall back to a stub when `openvino_telemetry` cannot be imported. This
+def _before_importing_openvino() -> None:
+    """What must hold before OpenVINO or NNCF is first imported here: their telemetry blocked,
+    and torch's irrelevant CUDA note quiet. Both send usage telemetry to Google Analytics unless
+    a consent file says no; both fall back to a stub when `openvino_telemetry` cannot be imported. This
     tool phones nowhere (Prefect's analytics are off too), so that import is blocked, for this
     process, before either is first imported here (not when this module is imported: a process
     that never takes the int8 path keeps its modules as they are)."""
@@ -63,7 +64,7 @@ FP32_LAST = 3
 
 def available() -> str | None:
     """None when openvino and nncf import; else what is missing, for the one log line."""
-    _no_telemetry()
+    _before_importing_openvino()
     missing = []
     for name in ("openvino", "nncf"):
         try:
@@ -79,7 +80,7 @@ def cache_path(cache_dir: str | os.PathLike[str], model_id: str, image_size: int
 
 def convert(model: nn.Module, image_size: int, calibration: np.ndarray):  # -> openvino.Model
     """fp32 torch model -> int8 OpenVINO model (dynamic batch, fixed working size)."""
-    _no_telemetry()
+    _before_importing_openvino()
     import nncf
     import openvino as ov
 
@@ -141,7 +142,7 @@ def load_or_convert(
     """The cached int8 model for `model_id`, else a fresh conversion (saved to the cache when
     there is one: written to temporary names, then renamed, so concurrent workers never read a
     half-written model). `cache_dir=None`: convert in memory, keep nothing."""
-    _no_telemetry()
+    _before_importing_openvino()
     import openvino as ov
 
     path = cache_path(cache_dir, model_id, image_size) if cache_dir is not None else None
