@@ -5,7 +5,7 @@ vignetted, partly hand-tinted, scanned in RGB with chroma noise and saved as 4:2
 Everything a print's chroma holds here says nothing about the scene: it is a function of the
 print's density (the tone), a slowly varying field over the sheet (paper yellowing, stains, faded
 corners), small marks (foxing), and small hand-tinted areas. The monochrome decision
-(colorize_core/monochrome.py) must call every one of them black-and-white; bench/monochrome_eval.py
+(colorize_core/monochrome/) must call every one of them black-and-white; bench/monochrome_eval.py
 measures that, and the tests make small ones with `age_print` too.
 
 Hues are angles in the YUV chroma plane (U = blue minus luma, V = red minus luma), in degrees:
@@ -161,7 +161,8 @@ def age_print(rgb: np.ndarray, rng: np.random.Generator, *, tone: str | None = N
         m = int(rng.uniform(0.03, 0.1) * side)
         pad = ((m, m), (m, m))
         paper = rng.uniform(0.85, 0.97)
-        uu, vv = float(np.median(u[y > np.percentile(y, 90)])), float(np.median(v[y > np.percentile(y, 90)]))
+        light = y >= np.percentile(y, 90)  # >=: a scene clipped to white over a tenth of it has no pixel above
+        uu, vv = float(np.median(u[light])), float(np.median(v[light]))
         y = np.pad(y, pad, constant_values=paper)
         u = np.pad(u, pad, constant_values=uu)
         v = np.pad(v, pad, constant_values=vv)
