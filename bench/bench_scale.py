@@ -129,6 +129,11 @@ def _python_plan(listing: pa.Table, dest: str) -> int:
     return sum((k, e) not in done for k, e in zip(cols["key"], cols["etag"]))
 
 
+# Planning as a nightly run that skips colour photos calls it: rows skipped as colour by this
+# decision count as done (a string like monochrome.decision_id()'s, without importing torch here).
+COLOUR_DECISION = "bw-net 0123456789ab; gray < 0.004; prints from +1.522"
+
+
 def child(root: Path, step: str) -> dict[str, Any]:
     from colorize_core.archive.planning import plan_listing
     from colorize_core.archive.summary import summarize
@@ -143,7 +148,7 @@ def child(root: Path, step: str) -> dict[str, Any]:
         return {"seconds": round(seconds, 2), "rss_above_gb": round(gb, 3), "arrow_above_gb": round(arrow_gb, 3), "todo": todo}
 
     def plan_and_write() -> int:
-        planned = plan_listing(listing, dest, MODEL)
+        planned = plan_listing(listing, dest, MODEL, colour_decision=COLOUR_DECISION)
         write_plan(with_shards(planned.todo, DEFAULT_SHARD_SIZE), "s3://archive", DEFAULT_SHARD_SIZE, str(root / "plan.parquet"))
         return planned.todo.num_rows
 

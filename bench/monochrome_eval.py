@@ -1,4 +1,4 @@
-"""The black-and-white-or-colour decision (colorize_core/monochrome.py) on a labelled set.
+"""The black-and-white-or-colour decision (colorize_core/monochrome/) on a labelled set.
 
 Colour: real colour photos from ../shared/data (ImageNet's photos-train, less the black-and-white
 and toned photos ImageNet itself holds, listed below by hand; Berkeley's photos-val).
@@ -6,9 +6,11 @@ Black-and-white: prints made from those photos by bench/aged_prints.py (toning, 
 foxing, stains, vignettes, hand-tinted areas, cyanotype, scanner noise, JPEG), the real
 historical prints in bw-historical/, and ImageNet's own black-and-white photos.
 
-Tuned on the "tune" split (photos-train's even files and prints made from them); the "held-out"
-split (photos-train's odd files, all of photos-val, prints made from those with other seeds, and
-the real prints) was not looked at while choosing thresholds. Prints one JSON object per split
+The decision's network is trained and its threshold chosen on the "tune" split (photos-train's
+even files, Berkeley's train/ folder, prints made from them: bench/train_monochrome.py), so the
+tune figures here are its training set's; the "held-out" split (photos-train's odd files,
+Berkeley's val/ and test/, prints made from those with other seeds, and the real prints) was not
+looked at while training or choosing. Prints one JSON object per split
 (confusion matrix, rates, per tone and per mark), then the misjudged files.
 
     python -m bench.monochrome_eval [--data ../shared/data] [--limit N] [--prints-per-photo 1]
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -29,7 +32,7 @@ from PIL import Image
 
 from bench.aged_prints import age_print
 from bench.common import SHARED, machine
-from colorize_core.monochrome import MonochromeThresholds, decide, measure, thumbnail
+from colorize_core.monochrome import MonochromeThresholds, decision_id, judge_thumbnail, measure, thumbnail
 
 # Photos in photos-train that are black-and-white or toned prints (ImageNet holds a few), looked
 # at one by one; numerically gray ones (mean chroma < 0.004) are found by measurement.
@@ -50,6 +53,9 @@ IMAGENET_MONOCHROME = frozenset(
 )
 
 
+SPLITS = frozenset({"tune", "held-out"})
+
+
 @dataclass
 class Item:
     name: str
@@ -67,12 +73,15 @@ def _load(path: Path, limit: int = 512) -> np.ndarray:
     return np.asarray(img)
 
 
-def labelled_set(data: Path, limit: int | None, prints_per_photo: int) -> Iterator[tuple[Item, np.ndarray]]:
+def labelled_set(data: Path, limit: int | None, prints_per_photo: int, splits: frozenset[str] = SPLITS) -> Iterator[tuple[Item, np.ndarray]]:
+    """Every item of the labelled set in `splits`, with its pixels (longest side <= 512)."""
     train = sorted((data / "photos-train").glob("*.JPEG"))[:limit]
     val = sorted((data / "photos-val").glob("*/*.jpg"))[:limit]
     historical = sorted(p for p in (data / "bw-historical").glob("*/*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     for i, path in enumerate(train):
         split = "tune" if i % 2 == 0 else "held-out"
+        if split not in splits:
+            continue
         rgb = _load(path)
         mono = path.name in IMAGENET_MONOCHROME or measure(thumbnail(Image.fromarray(rgb))).mean_chroma < MonochromeThresholds.gray_chroma
         yield Item(path.name, split, "monochrome" if mono else "colour", "imagenet"), rgb
@@ -82,13 +91,18 @@ def labelled_set(data: Path, limit: int | None, prints_per_photo: int) -> Iterat
             aged = age_print(rgb, np.random.default_rng([i, k, 0 if split == "tune" else 1]))
             yield Item(f"{path.name}#print{k}", split, "monochrome", f"aged:{aged.tone}", tuple(aged.marks)), aged.rgb
     for i, path in enumerate(val):
+        # Berkeley's own split: its train/ folder's natural scenes are tuned on, val/ and test/ held out.
+        split = "tune" if path.parent.name == "train" else "held-out"
+        if split not in splits:
+            continue
         rgb = _load(path)
-        yield Item(f"{path.parent.name}/{path.name}", "held-out", "colour", "bsds"), rgb
+        yield Item(f"{path.parent.name}/{path.name}", split, "colour", "bsds"), rgb
         for k in range(prints_per_photo):
-            aged = age_print(rgb, np.random.default_rng([10_000 + i, k, 2]))
-            yield Item(f"{path.parent.name}/{path.name}#print{k}", "held-out", "monochrome", f"aged:{aged.tone}", tuple(aged.marks)), aged.rgb
-    for path in historical:
-        yield Item(f"{path.parent.name}/{path.name}", "held-out", "monochrome", "historical"), _load(path)
+            aged = age_print(rgb, np.random.default_rng([10_000 + i, k, 0 if split == "tune" else 2]))
+            yield Item(f"{path.parent.name}/{path.name}#print{k}", split, "monochrome", f"aged:{aged.tone}", tuple(aged.marks)), aged.rgb
+    if "held-out" in splits:
+        for path in historical:
+            yield Item(f"{path.parent.name}/{path.name}", "held-out", "monochrome", "historical"), _load(path)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -132,13 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     limits = MonochromeThresholds()
     rows = []
+    judging_s = 0.0
     for item, rgb in labelled_set(args.data, args.limit, args.prints_per_photo):
-        evidence = measure(thumbnail(Image.fromarray(rgb)))
-        verdict = decide(evidence, limits)
-        rows.append({**asdict(item), **asdict(evidence), "monochrome": verdict.monochrome, "reason": verdict.reason})
+        thumb = thumbnail(Image.fromarray(rgb))
+        t0 = time.perf_counter()
+        verdict = judge_thumbnail(thumb, limits)
+        judging_s += time.perf_counter() - t0
+        rows.append({**asdict(item), **asdict(verdict.evidence), "score": verdict.score, "monochrome": verdict.monochrome, "reason": verdict.reason})
     if args.rows:
         args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = {"machine": machine(), "thresholds": asdict(limits)}
+    # The decision's own cost on its thumbnail (the fit and the network; making the thumbnail is the decoder's).
+    report = {"machine": machine(), "decision": decision_id(limits), "ms_per_photo": round(1000 * judging_s / max(1, len(rows)), 2)}
     for split in ("tune", "held-out"):
         report[split] = summarize([r for r in rows if r["split"] == split])
     print(json.dumps(report, indent=1))

@@ -1,5 +1,5 @@
 """BT.601's luma weights and YUV chroma ranges: plain numbers, no torch, so that image I/O
-(storage/), the colour check (monochrome.py) and the model's colour space (model/color.py) share
+(storage/), the colour check (monochrome/) and the model's colour space (model/color.py) share
 them without the lower layers importing the model."""
 
 from __future__ import annotations

@@ -69,12 +69,14 @@ def compact_metadata(dest: str, min_files: int = 64) -> dict[str, Any]:
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_on_transient_errors)
 def plan_shards(
-    source: str, dest: str, model_id: str, shard_size: int, run_id: str, retry_failed: bool = False, inventory: str | None = None
+    source: str, dest: str, model_id: str, shard_size: int, run_id: str, retry_failed: bool = False, inventory: str | None = None,
+    colour_photos: str = "skip",
 ) -> PlanSummary:
     """List the source (or read its listing from the S3 Inventory report at `inventory`), drop
-    what already has an ok row for this model and the known failures whose file has not
-    changed (unless `retry_failed`), write the plan."""
-    plan = plan_archive(source, dest, model_id, shard_size, retry_failed=retry_failed, inventory=inventory)
+    what already has an ok row for this model (or, skipping colour photos, a row skipped as
+    colour by today's decision) and the known failures whose file has not changed (unless
+    `retry_failed`), write the plan."""
+    plan = plan_archive(source, dest, model_id, shard_size, retry_failed=retry_failed, inventory=inventory, skip_colour=colour_photos == "skip")
     write_plan(plan.manifest(), plan.source, shard_size, plan_uri(dest, run_id))
     return plan.summary()
 
@@ -314,7 +316,7 @@ def colorize_archive(
     `retry_failed`: also retry the known failures (sources that failed for a permanent reason,
     colorize_core/archive/failures.py), which runs otherwise skip until their file changes.
     `colour_photos`: "skip" leaves real colour photos alone (skipped rows; toned and aged
-    black-and-white prints are colorized, colorize_core/monochrome.py), "colorize" colorizes
+    black-and-white prints are colorized, colorize_core/monochrome/), "colorize" colorizes
     every photo, for an archive known to be all black-and-white.
     `inventory`: the URI of an S3 Inventory report's manifest.json for `source`'s bucket; the
     listing is read from it instead of listing `source` (objects newer than the report wait
@@ -381,10 +383,10 @@ def _colorize(
 ) -> ArchiveSummary:
     logger = get_run_logger()
     compact_metadata(dest)
-    plan = plan_shards(source, dest, model_id, shard_size, run_id, retry_failed, inventory)
+    plan = plan_shards(source, dest, model_id, shard_size, run_id, retry_failed, inventory, colour_photos)
     if plan.known_failed:
         logger.info("%s, not retried (--retry-failed to retry)", plural(plan.known_failed, "known failure"))
-    logger.info("model %s: %s to do, %s already done, %s", plan.model_id, number(plan.todo), number(plan.already_done), plural(plan.shards, "shard"))
+    logger.info("model %s: %s to do, %s already done (or skipped as colour), %s", plan.model_id, number(plan.todo), number(plan.already_done), plural(plan.shards, "shard"))
     job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
     n = plan.shards
     outcomes: list[ShardOutcome] = []

@@ -1,4 +1,4 @@
-"""The black-and-white-or-colour decision (colorize_core/monochrome.py) on prints and scenes this
+"""The black-and-white-or-colour decision (colorize_core/monochrome/) on prints and scenes this
 test makes: every kind of toned and aged print is black-and-white, muted colour scenes with one
 dominant hue are colour. Its figures on real photos are bench/monochrome_eval.py's (QUALITY.md)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from PIL import Image
 
 from bench.aged_prints import age_print, luma
 from colorize_core.archive.history import read_output_rows
-from colorize_core.archive.shards import colorize_shard
+from colorize_core.archive.shards import colorize_shard, plan_archive
 from colorize_core.data.build import build_dataset
 from colorize_core.archive.listing import list_images
+from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer
+from colorize_core.monochrome import decision_id, net
 from colorize_core.storage.stores import open_store
 from flows.cli import build_parser, main
 from tests.test_monochrome import gray_scene, muted_colour_scene
@@ -63,12 +66,14 @@ def test_the_archive_colorizes_toned_prints_and_skips_colour_photos(toned_archiv
     rows = _shard(toned_archive, str(tmp_path / "out"), tiny_checkpoint, skip_colour=True)
     assert {k: r["status"] for k, r in rows.items()} == {**{k: "ok" for k in PRINTS}, "gray/scan.png": "ok", **{k: "skipped" for k in COLOUR}}
     for key in COLOUR:  # the operator sees why: the figures are in the row and in its reason
-        assert rows[key]["error"].startswith("already a colour photo (colour: unexplained colour")
-        assert rows[key]["unexplained_colour"] > 0 and rows[key]["mean_chroma"] > 0.01
+        assert rows[key]["error"].startswith("already a colour photo (colour: black-and-white score")
+        assert rows[key]["bw_score"] < net.load().threshold and rows[key]["mean_chroma"] > 0.01
+        assert rows[key]["judged_by"] == decision_id()
     for key in PRINTS:
         assert rows[key]["mean_chroma"] > 0.004  # toned, not gray: the print's colour was measured
-        assert rows[key]["unexplained_colour"] is not None
+        assert rows[key]["unexplained_colour"] is not None and rows[key]["bw_score"] >= net.load().threshold
     assert rows["gray/scan.png"]["mean_chroma"] < 1e-6  # an RGB file with three equal channels
+    assert rows["gray/scan.png"]["bw_score"] is None  # gray: the network is not asked
 
 
 def test_a_toned_print_keeps_its_gray_levels(toned_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -79,6 +84,22 @@ def test_a_toned_print_keeps_its_gray_levels(toned_archive: str, tmp_path: Path,
         # colorized from its luma like any other print: new chroma, the same brightness
         assert np.abs(luma(output) - luma(source)).max() <= 1.5 / 255
         assert np.abs(output.astype(int) - source.astype(int)).max() > 3  # and its colour is new
+
+
+def test_a_colour_photo_is_judged_once_until_it_or_the_decision_changes(toned_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    dest = str(tmp_path / "out")
+    model_id = read_model_id(tiny_checkpoint)
+    _shard(toned_archive, dest, tiny_checkpoint, skip_colour=True)
+    every = len(PRINTS) + 1 + len(COLOUR)
+    again = plan_archive(toned_archive, dest, model_id, 10)  # the next night: nothing to read again
+    assert again.todo.num_rows == 0 and again.already_done == every
+    everything = plan_archive(toned_archive, dest, model_id, 10, skip_colour=False)  # --colorize-all
+    assert sorted(everything.todo["key"].to_pylist()) == sorted(COLOUR)
+    with mock.patch("colorize_core.archive.shards.decision_id", return_value="bw-net retrained"):
+        assert sorted(plan_archive(toned_archive, dest, model_id, 10).todo["key"].to_pylist()) == sorted(COLOUR)
+    rgb = np.asarray(Image.open(Path(toned_archive) / COLOUR[1]))
+    open_store(toned_archive).write(COLOUR[1], _bytes(rgb[::-1].copy(), "PNG"))  # the file replaced
+    assert plan_archive(toned_archive, dest, model_id, 10).todo["key"].to_pylist() == [COLOUR[1]]
 
 
 def test_colour_photos_colorize_colorizes_everything(toned_archive: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -98,7 +119,7 @@ def test_status_shows_the_skipped_as_colour_with_their_figures(toned_archive: st
     assert main(["status", str(tmp_path / "out")]) == 0  # skipped is not failed
     out = capsys.readouterr().out
     assert "skipped as colour 2" in out and "skipped as colour (2): real colour photos" in out
-    assert f"{COLOUR[0]}: already a colour photo (colour: unexplained colour" in out
+    assert f"{COLOUR[0]}: already a colour photo (colour: black-and-white score" in out
 
 
 def test_the_command_line_names_the_override() -> None:

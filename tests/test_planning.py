@@ -25,6 +25,7 @@ KEYS = [f"box {i % 3}/photo_{i}.jpg" for i in range(10)] + ["ünïcode/ß.png", 
 ETAGS = ["e1", "e2", "e3"]
 MODELS = ["m1", "m2"]
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DECISION = "bw-net 0123456789ab; gray < 0.004; prints from +1.000"  # a skipped row's judge
 RUNS = [f"202611{day:02d}T020000-0000000{day % 10}" for day in range(1, 6)]
 
 history_row = st.fixed_dictionaries(
@@ -34,7 +35,7 @@ history_row = st.fixed_dictionaries(
         "model_id": st.sampled_from(MODELS),
         "status": st.sampled_from(["ok", "failed", "skipped"]),
         "permanent": st.sampled_from([True, False, None]),
-        "judged_by": st.sampled_from([current_judge(), "an older tool", None]),
+        "judged_by": st.sampled_from([current_judge(), "an older tool", DECISION, "an older decision", None]),
         "error": st.sampled_from(["", "cannot identify image file", "memory"]),
         "run": st.integers(0, len(RUNS) - 1),
         "minutes": st.integers(0, 2),  # of any run: the same minute in two runs, the run id breaks the tie
@@ -75,8 +76,12 @@ def _write_history(dest: str, rows: list[dict[str, Any]], compacted_runs: set[in
             store.write(key, table_to_bytes(rows_to_table(folded, OUTPUT_SCHEMA), metadata={"absorbed": absorbed}))
 
 
-def _reference(listing: list[tuple[str, str, str | None]], rows: list[dict[str, Any]], model_id: str, retry_failed: bool) -> tuple[list[str], int, int]:
+def _reference(
+    listing: list[tuple[str, str, str | None]], rows: list[dict[str, Any]], model_id: str, retry_failed: bool, colour_decision: str | None
+) -> tuple[list[str], int, int]:
     done = {(r["key"], r["source_etag"]) for r in rows if r["status"] == "ok" and r["model_id"] == model_id}
+    # skipped as colour by this decision (any model's run): done while colour photos are skipped
+    done |= {(r["key"], r["source_etag"]) for r in rows if colour_decision and r["status"] == "skipped" and r["judged_by"] == colour_decision}
     latest: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["key"] not in latest or (r["processed_at"], r["run_id"]) > (latest[r["key"]]["processed_at"], latest[r["key"]]["run_id"]):
@@ -101,9 +106,17 @@ def _reference(listing: list[tuple[str, str, str | None]], rows: list[dict[str, 
     model_id=st.sampled_from(MODELS),
     retry_failed=st.booleans(),
     part_keys=st.sampled_from([1, 2, 5, planning.PART_KEYS]),  # done keys looked up a range at a time, or all at once
+    colour_decision=st.sampled_from([None, DECISION]),  # None: --colour-photos colorize
 )
 def test_the_arrow_plan_is_the_rule(
-    listed: dict[str, tuple[str, str | None]], drawn: list[dict[str, Any]], compacted_runs: set[int], twice: bool, model_id: str, retry_failed: bool, part_keys: int
+    listed: dict[str, tuple[str, str | None]],
+    drawn: list[dict[str, Any]],
+    compacted_runs: set[int],
+    twice: bool,
+    model_id: str,
+    retry_failed: bool,
+    part_keys: int,
+    colour_decision: str | None,
 ) -> None:
     listing = sorted((key, etag, problem) for key, (etag, problem) in listed.items())
     rows = _rows(drawn)
@@ -114,8 +127,8 @@ def test_the_arrow_plan_is_the_rule(
             schema=LISTING_SCHEMA,
         )
         with mock.patch.object(planning, "PART_KEYS", part_keys):
-            planned = plan_listing(table, dest, model_id, retry_failed=retry_failed)
-    todo, already, known = _reference(listing, rows, model_id, retry_failed)
+            planned = plan_listing(table, dest, model_id, retry_failed=retry_failed, colour_decision=colour_decision)
+    todo, already, known = _reference(listing, rows, model_id, retry_failed, colour_decision)
     assert planned.todo["key"].to_pylist() == todo  # in listing order
     assert (planned.already_done, planned.known_failed) == (already, known)
     # The plan's rows are the listing's own: etag and problem travel with them.

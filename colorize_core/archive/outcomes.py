@@ -50,7 +50,7 @@ class PlanSummary:
 
     model_id: str
     todo: int
-    already_done: int  # an ok row with this model, same etag
+    already_done: int  # an ok row with this model, or skipped as colour by this decision; same etag
     known_failed: int  # known failures not retried (failures.py)
     shards: int
 

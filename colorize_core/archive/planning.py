@@ -1,7 +1,10 @@
 """What a colorization run has to do, decided in Arrow: the listing less what is done.
 
-A source is done when an `ok` row of this model holds its (key, etag); it is left alone when
-its latest row is a known failure (failures.py) of the same etag. An archive of ten million
+A source is done when an `ok` row of this model holds its (key, etag), or, while real colour
+photos are skipped, a `skipped` row of the same etag judged by this very black-and-white-or-colour
+decision (its `judged_by`: the network's weights and thresholds): a colour photo is read and
+judged once, not every night, and judged again when the file or the decision changes. It is left
+alone when its latest row is a known failure (failures.py) of the same etag. An archive of ten million
 photos is ten million listing rows and as many history rows, so nothing here makes a Python
 object per photo: the listing and the history are Arrow columns, and "not done yet" is a set
 lookup in Arrow's C++ (`index_in` of each listed key among the done keys, then one comparison
@@ -25,7 +28,7 @@ import pyarrow.compute as pc
 from colorize_core.archive.failures import current_judge, is_known_failure
 from colorize_core.archive.history import latest_rows, scan_history
 
-DONE_COLUMNS = ("key", "source_etag", "model_id", "status")
+DONE_COLUMNS = ("key", "source_etag", "model_id", "status", "judged_by")
 FAILURE_COLUMNS = ("key", "source_etag", "status", "permanent", "judged_by", "error", "run_id", "processed_at")
 
 
@@ -33,14 +36,15 @@ FAILURE_COLUMNS = ("key", "source_etag", "status", "permanent", "judged_by", "er
 class DoneHistory:
     """What planning needs of a destination's history, read in one pass over its files."""
 
-    keys: pa.ChunkedArray | pa.Array  # of every ok row of this model (a key may repeat, with other etags)
+    keys: pa.ChunkedArray | pa.Array  # of every ok row of this model, and skipped row of the decision (a key may repeat, with other etags)
     etags: pa.ChunkedArray | pa.Array  # parallel to keys, chunked alike
     failed: pa.Array  # distinct keys that have at least one failed row (any model)
 
 
-def read_done(dest: str, model_id: str) -> DoneHistory:
-    """The (key, etag) of every ok row of `model_id` under `dest`, and the keys that ever
-    failed, keeping only those columns of only those rows, batch by batch."""
+def read_done(dest: str, model_id: str, colour_decision: str | None = None) -> DoneHistory:
+    """The (key, etag) of every ok row of `model_id` under `dest` and, given `colour_decision`,
+    of every row skipped as colour by it; and the keys that ever failed. Only those columns of
+    only those rows are kept, batch by batch."""
     failed_parts: list[pa.Array] = []
 
     def keep(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -48,8 +52,11 @@ def read_done(dest: str, model_id: str) -> DoneHistory:
         failed = batch.filter(pc.equal(status, "failed")).column("key")
         if len(failed):
             failed_parts.append(failed)
-        ok = pc.and_(pc.equal(status, "ok"), pc.equal(batch.column("model_id"), model_id))
-        return batch.filter(pc.fill_null(ok, False))
+        ok = pc.fill_null(pc.and_(pc.equal(status, "ok"), pc.equal(batch.column("model_id"), model_id)), False)
+        if colour_decision is not None:  # whatever model's run judged it: the decision is not the model's
+            skipped = pc.and_(pc.equal(status, "skipped"), pc.equal(batch.column("judged_by"), colour_decision))
+            ok = pc.or_(ok, pc.fill_null(skipped, False))
+        return batch.filter(ok)
 
     table = scan_history(dest, DONE_COLUMNS, keep)
     failed = pc.unique(pa.chunked_array(failed_parts, pa.string())) if failed_parts else pa.array([], pa.string())
@@ -163,14 +170,15 @@ def drop_known_failures(candidates: pa.Table, known: dict[str, tuple[str, str]])
 @dataclass(frozen=True)
 class Planned:
     todo: pa.Table  # the listing's rows still to do, in listing order
-    already_done: int
+    already_done: int  # colorized by this model, or skipped as colour by this decision
     known_failed: int  # listed sources left alone: known failures with the same etag
 
 
-def plan_listing(listing: pa.Table, dest: str, model_id: str, *, retry_failed: bool = False) -> Planned:
-    """The listing's rows that have no ok row of `model_id` under `dest`, less the known
-    failures whose etag has not changed (unless `retry_failed`)."""
-    done = read_done(dest, model_id)
+def plan_listing(listing: pa.Table, dest: str, model_id: str, *, retry_failed: bool = False, colour_decision: str | None = None) -> Planned:
+    """The listing's rows that have no ok row of `model_id` under `dest` (nor, given
+    `colour_decision`, a row skipped as colour by it), less the known failures whose etag has
+    not changed (unless `retry_failed`)."""
+    done = read_done(dest, model_id, colour_decision)
     candidates = not_done(listing, done)
     known = {} if retry_failed else known_failures_among(dest, candidates, done.failed)
     todo = drop_known_failures(candidates, known)

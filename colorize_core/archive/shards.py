@@ -32,6 +32,7 @@ from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Source, colorize_stages, load, write_output
 from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
+from colorize_core.monochrome import decision_id
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.imageio import ColorImage
 from colorize_core.storage.objects import ObjectStore
@@ -106,14 +107,18 @@ def check_locations(source: str, dest: str) -> None:
         raise ValueError(f"the destination {dest} {problem} {source}: choose a destination apart from it")
 
 
-def plan_archive(source: str, dest: str, model_id: str, shard_size: int, *, retry_failed: bool = False, inventory: str | None = None) -> ArchivePlan:
+def plan_archive(
+    source: str, dest: str, model_id: str, shard_size: int, *, retry_failed: bool = False, inventory: str | None = None, skip_colour: bool = True
+) -> ArchivePlan:
     """List the source (or read its listing from the S3 Inventory report whose manifest.json is
-    `inventory`) and keep what has no ok row for this model yet, less the known failures
-    (failures.py) whose etag has not changed, unless `retry_failed`. In Arrow throughout
-    (planning.py): its cost is columns, not Python objects, at any archive size."""
+    `inventory`) and keep what has no ok row for this model yet (nor, when `skip_colour`, a row
+    skipped as colour by today's decision), less the known failures (failures.py) whose etag has
+    not changed, unless `retry_failed`. In Arrow throughout (planning.py): its cost is columns,
+    not Python objects, at any archive size."""
     check_locations(source, dest)
     src, out = open_store(source), open_store(dest)
-    planned = plan_listing(listing_table(src, out, inventory=inventory), dest, model_id, retry_failed=retry_failed)
+    decision = decision_id() if skip_colour else None
+    planned = plan_listing(listing_table(src, out, inventory=inventory), dest, model_id, retry_failed=retry_failed, colour_decision=decision)
     return ArchivePlan(src.uri, out.uri, model_id, planned.todo, planned.already_done, shard_size, planned.known_failed)
 
 

@@ -30,7 +30,7 @@ from colorize_core.archive.reasons import VANISHED, already_colour, unreadable_k
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
-from colorize_core.monochrome import GRAYSCALE, THUMB, ColourEvidence, Verdict, decide, judge, measure
+from colorize_core.monochrome import GRAYSCALE, THUMB, Verdict, decision_id, judge, judge_thumbnail
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
@@ -65,7 +65,7 @@ class Source:
     image: Image.Image | None = None  # decoded by Pillow
     jpeg: bytes | None = None  # waiting for the device decoder
     header: JpegHeader | None = None
-    colour: ColourEvidence | None = None  # what the black-and-white-or-colour decision saw
+    colour: Verdict | None = None  # what the black-and-white-or-colour decision saw and said
     luma: torch.Tensor | None = None  # (H, W) on the device: uint8, or float in [0, 1]
     exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
     read_s: float = 0.0
@@ -107,10 +107,12 @@ def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, s
 def _skipped_as_colour(item: Source, verdict: Verdict, model_id: str, run_id: str) -> bool:
     """Keep the decision's figures with the source (its row shows them, ok or skipped); a real
     colour photo ends here as a skipped row: colorizing it would replace true colour."""
-    item.colour = verdict.evidence
+    item.colour = verdict
     if verdict.monochrome:
         return False
-    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), read_s=item.read_s, **colour_values(item))
+    item.row = make_row(
+        item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), judged_by=decision_id(), read_s=item.read_s, **colour_values(item)
+    )  # judged_by: planning leaves it alone while the file and the decision are the same
     return True
 
 
@@ -118,7 +120,8 @@ def colour_values(item: Source) -> dict[str, float]:
     """The decision's figures for the source's row (none when it was not asked: --colour-photos colorize)."""
     if item.colour is None:
         return {}
-    return {"mean_chroma": item.colour.mean_chroma, "unexplained_colour": item.colour.unexplained}
+    e = item.colour.evidence
+    return {"mean_chroma": e.mean_chroma, "unexplained_colour": e.unexplained, "bw_score": item.colour.score}
 
 
 def pixel_groups(items: list[Source], budget: int = DEVICE_BATCH_PIXELS) -> list[list[Source]]:
@@ -163,8 +166,8 @@ def decode_on_device(items: list[Source], device: torch.device, model_id: str, r
             pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
             if gray:
                 item.luma = pixels[0]  # uint8: colorize_planes reads it a strip at a time
-                item.colour = GRAYSCALE if skip_colour else None
-            elif not (skip_colour and _skipped_as_colour(item, decide(measure(_thumbnail(pixels))), model_id, run_id)):
+                item.colour = Verdict(True, "gray: a grayscale JPEG", GRAYSCALE) if skip_colour else None
+            elif not (skip_colour and _skipped_as_colour(item, judge_thumbnail(_thumbnail(pixels)), model_id, run_id)):
                 item.luma = rgb_to_y(pixels.float() / 255.0)[0]
     each = (time.perf_counter() - t0) / max(1, len(items))
     for item in items:

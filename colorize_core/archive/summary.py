@@ -49,7 +49,7 @@ class HistorySummary:
     known_failures: list[tuple[str, str]] = field(default_factory=list)
     pending: list[tuple[str, str]] = field(default_factory=list)  # (key, run id) planned by a run that did not finish them
     # (key, reason with the decision's figures) of every source whose latest row skipped it as a
-    # real colour photo (colorize_core/monochrome.py); `--colour-photos colorize` colorizes them.
+    # real colour photo (colorize_core/monochrome/); `--colour-photos colorize` colorizes them.
     skipped_as_colour: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -93,8 +93,9 @@ def build_shard(source: str, dest: str, index: int, items: list[ListedObject], s
                 "width": result.width,
                 "height": result.height,
                 "colourfulness": st.colourfulness,
-                "mean_chroma": st.evidence.mean_chroma,
-                "unexplained_colour": st.evidence.unexplained,
+                "mean_chroma": st.verdict.evidence.mean_chroma,
+                "unexplained_colour": st.verdict.evidence.unexplained,
+                "bw_score": st.verdict.score,
             }
         )
         status.append({"key": obj.key, "etag": obj.etag, "status": "ok", "reason": ""})

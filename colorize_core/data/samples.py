@@ -4,7 +4,7 @@ colour at all, crop and resize to the working size, encode.
 Only real colour photos teach colour: gray scans, and toned or aged black-and-white prints
 (sepia, cyanotype, yellowed paper, stains: colour that says nothing about the scene, and would
 teach the model sepia), are skipped by the same decision the archive uses to leave real colour
-photos alone (colorize_core/monochrome.py), with the reason and its figures.
+photos alone (colorize_core/monochrome/), with the reason and its figures.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from colorize_core.model.metrics import colourfulness
-from colorize_core.monochrome import ColourEvidence, MonochromeThresholds, decide, measure, thumbnail
+from colorize_core.monochrome import MonochromeThresholds, Verdict, judge_thumbnail, thumbnail
 from colorize_core.storage.imageio import decode, source_size
 
 JPEG_QUALITY = 90
@@ -24,19 +24,18 @@ JPEG_QUALITY = 90
 @dataclass(frozen=True)
 class ColourStats:
     colourfulness: float
-    evidence: ColourEvidence  # the black-and-white-or-colour decision's figures
+    verdict: Verdict  # the black-and-white-or-colour decision, with its figures
 
 
-def colour_stats(img: Image.Image) -> ColourStats:
-    """Measure an image's colour on the decision's thumbnail (<= monochrome.THUMB px)."""
+def colour_stats(img: Image.Image, limits: MonochromeThresholds = MonochromeThresholds()) -> ColourStats:
+    """Measure an image's colour and decide, on the decision's thumbnail (<= monochrome.THUMB px)."""
     thumb = thumbnail(img)
-    return ColourStats(colourfulness(thumb), measure(thumb))
+    return ColourStats(colourfulness(thumb), judge_thumbnail(thumb, limits))
 
 
-def skip_reason(stats: ColourStats, limits: MonochromeThresholds = MonochromeThresholds()) -> str | None:
+def skip_reason(stats: ColourStats) -> str | None:
     """Why a photo cannot teach colour ("gray: ...", "toned: ...", with the figures), or None."""
-    verdict = decide(stats.evidence, limits)
-    return verdict.reason if verdict.monochrome else None
+    return stats.verdict.reason if stats.verdict.monochrome else None
 
 
 def square_crop_resize(img: Image.Image, size: int) -> Image.Image:
@@ -78,8 +77,8 @@ def prepare_sample(
     img = decode(data, name=name, draft_size=(size, size) if fast else None)
     width, height = source_size(img)
     rgb = img.convert("RGB")
-    stats = colour_stats(rgb)
-    reason = skip_reason(stats, limits) if limits is not None else None
+    stats = colour_stats(rgb, limits or MonochromeThresholds())
+    reason = skip_reason(stats) if limits is not None else None
     if reason is not None:
         return reason
     return Sample(encode_sample(square_crop_resize(rgb, size)), width, height, stats)

@@ -37,7 +37,8 @@ SAMPLE_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("colourfulness", pa.float32()),
         ("mean_chroma", pa.float32()),
-        ("unexplained_colour", pa.float32()),  # colorize_core/monochrome.py: what made it a colour photo
+        ("unexplained_colour", pa.float32()),  # colorize_core/monochrome/: what made it a colour photo
+        ("bw_score", pa.float32()),  # the decision's network: log-odds of black-and-white (null: gray)
     ]
 )
 
@@ -67,11 +68,13 @@ OUTPUT_SCHEMA = pa.schema(
         ("infer_s", pa.float32()),  # this image's share of its batch
         ("encode_s", pa.float32()),  # encode and write
         ("colourfulness", pa.float32()),
-        # The black-and-white-or-colour decision's figures (colorize_core/monochrome.py), on ok
+        # The black-and-white-or-colour decision's figures (colorize_core/monochrome/), on ok
         # and skipped rows alike, so an operator sees why a photo was skipped as colour; null when
         # the run colorized colour photos too (--colour-photos colorize) and on older files.
+        # bw_score is its network's log-odds of black-and-white (null for gray photos: not asked).
         ("mean_chroma", pa.float32()),
         ("unexplained_colour", pa.float32()),
+        ("bw_score", pa.float32()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
     ]

@@ -1,19 +1,15 @@
-"""Is a photo black-and-white, whatever its paper and toning did to its pixels? One decision,
-used by the archive (colorize black-and-white photos, skip real colour ones) and by dataset
-building (keep only real colour photos to learn from).
+"""What a photo's colour is made of: the tone-and-stain fit the black-and-white-or-colour
+decision reads (decision.py), on a small thumbnail (<= 128 px).
 
 A scanned black-and-white print is rarely gray: sepia, selenium and gold toning, cyanotype blue
 and postcard tints colour it by density; the paper yellows unevenly, foxes and stains; corners
-fade; someone may have painted a cheek pink. All of that chroma is explained by
+fade; someone may have painted a cheek pink. Most of that chroma is explained by
 - a tone: a function of brightness alone (per-luminance mean chroma), plus
 - a stain field: chroma that varies slowly over the sheet (a coarse grid, bilinear),
 and what is left is scanner noise, JPEG chroma artefacts and small marks. A colour photo's hues
-change with its objects, independently of brightness, so a large share of its chroma is left
-over after the same fit, in patches of visible colour. The decision looks at what is left, on
-a small thumbnail (<= 128 px).
-
-The thresholds are in `MonochromeThresholds`; bench/monochrome_eval.py measures them on a
-labelled set (QUALITY.md, "Black-and-white or colour").
+change with its objects, independently of brightness, so more of its chroma is left over, in
+patches of visible colour. The leftover and the figures below are what the network (net.py) and
+the metadata rows see.
 """
 
 from __future__ import annotations
@@ -46,20 +42,15 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;
 
 
 @dataclass(frozen=True)
-class MonochromeThresholds:
-    """The decision's limits, in one place; bench/monochrome_eval.py measures them (QUALITY.md)."""
+class Fit:
+    """A thumbnail's planes (h, w float32: luma in [0, 1], chroma U and V) and what the tone and
+    the stain field leave of its chroma, with the figures."""
 
-    gray_chroma: float = 0.004  # mean chroma below this: numerically gray
-    unexplained: float = 0.00015  # visible colour that tone and stains do not explain: a colour photo
-    # Paper does not stain in saturated colours: a field stronger than this is a colour photo's
-    # smooth colour (a sunset, a painted wall), whatever the fit explains (prints reach 0.023).
-    field: float = 0.03
-
-
-@dataclass(frozen=True)
-class Verdict:
-    monochrome: bool
-    reason: str  # "gray: ...", "toned: ..." or "colour: ...", with the figures
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    left_u: np.ndarray
+    left_v: np.ndarray
     evidence: ColourEvidence
 
 
@@ -92,10 +83,10 @@ def _grid_basis(h: int, w: int, cells: int) -> np.ndarray:
     return np.einsum("yi,xj->yxij", axis(h), axis(w)).reshape(h * w, cells * cells).astype(np.float32)
 
 
-def measure(thumb: np.ndarray) -> ColourEvidence:
-    """The colour evidence of a uint8 RGB thumbnail (h, w, 3), longest side <= THUMB for the
-    calibrated figures. Fits chroma = tone(luma) + stain field(x, y) by least squares, in one
-    linear solve over the luma bins' indicators and the grid's bilinear weights together."""
+def fit(thumb: np.ndarray) -> Fit:
+    """The fit of a uint8 RGB thumbnail (h, w, 3), longest side <= THUMB for the calibrated
+    figures: chroma = tone(luma) + stain field(x, y) by least squares, in one linear solve over
+    the luma bins' indicators and the grid's bilinear weights together."""
     y, u, v = _yuv(thumb)
     h, w = y.shape
     uv = np.stack([u.ravel(), v.ravel()], axis=1)
@@ -106,32 +97,18 @@ def measure(thumb: np.ndarray) -> ColourEvidence:
     design = np.concatenate([tone, _grid_basis(h, w, GRID)[:, 1:]], axis=1)
     gram = design.T @ design + 1e-4 * np.eye(design.shape[1], dtype=np.float32)  # empty bins stay 0
     coef = np.linalg.solve(gram, design.T @ uv)
-    left = np.hypot(*(uv - design @ coef).T)
+    leftover = uv - design @ coef
+    left = np.hypot(leftover[:, 0], leftover[:, 1])
     field = design[:, LUMA_BINS:] @ coef[LUMA_BINS:]
-    return ColourEvidence(
+    evidence = ColourEvidence(
         mean_chroma=float(np.hypot(uv[:, 0], uv[:, 1]).mean()),
         residual=float(left.mean()),
         unexplained=float(np.maximum(left - VISIBLE, 0.0).mean()),
         field=float(np.hypot(*(field - field.mean(axis=0)).T).mean()),
     )
+    return Fit(y, u, v, leftover[:, 0].reshape(h, w), leftover[:, 1].reshape(h, w), evidence)
 
 
-def decide(evidence: ColourEvidence, limits: MonochromeThresholds = MonochromeThresholds()) -> Verdict:
-    """Black-and-white (gray, or toned and aged) or a colour photo, with the figures that decided."""
-    e = evidence
-    if e.mean_chroma < limits.gray_chroma:
-        return Verdict(True, f"gray: mean chroma {e.mean_chroma:.4f}", e)
-    figures = (
-        f"unexplained colour {e.unexplained * 1e4:.1f} (limit {limits.unexplained * 1e4:.1f}), "
-        f"colour field {e.field:.3f} (limit {limits.field}), mean chroma {e.mean_chroma:.4f}"
-    )
-    if e.unexplained <= limits.unexplained and e.field <= limits.field:
-        return Verdict(True, f"toned: {figures}", e)
-    return Verdict(False, f"colour: {figures}", e)
-
-
-def judge(img: Image.Image, limits: MonochromeThresholds = MonochromeThresholds()) -> Verdict:
-    """`decide` on a PIL image of any mode and size; a grayscale mode is gray without a look."""
-    if img.mode in GRAY_MODES:
-        return decide(GRAYSCALE, limits)
-    return decide(measure(thumbnail(img)), limits)
+def measure(thumb: np.ndarray) -> ColourEvidence:
+    """The figures of `fit`, without the planes."""
+    return fit(thumb).evidence
