@@ -131,7 +131,7 @@ def _python_plan(listing: pa.Table, dest: str) -> int:
 
 # Planning as a nightly run that skips colour photos calls it: rows skipped as colour by this
 # decision count as done (a string like monochrome.decision_id()'s, without importing torch here).
-COLOUR_DECISION = "bw-net 0123456789ab; gray < 0.004; prints from +1.522"
+COLOUR_DECISION = "bw-net 0123456789ab; inputs v1; gray < 0.004; prints from +1.522"
 
 
 def child(root: Path, step: str) -> dict[str, Any]:

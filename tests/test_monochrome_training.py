@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from bench import train_monochrome
-from colorize_core.monochrome import fit, net, thumbnail
+from colorize_core.monochrome import net, thumbnail
+from colorize_core.monochrome.fit import fit
 from tests.test_monochrome import gray_scene, muted_colour_scene
 
 

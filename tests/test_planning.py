@@ -25,7 +25,7 @@ KEYS = [f"box {i % 3}/photo_{i}.jpg" for i in range(10)] + ["ünïcode/ß.png", 
 ETAGS = ["e1", "e2", "e3"]
 MODELS = ["m1", "m2"]
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-DECISION = "bw-net 0123456789ab; gray < 0.004; prints from +1.000"  # a skipped row's judge
+DECISION = "bw-net 0123456789ab; inputs v1; gray < 0.004; prints from +1.000"  # a skipped row's judge
 RUNS = [f"202611{day:02d}T020000-0000000{day % 10}" for day in range(1, 6)]
 
 history_row = st.fixed_dictionaries(

@@ -5,7 +5,8 @@ state (name and message), its counts table, gallery and event all say the same t
   failed             could not be colorized this run (a corrupt photo, an unstorable key)
   known failures     failed before for a permanent reason and were not tried again
   skipped as colour  already a colour photo: left alone rather than given guessed colour
-  already done       done by an earlier run with this model (same etag): not touched
+  already done       done by an earlier run with this model, or skipped as colour by this
+                     decision (same etag): not touched
 
 Pure Python (no Prefect, no torch): `colorize --help` and the flow import it alike.
 """

@@ -19,6 +19,10 @@ from PIL import Image
 from colorize_core.monochrome import net
 from colorize_core.monochrome.fit import GRAY_MODES, GRAYSCALE, ColourEvidence, fit, thumbnail
 
+# Bumped when what the network reads changes without new weights (the thumbnail, the fit, the
+# input's scaling): photos skipped as colour by the decision before are judged again.
+INPUTS_VERSION = 1
+
 
 @dataclass(frozen=True)
 class MonochromeThresholds:
@@ -66,4 +70,4 @@ def decision_id(limits: MonochromeThresholds = MonochromeThresholds()) -> str:
     decision is judged again."""
     learned = net.load()
     threshold = learned.threshold if limits.bw_score is None else limits.bw_score
-    return f"{learned.id}; gray < {limits.gray_chroma}; prints from {threshold:+.3f}"
+    return f"{learned.id}; inputs v{INPUTS_VERSION}; gray < {limits.gray_chroma}; prints from {threshold:+.3f}"

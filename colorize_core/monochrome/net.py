@@ -1,12 +1,12 @@
 """The learned part of the black-and-white-or-colour decision: a tiny convolutional network that
 reads a photo's thumbnail and the tone-and-stain fit's leftover colour (fit.py), and gives the
 log-odds that the photo is a black-and-white print. A hand-made rule on the fit's leftover took
-4.2% of held-out colour photos for prints; the network sees where the leftover lies (a painted
-cheek, a tide line, the edge of a red coat) and halves that (QUALITY.md).
+3.2% of held-out colour photos for prints; the network sees where the leftover lies (a painted
+cheek, a tide line, the edge of a red coat): 1.3%, at the same share of prints (QUALITY.md).
 
 Its weights (`weights.pt`, ~210 KB, next to this file) and the threshold that goes with them are
 made by bench/train_monochrome.py on the tune split of bench/monochrome_eval.py's labelled set;
-nothing is downloaded. Inference is 4 ms a photo on one CPU core, in float32 (the score must not
+nothing is downloaded. The fit and the network take 4-8 ms a photo on a CPU core, in float32 (the score must not
 depend on which fast path a CPU has), without gradients, safe to call from several threads.
 """
 

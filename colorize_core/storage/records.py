@@ -57,8 +57,10 @@ OUTPUT_SCHEMA = pa.schema(
         ("error", pa.string()),
         # Failed rows: whether the reason is permanent (the file's fault), and the tool that judged
         # so (archive/failures.py): a known failure, not retried while both the source's etag and
-        # the tool are unchanged. Null on other rows, and on every row of a file written before the
-        # columns existed (those failures are retried).
+        # the tool are unchanged. A row skipped as colour records the black-and-white-or-colour
+        # decision that judged it in `judged_by` (planning counts it as done while both are the
+        # same). Null on other rows, and on every row of a file written before the columns existed
+        # (those failures are retried, those colour photos judged again).
         ("permanent", pa.bool_()),
         ("judged_by", pa.string()),
         ("width", pa.int32()),

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 sys.path.insert(0, "/work/main")
 from bench.aged_prints import age_print
-from colorize_core.monochrome import thumbnail
+from colorize_core.monochrome.fit import thumbnail
 
 K, C = int(sys.argv[1]), int(sys.argv[2])
 tune = pickle.load(open("/tmp/mono2/tune.pkl", "rb"))

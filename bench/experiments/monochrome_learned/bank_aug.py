@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 sys.path.insert(0, "/work/main"); sys.path.insert(0, "/tmp/mono2")
 from bench.aged_prints import yuv_to_rgb8
-from colorize_core.monochrome import thumbnail, _yuv
+from colorize_core.monochrome.fit import thumbnail, _yuv
 from features import features
 from cnn_prep import prep
 import torch

@@ -9,7 +9,7 @@ from PIL import Image
 sys.path.insert(0, "/work/main")
 from bench.monochrome_eval import labelled_set
 from bench.common import SHARED
-from colorize_core.monochrome import thumbnail
+from colorize_core.monochrome.fit import thumbnail
 
 tune, held = [], []
 for item, rgb in labelled_set(SHARED, None, 1):

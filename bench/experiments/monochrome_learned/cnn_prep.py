@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 sys.path.insert(0, "/tmp/mono2"); sys.path.insert(0, "/work/main")
 from features import fit
-from colorize_core.monochrome import _yuv, LUMA_BINS
+from colorize_core.monochrome.fit import _yuv, LUMA_BINS
 torch.set_num_threads(1)
 S = 96
 

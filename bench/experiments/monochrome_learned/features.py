@@ -2,7 +2,7 @@
 import sys
 import numpy as np
 sys.path.insert(0, "/work/main")
-from colorize_core.monochrome import _yuv, _grid_basis, LUMA_BINS, VISIBLE
+from colorize_core.monochrome.fit import _yuv, _grid_basis, LUMA_BINS, VISIBLE
 
 _BASIS = {}
 def basis(h, w, cells):

@@ -7,7 +7,7 @@ from features import features
 from model_np import logreg_logit, hgb_logit
 from cnn_prep import prep
 from cnn_net import Net
-from colorize_core.monochrome import measure
+from colorize_core.monochrome.fit import measure
 d = pickle.load(open("/tmp/mono2/tune_meta.pkl", "rb"))
 th = [x["thumb"] for x in pickle.load(open("/tmp/mono2/tune.pkl", "rb"))[:200]]
 lr = dict(np.load("/tmp/mono2/final_logreg.npz")); hg = dict(np.load("/tmp/mono2/final_hgb.npz"))
