@@ -53,3 +53,13 @@ def test_training_without_the_labelled_photos_says_so(tmp_path: Path, capsys: py
     assert train_monochrome.main(["--data", str(tmp_path), "--out", str(tmp_path / "w.pt")]) == 1
     assert "training needs ../shared/data" in capsys.readouterr().err
     assert not (tmp_path / "w.pt").exists()
+
+
+def test_damaged_weights_are_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"not a weights file")
+    with pytest.raises(RuntimeError, match=r"weights .*weights\.pt cannot be read \(UnpicklingError\); reinstall archive-colorizer$") as damaged:
+        net.load.__wrapped__(bad)
+    with pytest.raises(RuntimeError, match=r"missing\.pt cannot be read \(No such file or directory\)") as missing:
+        net.load.__wrapped__(tmp_path / "missing.pt")
+    assert "\n" not in str(damaged.value) + str(missing.value)

@@ -30,7 +30,7 @@ from colorize_core.archive.reasons import VANISHED, already_colour, unreadable_k
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
-from colorize_core.monochrome import GRAYSCALE, THUMB, Verdict, decision_id, judge, judge_thumbnail
+from colorize_core.monochrome import GRAY_IMAGE, THUMB, Verdict, decision_id, judge, judge_thumbnail
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
@@ -46,13 +46,17 @@ DEVICE_BATCH_PIXELS = 400_000_000
 def make_row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict[str, Any]:
     """One metadata row. A failed row says whether its fault is the file's (`permanent`, given by
     whoever failed it; unknown counts as not, so it is retried) and which tool judged it: the next
-    run's planning trusts both (archive/failures.py)."""
+    run's planning trusts both (archive/failures.py). A skipped row (a real colour photo) says
+    which black-and-white-or-colour decision judged it: planning leaves it alone while the file
+    and the decision are the same."""
     base = {name: None for name in OUTPUT_SCHEMA.names}
     base.update(key=obj.key, source_etag=obj.etag, model_id=model_id, run_id=run_id, error="", processed_at=datetime.now(timezone.utc))
     base.update(values)
     if base["status"] == "failed":
         base["permanent"] = bool(base["permanent"])
         base["judged_by"] = current_judge()
+    elif base["status"] == "skipped":
+        base["judged_by"] = decision_id()
     return base
 
 
@@ -110,9 +114,7 @@ def _skipped_as_colour(item: Source, verdict: Verdict, model_id: str, run_id: st
     item.colour = verdict
     if verdict.monochrome:
         return False
-    item.row = make_row(
-        item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), judged_by=decision_id(), read_s=item.read_s, **colour_values(item)
-    )  # judged_by: planning leaves it alone while the file and the decision are the same
+    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), read_s=item.read_s, **colour_values(item))
     return True
 
 
@@ -166,7 +168,7 @@ def decode_on_device(items: list[Source], device: torch.device, model_id: str, r
             pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
             if gray:
                 item.luma = pixels[0]  # uint8: colorize_planes reads it a strip at a time
-                item.colour = Verdict(True, "gray: a grayscale JPEG", GRAYSCALE) if skip_colour else None
+                item.colour = GRAY_IMAGE if skip_colour else None
             elif not (skip_colour and _skipped_as_colour(item, judge_thumbnail(_thumbnail(pixels)), model_id, run_id)):
                 item.luma = rgb_to_y(pixels.float() / 255.0)[0]
     each = (time.perf_counter() - t0) / max(1, len(items))

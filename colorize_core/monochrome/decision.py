@@ -29,7 +29,7 @@ class MonochromeThresholds:
     """The decision's limits, in one place."""
 
     gray_chroma: float = 0.004  # mean chroma below this: numerically gray, no network asked
-    bw_score: float | None = None  # the network's logit at or above this: a print; None: its trained threshold
+    # The network's own threshold is saved with its weights (net.LearnedDecision.threshold).
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Verdict:
     score: float | None = None  # the network's log-odds of black-and-white; None when not asked (gray)
 
 
+GRAY_IMAGE = Verdict(True, "gray: a grayscale image", GRAYSCALE)  # a grayscale mode: nothing to measure
+
+
 def judge_thumbnail(thumb: np.ndarray, limits: MonochromeThresholds = MonochromeThresholds()) -> Verdict:
     """The decision on a uint8 RGB thumbnail (`fit.thumbnail`'s, longest side <= fit.THUMB)."""
     fitted = fit(thumb)
@@ -48,12 +51,11 @@ def judge_thumbnail(thumb: np.ndarray, limits: MonochromeThresholds = Monochrome
         return Verdict(True, f"gray: mean chroma {e.mean_chroma:.4f}", e)
     learned = net.load()
     score = learned.score(fitted)
-    threshold = learned.threshold if limits.bw_score is None else limits.bw_score
     figures = (
-        f"black-and-white score {score:+.2f} (prints from {threshold:+.2f}), "
+        f"black-and-white score {score:+.2f} (prints from {learned.threshold:+.2f}), "
         f"unexplained colour {e.unexplained * 1e4:.1f}, mean chroma {e.mean_chroma:.4f}"
     )
-    if score >= threshold:
+    if score >= learned.threshold:
         return Verdict(True, f"toned: {figures}", e, score)
     return Verdict(False, f"colour: {figures}", e, score)
 
@@ -61,7 +63,7 @@ def judge_thumbnail(thumb: np.ndarray, limits: MonochromeThresholds = Monochrome
 def judge(img: Image.Image, limits: MonochromeThresholds = MonochromeThresholds()) -> Verdict:
     """The decision on a PIL image of any mode and size; a grayscale mode is gray without a look."""
     if img.mode in GRAY_MODES:
-        return Verdict(True, "gray: a grayscale image", GRAYSCALE)
+        return GRAY_IMAGE
     return judge_thumbnail(thumbnail(img), limits)
 
 
@@ -69,5 +71,4 @@ def decision_id(limits: MonochromeThresholds = MonochromeThresholds()) -> str:
     """Names this decision (the weights and the limits): a photo skipped as colour by another
     decision is judged again."""
     learned = net.load()
-    threshold = learned.threshold if limits.bw_score is None else limits.bw_score
-    return f"{learned.id}; inputs v{INPUTS_VERSION}; gray < {limits.gray_chroma}; prints from {threshold:+.3f}"
+    return f"{learned.id}; inputs v{INPUTS_VERSION}; gray < {limits.gray_chroma}; prints from {learned.threshold:+.3f}"

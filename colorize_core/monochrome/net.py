@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +76,18 @@ def save(path: Path, net: BlackAndWhiteNet, threshold: float, about: dict) -> No
 
 @functools.cache
 def load(path: Path = WEIGHTS) -> LearnedDecision:
-    """The decision's weights, read once per process (weights_only: a weights file runs no code)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    net = BlackAndWhiteNet(tuple(blob["channels"]))
-    net.load_state_dict(blob["state_dict"])
+    """The decision's weights, read once per process (weights_only: a weights file runs no code).
+    A missing or damaged file is an installation's fault: one line that says so."""
+    try:
+        data = path.read_bytes()
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        net = BlackAndWhiteNet(tuple(blob["channels"]))
+        net.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - OSError, a torch unpickling error, a missing key, wrong shapes
+        # The kind of fault only: torch's own text is many lines of advice (to load unsafely) that
+        # does not apply to a file that should have come with the package; the chain keeps it.
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise RuntimeError(f"the black-and-white-or-colour decision's weights {path} cannot be read ({why}); reinstall archive-colorizer") from exc
     net.eval()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(data).hexdigest()[:12]
     return LearnedDecision(net, float(blob["threshold"]), f"bw-net {digest}", dict(blob["about"]))
