@@ -241,17 +241,3 @@ def test_local_listing_stats_each_file_once(tmp_path: Path, monkeypatch: pytest.
     listed = list(store.list())
     assert files_statted == []  # each file's one stat is its directory entry's
     assert [o.size for o in listed] == [int(o.key.rsplit("_", 1)[1].split(".")[0]) for o in listed]
-
-
-def test_an_error_in_a_200_listing_answer_is_retried_not_read_as_an_empty_page() -> None:
-    from colorize_core.storage.s3 import _lean_list_page
-
-    error = {"status_code": 200, "body": b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"}
-    _lean_list_page(error, {})
-    assert error["status_code"] == 500  # errors.py retries a 5xx
-    # A cut-off, empty or garbled 200 answer is retried too: read as a page, an empty body would
-    # look like the last one and drop every key after it.
-    for body in (b"not xml", b"", b"<ListBucketResult><Contents><Key>a.jpg</Key>"):
-        broken = {"status_code": 200, "body": body}
-        _lean_list_page(broken, {})
-        assert broken["status_code"] == 500, body

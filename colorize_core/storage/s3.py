@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient, service_code
+from colorize_core.storage.s3_list_page import lean_list_page
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, join_key, key_problem, validate_key
 
 T = TypeVar("T")
@@ -92,59 +93,9 @@ def _s3_client(max_connections: int) -> Any:
         return _clients[key]
 
 
-def _lean_list_page(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    """Parse a ListObjectsV2 page in C (ElementTree) and leave botocore an empty document.
-
-    Why: botocore walks every key's fields in Python and parses its LastModified with dateutil,
-    ~70 ms of CPU per 1000 keys on a 2-core machine, more than a request's 30 ms of latency;
-    threads then wait on the interpreter, not on S3, and a parallel listing is barely faster.
-    Only what listing reads is kept (Key, Size, ETag, CommonPrefixes and the paging fields);
-    botocore still URL-decodes the keys after the call (EncodingType). Anything unexpected (an
-    error, another document) is left to botocore as it is."""
-    from xml.etree import ElementTree
-
-    if response_dict.get("status_code") != 200 or not isinstance(response_dict.get("body"), bytes):
-        return
-    try:
-        root = ElementTree.fromstring(response_dict["body"])
-    except ElementTree.ParseError:
-        # A cut-off or empty 200 answer: retried, as botocore's own check (unregistered for this
-        # client) would; handed on, an empty body would read as a last page and drop the rest.
-        response_dict["status_code"] = 500
-        return
-    if root.tag.rpartition("}")[2] == "Error":
-        response_dict["status_code"] = 500  # an error in a 200 answer: retried, as botocore's own check does
-        return
-    if root.tag.rpartition("}")[2] != "ListBucketResult":
-        return
-    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    key_tag, size_tag, etag_tag = f"{ns}Key", f"{ns}Size", f"{ns}ETag"
-    contents = [
-        {"Key": c.findtext(key_tag) or "", "Size": int(c.findtext(size_tag) or 0), "ETag": c.findtext(etag_tag) or ""} for c in root.iterfind(f"{ns}Contents")
-    ]
-    prefixes = [{"Prefix": p.findtext(f"{ns}Prefix") or ""} for p in root.iterfind(f"{ns}CommonPrefixes")]
-    parsed: dict[str, Any] = {}
-    for element in root:
-        tag = element.tag.rpartition("}")[2]
-        if tag in ("Contents", "CommonPrefixes"):
-            continue
-        if tag == "IsTruncated":
-            parsed[tag] = (element.text or "").strip().lower() == "true"
-        elif tag in ("KeyCount", "MaxKeys"):
-            parsed[tag] = int(element.text or 0)
-        elif tag in ("Name", "Prefix", "Delimiter", "EncodingType", "ContinuationToken", "NextContinuationToken", "StartAfter"):
-            parsed[tag] = element.text or ""
-    if contents:
-        parsed["Contents"] = contents
-    if prefixes:
-        parsed["CommonPrefixes"] = prefixes
-    customized_response_dict.update(parsed)
-    response_dict["body"] = b"<ListBucketResult/>"  # botocore's pass then finds nothing more to do
-
-
 def _s3_list_client(max_connections: int) -> Any:
     """The client for LIST requests: the shared client's settings, its pages parsed by
-    `_lean_list_page` (other calls keep botocore's full parse on the shared client)."""
+    `s3_list_page.lean_list_page` (other calls keep botocore's full parse on the shared client)."""
     key = (os.getpid(), max_connections, "list")
     shared = _s3_client(max_connections)
     with _clients_lock:
@@ -152,9 +103,9 @@ def _s3_list_client(max_connections: int) -> Any:
             import boto3
 
             client = boto3.session.Session().client("s3", config=shared.meta.config)
-            client.meta.events.register("before-parse.s3.ListObjectsV2", _lean_list_page)
+            client.meta.events.register("before-parse.s3.ListObjectsV2", lean_list_page)
             # botocore's check for an error in a 200 answer parses every page once more (a third
-            # of the CPU a page costs); _lean_list_page makes the same check on its own parse.
+            # of the CPU a page costs); lean_list_page makes the same check on its own parse.
             from botocore import handlers
 
             check = getattr(handlers, "_handle_200_error", None)
