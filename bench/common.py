@@ -24,7 +24,10 @@ def machine() -> str:
             name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     except OSError:
         pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    from colorize_core.model.cpu_features import cpu_flags
+
+    flags = " ".join(flag for flag, present in cpu_flags().items() if present) or "none of avx2, avx512, amx"
+    return f"{name}, {torch.get_num_threads()} threads, flags: {flags}"
 
 
 def smooth_photo(rng: np.random.Generator, width: int = 500, height: int = 375, *, colour: bool = False) -> Image.Image:
