@@ -14,7 +14,7 @@ from colorize_core.archive import steps as shard_steps
 from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.listing import list_images
 from colorize_core.archive.shards import colorize_shard
-from colorize_core.archive.steps import Source, pixel_groups
+from colorize_core.archive.steps import Facts, Jpeg, pixel_groups
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import colourfulness, colourfulness_tensor
 from colorize_core.storage import jpeg_codec
@@ -80,12 +80,12 @@ def test_colourfulness_on_a_tensor_equals_the_array_version() -> None:
 
 
 def test_pixel_groups_split_big_batches_and_keep_order() -> None:
-    def item(w: int, h: int, i: int) -> Source:
-        return Source(ObjectInfo(f"k{i}", 0, "e"), jpeg=b"", header=jpeg_codec.JpegHeader(w, h, True, 1))
+    def item(w: int, h: int, i: int) -> Jpeg:
+        return Jpeg(Facts(ObjectInfo(f"k{i}", 0, "e")), b"", jpeg_codec.JpegHeader(w, h, True, 1))
 
     items = [item(100, 100, i) for i in range(5)] + [item(1000, 1000, 5), item(10, 10, 6)]
     groups = pixel_groups(items, budget=25_000)
-    assert [[s.obj.key for s in g] for g in groups] == [["k0", "k1"], ["k2", "k3"], ["k4"], ["k5"], ["k6"]]
+    assert [[s.facts.obj.key for s in g] for g in groups] == [["k0", "k1"], ["k2", "k3"], ["k4"], ["k5"], ["k6"]]
 
 
 def _rows(uri: str) -> dict[str, dict]:
@@ -148,3 +148,17 @@ def test_without_torchvision_codecs_everything_goes_through_pillow(jpeg_archive:
     outcome = colorize_shard(jpeg_archive, str(tmp_path / "out"), items, colorizer, run_id="r", shard=0, device_jpeg=True)
     assert outcome.counts == {"ok": 5, "failed": 1, "skipped": 1}
     assert JpegImagePlugin.get_sampling(Image.open(tmp_path / "out" / "gray/a.jpg")) == 0  # Pillow's 4:4:4 encoder wrote it
+
+
+def test_an_item_no_stage_takes_is_a_bug_named_not_a_lost_photo(tiny_checkpoint: Path) -> None:
+    """Every source ends in a row: an item left over by the stages (here a JPEG for the device
+    decoder with only the Pillow stage) stops the shard with its key, never passes silently."""
+    from colorize_core.archive.steps import Ended, WithPillow, run_stages
+
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    ended = Ended({"key": "bad.png"})
+    jpeg = Jpeg(Facts(ObjectInfo("k.jpg", 0, "e")), b"", jpeg_codec.JpegHeader(8, 8, True, 1))
+    out = run_stages((WithPillow(colorizer),), [ended, jpeg])
+    assert next(out) is ended  # handed on as it comes
+    with pytest.raises(TypeError, match="no stage took a Jpeg .k.jpg."):
+        next(out)

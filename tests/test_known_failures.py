@@ -19,7 +19,7 @@ from colorize_core.archive.history import read_output_rows
 from colorize_core.archive.layout import RUN_TIME_FORMAT, metadata_key
 from colorize_core.archive.listing import ListedObject
 from colorize_core.archive.shards import plan_archive
-from colorize_core.archive.steps import Source, load, make_row, write_output
+from colorize_core.archive.steps import Colorized, Ended, Facts, load, make_row, write_output
 from colorize_core.archive.summary import summarize
 from colorize_core.storage import deep
 from colorize_core.storage.imageio import ImageDecodeError, decode
@@ -51,9 +51,9 @@ def test_the_reasons_of_real_bad_files_are_permanent_and_a_vanished_source_is_no
     row = make_row(obj, "m", "r", status="failed", error=reasons[0], permanent=True)
     assert row["permanent"] is True and row["judged_by"] == current_judge()
     unsafe = load(open_store(str(tmp_path)), ListedObject("a\tb.jpg", 1, "e", "key has a tab"), "m", "r", skip_colour=True, device_jpeg=False)
-    assert unsafe.row is not None and unsafe.row["permanent"] is True  # the name's fault
+    assert isinstance(unsafe, Ended) and unsafe.row["permanent"] is True  # the name's fault
     vanished = load(open_store(str(tmp_path)), ListedObject("gone.jpg", 1, "e"), "m", "r", skip_colour=True, device_jpeg=False)
-    assert vanished.row is not None and vanished.row["error"] == "object vanished since listing" and vanished.row["permanent"] is False
+    assert isinstance(vanished, Ended) and vanished.row["error"] == "object vanished since listing" and vanished.row["permanent"] is False
     assert make_row(obj, "m", "r", status="failed", error="something nobody classified")["permanent"] is False
     assert make_row(obj, "m", "r", status="ok")["permanent"] is None
 
@@ -90,11 +90,11 @@ def test_an_error_of_our_own_16_bit_reader_is_not_called_corrupt_data(monkeypatc
 def test_a_file_where_a_destination_folder_should_be_is_not_a_known_failure(tmp_path: Path) -> None:
     out = open_store(tmp_path / "out")
     out.write("a", b"a file, not a folder")
-    item = Source(ObjectInfo("a/b.png", 1, "e"))
+    facts = Facts(ObjectInfo("a/b.png", 1, "e"))
     img = Image.new("RGB", (8, 8))
-    row = write_output(out, item, "a/b.png", img, {}, "m", "r", label=False)
+    row = write_output(out, Colorized(facts, "a/b.png", img, {}), "m", "r", label=False)
     assert (row["status"], row["permanent"]) == ("failed", False) and row["error"].startswith("cannot be stored")
-    row = write_output(out, item, "x" * 300 + ".png", img, {}, "m", "r", label=False)  # the name's own fault
+    row = write_output(out, Colorized(facts, "x" * 300 + ".png", img, {}), "m", "r", label=False)  # the name's own fault
     assert (row["status"], row["permanent"]) == ("failed", True)
 
 

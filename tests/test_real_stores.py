@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from colorize_core.archive.steps import Source, write_output
+from colorize_core.archive.steps import Colorized, Facts, write_output
 from colorize_core.storage.objects import ObjectInfo
 from colorize_core.storage.s3 import S3Store
 from colorize_core.storage.stores import open_store
@@ -51,7 +51,7 @@ def test_a_key_the_destination_store_refuses_is_that_photos_failed_row(s3_on: tu
     server, bucket = s3_on
     out = open_store(f"s3://{bucket}/out")
     key = "long/" + "n" * 300 + ".png"
-    row = write_output(out, Source(ObjectInfo(key, 1, "e")), key, Image.new("RGB", (8, 8)), {}, "m", "r", label=False)
+    row = write_output(out, Colorized(Facts(ObjectInfo(key, 1, "e")), key, Image.new("RGB", (8, 8)), {}), "m", "r", label=False)
     if server == "seaweedfs":
         assert (row["status"], row["permanent"]) == ("failed", True)
         assert row["error"].startswith(f"cannot be stored: {out.uri} refuses key") and "KeyTooLongError" in row["error"]

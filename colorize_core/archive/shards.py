@@ -29,12 +29,11 @@ from colorize_core.archive.layout import META_PREFIX, metadata_key, overlap, sha
 from colorize_core.archive.listing import ListedObject, listing_table, objects_of, with_shards
 from colorize_core.archive.outcomes import PlanSummary, ShardOutcome
 from colorize_core.archive.planning import plan_listing
-from colorize_core.archive.steps import Source, colorize_stages, load, write_output
+from colorize_core.archive.steps import Colorized, Ended, Loaded, colorize_stages, load, run_stages, write_output
 from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.monochrome import decision_id
 from colorize_core.storage.errors import check_stop
-from colorize_core.storage.imageio import ColorImage
 from colorize_core.storage.objects import ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
 from colorize_core.storage.stores import open_store
@@ -143,9 +142,9 @@ def shared_colorizer(checkpoint: str, device: str = "auto", batch_size: int | No
         return _colorizers[key]
 
 
-def _prefetch(pool: ThreadPoolExecutor, items: list[ListedObject], load: Callable[[ListedObject], Source], ahead: int) -> Iterator[Source]:
+def _prefetch(pool: ThreadPoolExecutor, items: list[ListedObject], load: Callable[[ListedObject], Loaded], ahead: int) -> Iterator[Loaded]:
     """Results of `load` in item order, keeping up to `ahead` loads in flight."""
-    pending: deque[Future[Source]] = deque()
+    pending: deque[Future[Loaded]] = deque()
     it = iter(items)
     for obj in it:
         pending.append(pool.submit(load, obj))
@@ -200,37 +199,39 @@ def colorize_shard(
     # memory filling up with a shard's outputs.
     writes_in_flight = threading.BoundedSemaphore(2 * max(io_threads, 1))
 
-    def store_later(item: Source, out_key: str, result: bytes | ColorImage, values: dict[str, Any]) -> None:
+    def store_later(done: Colorized) -> None:
         if pool:
             writes_in_flight.acquire()
             try:
-                fut = pool.submit(write_output, out, item, out_key, result, values, model_id, run_id, label)
+                fut = pool.submit(write_output, out, done, model_id, run_id, label)
             except BaseException:
                 writes_in_flight.release()
                 raise
             fut.add_done_callback(lambda _: writes_in_flight.release())
             writes.append(fut)
         else:
-            parts.add(write_output(out, item, out_key, result, values, model_id, run_id, label))
+            parts.add(write_output(out, done, model_id, run_id, label))
 
     stages = colorize_stages(colorizer, run_id, skip_colour)
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
-        loaded: Iterable[Source] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
+        loaded: Iterable[Loaded] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
         for chunk in batched(loaded, colorizer.batch_size):
             check_stop(run_id)  # a stopping process or run abandons the rest of the shard uncommitted
-            for stage in stages:
-                for colorized in stage(chunk):
-                    store_later(*colorized)
-            for item in chunk:
-                if item.row is not None:  # ended before the model: failed or skipped
+            batch = list(chunk)
+            size = len(batch)
+            del chunk  # the stages free what they are done with (run_stages empties the batch)
+            for item in run_stages(stages, batch):
+                if isinstance(item, Ended):  # failed or skipped before the model
                     parts.add(item.row)
+                else:
+                    store_later(item)
             while writes and writes[0].done():
                 parts.add(writes.pop(0).result())  # a failed write (StorageError) propagates: its part stays uncommitted
             parts.maybe_commit()
             if on_image is not None:
-                on_image(len(chunk))
+                on_image(size)
         for fut in writes:
             parts.add(fut.result())
         check_stop(run_id)

@@ -1,21 +1,25 @@
-"""The steps one source takes through an archive shard: load, (decode on the device,) colorize,
-store, each ending in exactly one metadata row (records.OUTPUT_SCHEMA).
+"""The steps one source takes through an archive shard, as typed items: `load` reads it into
+`Ended` (its failed or skipped row, before the model), `Decoded` (Pillow decoded it) or `Jpeg`
+(a plain JPEG's bytes for the device decoder); the colorize stages turn those into `Plane` (luma
+on the device) and `Colorized` (a result to encode and write); `write_output` ends each
+`Colorized` in its row. Every source ends in exactly one metadata row (records.OUTPUT_SCHEMA);
+`Facts` carries what its row says of it beyond the model (timings, the colour decision, EXIF).
 
-Two ways through (the Colorize stage's two implementations, `OnDevice` and `WithPillow`), with
+Two stages colorize (`ColorizeStage`: each takes the items it can and hands the rest on), with
 the same rows:
-- Pillow: an I/O thread reads and decodes; the model thread colorizes; an I/O thread encodes
-  and writes. Any format, alpha kept. The only way on CPU by default.
-- Device JPEG (`device_jpeg`): an I/O thread reads and probes the header; the model thread
-  decodes the batch with nvJPEG, colorizes and encodes on the GPU; an I/O thread writes. Plain
-  JPEGs only; whatever the probe or the device decoder refuses falls back to Pillow, so a bad
-  file still gets Pillow's reason and a good but unusual one still gets colorized.
+- `OnDevice` (device JPEG): an I/O thread reads and probes the header; the model thread decodes
+  the batch with nvJPEG, colorizes and encodes on the GPU; an I/O thread writes. Plain JPEGs
+  only; whatever the probe or the device decoder refuses falls back to Pillow, so a bad file
+  still gets Pillow's reason and a good but unusual one still gets colorized.
+- `WithPillow`: an I/O thread reads and decodes; the model thread colorizes; an I/O thread
+  encodes and writes. Any format, alpha kept. The only way on CPU by default.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -60,78 +64,119 @@ def make_row(obj: ObjectInfo, model_id: str, run_id: str, **values: Any) -> dict
     return base
 
 
-@dataclass
-class Source:
-    """One source on its way through a shard; exactly one of row / image / jpeg / luma is next."""
+@dataclass(frozen=True)
+class Facts:
+    """What a source's row says of it beyond the model's figures, gathered on its way."""
 
     obj: ObjectInfo
-    row: dict[str, Any] | None = None  # set when the source ends (failed or skipped)
-    image: Image.Image | None = None  # decoded by Pillow
-    jpeg: bytes | None = None  # waiting for the device decoder
-    header: JpegHeader | None = None
-    colour: Verdict | None = None  # what the black-and-white-or-colour decision saw and said
-    luma: torch.Tensor | None = None  # (H, W) on the device: uint8, or float in [0, 1]
-    exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
     read_s: float = 0.0
     decode_s: float = 0.0
+    colour: Verdict | None = None  # what the black-and-white-or-colour decision saw and said
+    exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
 
 
-def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Source:
+@dataclass(frozen=True)
+class Ended:
+    """A source that ends before the model: its failed or skipped row."""
+
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded by Pillow, for `WithPillow`."""
+
+    facts: Facts
+    image: ColorImage
+
+
+@dataclass(frozen=True)
+class Jpeg:
+    """A plain JPEG's bytes and header, for the device decoder (`OnDevice`)."""
+
+    facts: Facts
+    data: bytes
+    header: JpegHeader
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Decoded on the device: the luma plane (H, W), uint8 or float in [0, 1]."""
+
+    facts: Facts
+    luma: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Colorized:
+    """Colorized, for `write_output`: the output's key, the result (JPEG bytes the device
+    encoded, or an image to encode in an I/O thread) and its row's figures so far."""
+
+    facts: Facts
+    out_key: str
+    result: bytes | ColorImage
+    values: dict[str, Any]
+
+
+Loaded = Ended | Decoded | Jpeg  # what `load` gives
+Item = Ended | Decoded | Jpeg | Plane | Colorized  # what flows between the stages
+
+
+def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Loaded:
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
     decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
     if obj.problem:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=unsafe_key(obj.problem), permanent=True))
+        return Ended(make_row(obj, model_id, run_id, status="failed", error=unsafe_key(obj.problem), permanent=True))
     t0 = time.perf_counter()
     try:
         data = src.read(obj.key)
     except ObjectNotFound:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=VANISHED, permanent=False))
+        return Ended(make_row(obj, model_id, run_id, status="failed", error=VANISHED, permanent=False))
     except InvalidKeyError as exc:
-        return Source(obj, make_row(obj, model_id, run_id, status="failed", error=unreadable_key(exc), permanent=exc.permanent))
-    read_s = time.perf_counter() - t0
+        return Ended(make_row(obj, model_id, run_id, status="failed", error=unreadable_key(exc), permanent=exc.permanent))
+    facts = Facts(obj, read_s=time.perf_counter() - t0)
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
-        return Source(obj, jpeg=data, header=header, read_s=read_s, exif=jpeg_source_exif(data))
-    return _decode_with_pillow(Source(obj, read_s=read_s), data, model_id, run_id, skip_colour)
+        return Jpeg(replace(facts, exif=jpeg_source_exif(data)), data, header)
+    return _decode_with_pillow(facts, data, model_id, run_id, skip_colour)
 
 
-def _decode_with_pillow(item: Source, data: bytes, model_id: str, run_id: str, skip_colour: bool) -> Source:
+def _decode_with_pillow(facts: Facts, data: bytes, model_id: str, run_id: str, skip_colour: bool) -> Decoded | Ended:
     t0 = time.perf_counter()
     try:
-        img = decode(data, name=item.obj.key, keep_exif=True)
+        img = decode(data, name=facts.obj.key, keep_exif=True)
     except ImageDecodeError as exc:
-        item.row = make_row(item.obj, model_id, run_id, status="failed", error=exc.reason, permanent=exc.permanent, read_s=item.read_s)
-        return item
-    if skip_colour and _skipped_as_colour(item, judge(img), model_id, run_id):
-        return item
-    item.image, item.decode_s, item.exif = img, time.perf_counter() - t0, img.info.get("source_exif")
-    return item
+        return Ended(make_row(facts.obj, model_id, run_id, status="failed", error=exc.reason, permanent=exc.permanent, read_s=facts.read_s))
+    if skip_colour:
+        judged = _judged(facts, judge(img), model_id, run_id)
+        if isinstance(judged, Ended):
+            return judged
+        facts = judged
+    return Decoded(replace(facts, decode_s=time.perf_counter() - t0, exif=img.info.get("source_exif")), img)
 
 
-def _skipped_as_colour(item: Source, verdict: Verdict, model_id: str, run_id: str) -> bool:
-    """Keep the decision's figures with the source (its row shows them, ok or skipped); a real
+def _judged(facts: Facts, verdict: Verdict, model_id: str, run_id: str) -> Facts | Ended:
+    """The decision's figures kept with the source (its row shows them, ok or skipped); a real
     colour photo ends here as a skipped row: colorizing it would replace true colour."""
-    item.colour = verdict
+    facts = replace(facts, colour=verdict)
     if verdict.monochrome:
-        return False
-    item.row = make_row(item.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), read_s=item.read_s, **colour_values(item))
-    return True
+        return facts
+    return Ended(make_row(facts.obj, model_id, run_id, status="skipped", error=already_colour(verdict.reason), read_s=facts.read_s, **colour_values(facts)))
 
 
-def colour_values(item: Source) -> dict[str, float]:
+def colour_values(facts: Facts) -> dict[str, float]:
     """The decision's figures for the source's row (none when it was not asked: --colour-photos colorize)."""
-    if item.colour is None:
+    if facts.colour is None:
         return {}
-    e = item.colour.evidence
-    return {"mean_chroma": e.mean_chroma, "unexplained_colour": e.unexplained, "bw_score": item.colour.score}
+    e = facts.colour.evidence
+    return {"mean_chroma": e.mean_chroma, "unexplained_colour": e.unexplained, "bw_score": facts.colour.score}
 
 
-def pixel_groups(items: list[Source], budget: int = DEVICE_BATCH_PIXELS) -> list[list[Source]]:
+def pixel_groups(items: list[Jpeg], budget: int = DEVICE_BATCH_PIXELS) -> list[list[Jpeg]]:
     """Consecutive groups of device-JPEG sources holding at most `budget` pixels (at least one each)."""
-    groups: list[list[Source]] = []
+    groups: list[list[Jpeg]] = []
     total = budget + 1
     for item in items:
-        assert item.header is not None
         px = item.header.width * item.header.height
         if total + px > budget:
             groups.append([])
@@ -150,43 +195,45 @@ def _thumbnail(rgb: torch.Tensor) -> np.ndarray:
     return small.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def decode_on_device(items: list[Source], device: torch.device, model_id: str, run_id: str, *, skip_colour: bool) -> None:
-    """Decode the batch's JPEGs on `device` into luma planes; check colour photos' colour on a
-    thumbnail; hand files the device decoder refuses to Pillow."""
+def decode_on_device(items: list[Jpeg], device: torch.device, model_id: str, run_id: str, *, skip_colour: bool) -> list[Plane | Decoded | Ended]:
+    """Decode the group's JPEGs on `device` into luma planes, in order; check colour photos'
+    colour on a thumbnail; hand the files the device decoder refuses to Pillow. `items` is
+    emptied as it is read (each JPEG's bytes freed once decoded)."""
     t0 = time.perf_counter()
+    done: list[Plane | Decoded | Ended | None] = [None] * len(items)
     for gray in (True, False):
-        group = [item for item in items if item.header is not None and item.header.gray == gray]
+        group = [i for i, item in enumerate(items) if item.header.gray == gray]
         if not group:
             continue
-        decoded = decode_jpegs([item.jpeg for item in group], gray=gray, device=device)  # type: ignore[misc]
-        for item, pixels in zip(group, decoded):
-            data, header = item.jpeg, item.header
-            item.jpeg = None
+        decoded = decode_jpegs([items[i].data for i in group], gray=gray, device=device)
+        for i, pixels in zip(group, decoded):
+            item = items[i]
             if pixels is None:
-                _decode_with_pillow(item, data, model_id, run_id, skip_colour)  # type: ignore[arg-type]
+                done[i] = _decode_with_pillow(item.facts, item.data, model_id, run_id, skip_colour)
                 continue
-            pixels = orient(pixels, header.orientation)  # type: ignore[union-attr]
-            if gray:
-                item.luma = pixels[0]  # uint8: colorize_planes reads it a strip at a time
-                item.colour = GRAY_IMAGE if skip_colour else None
-            elif not (skip_colour and _skipped_as_colour(item, judge_thumbnail(_thumbnail(pixels)), model_id, run_id)):
-                item.luma = rgb_to_y(pixels.float() / 255.0)[0]
-    each = (time.perf_counter() - t0) / max(1, len(items))
-    for item in items:
-        item.decode_s = item.decode_s or each
+            pixels = orient(pixels, item.header.orientation)
+            if gray:  # uint8: colorize_planes reads it a strip at a time
+                done[i] = Plane(replace(item.facts, colour=GRAY_IMAGE if skip_colour else None), pixels[0])
+                continue
+            judged = _judged(item.facts, judge_thumbnail(_thumbnail(pixels)), model_id, run_id) if skip_colour else item.facts
+            done[i] = judged if isinstance(judged, Ended) else Plane(judged, rgb_to_y(pixels.float() / 255.0)[0])
+    items.clear()
+    each = (time.perf_counter() - t0) / max(1, len(done))
+    return [replace(d, facts=replace(d.facts, decode_s=each)) if isinstance(d, Plane) else d for d in done if d is not None]
 
 
-def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[Source, str, bytes | Image.Image, dict[str, Any]]]:
-    """Colorize luma planes on the device and encode JPEG outputs there too.
-
-    Returns (source, output key, encoded bytes or a PIL image for Pillow to encode, row values)."""
+def colorize_on_device(planes: list[Plane], colorizer: Colorizer) -> Iterator[Colorized]:
+    """Colorize luma planes on the device and encode JPEG outputs there too (the others are
+    encoded by `write_output`). `planes` is emptied once colorized (device memory freed)."""
     t0 = time.perf_counter()
-    rgbs = colorizer.colorize_planes([item.luma for item in items])  # type: ignore[misc]
+    rgbs = colorizer.colorize_planes([p.luma for p in planes])
     if rgbs and rgbs[0].is_cuda:
         torch.cuda.synchronize()  # honest per-stage timings; the encode below waits anyway
-    infer_each = (time.perf_counter() - t0) / len(items)
+    facts = [p.facts for p in planes]
+    planes.clear()
+    infer_each = (time.perf_counter() - t0) / len(facts)
     t1 = time.perf_counter()
-    keys = [output_name_for(item.obj.key) for item in items]
+    keys = [output_name_for(f.obj.key) for f in facts]
     as_jpeg = [i for i, key in enumerate(keys) if output_format_for(key).pil_format == "JPEG"]
     encoded: dict[int, bytes] = {}
     if as_jpeg:
@@ -194,65 +241,76 @@ def colorize_on_device(items: list[Source], colorizer: Colorizer) -> list[tuple[
             encoded = dict(zip(as_jpeg, encode_jpegs([rgbs[i] for i in as_jpeg])))
         except Exception:  # noqa: BLE001 - the device encoder refused: Pillow encodes these in I/O threads
             encoded = {}
-    encode_each = (time.perf_counter() - t1) / len(items)
-    results: list[tuple[Source, str, bytes | Image.Image, dict[str, Any]]] = []
-    for i, (item, key, rgb) in enumerate(zip(items, keys, rgbs)):
-        item.luma = None  # free device memory early
+    encode_each = (time.perf_counter() - t1) / len(facts)
+    for i, (f, key, rgb) in enumerate(zip(facts, keys, rgbs)):
         values = {"width": rgb.shape[2], "height": rgb.shape[1], "infer_s": infer_each, "colourfulness": colourfulness_tensor(rgb)}
         if i in encoded:
-            results.append((item, key, encoded[i], {**values, "encode_s": encode_each}))
+            yield Colorized(f, key, encoded[i], {**values, "encode_s": encode_each})
         else:
-            results.append((item, key, Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy(), "RGB"), values))
-    return results
-
-
-# What colorizing hands to encoding and writing: the source, its output key, the result (JPEG
-# bytes the device encoded, or an image for `write_output` to encode) and its row's figures so far.
-Colorized = tuple[Source, str, "bytes | ColorImage", dict[str, Any]]
+            yield Colorized(f, key, Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy(), "RGB"), values)
 
 
 class ColorizeStage(Protocol):
-    """Decode and colorize the sources of one batch that this way can take, yielding each result;
-    what it cannot take it leaves for the next stage (`colorize_stages`)."""
+    """One step of a batch: takes the items it can (decoding or colorizing them), hands every
+    other item on unchanged, at once, so that results are written while the batch goes on."""
 
-    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]: ...
+    def __call__(self, items: Iterable[Item]) -> Iterator[Item]: ...
 
 
 @dataclass(frozen=True)
 class OnDevice:
-    """Plain JPEGs decoded, colorized and encoded on the model's device (nvJPEG on CUDA), in
-    groups of at most DEVICE_BATCH_PIXELS; what the device decoder refuses is decoded by Pillow
-    and left for `WithPillow`."""
+    """Plain JPEGs (`Jpeg`) decoded, colorized and encoded on the model's device (nvJPEG on CUDA),
+    in groups of at most DEVICE_BATCH_PIXELS; what the device decoder refuses is decoded by
+    Pillow and handed on (`Decoded`, or `Ended` with Pillow's reason)."""
 
     colorizer: Colorizer
     run_id: str
     skip_colour: bool
 
-    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]:
-        for group in pixel_groups([item for item in chunk if item.jpeg is not None]):
-            decode_on_device(group, self.colorizer.device, self.colorizer.model_id, self.run_id, skip_colour=self.skip_colour)
-            on_device = [item for item in group if item.luma is not None]
-            if on_device:
-                yield from colorize_on_device(on_device, self.colorizer)
+    def __call__(self, items: Iterable[Item]) -> Iterator[Item]:
+        jpegs: list[Jpeg] = []
+        for item in items:
+            if isinstance(item, Jpeg):
+                jpegs.append(item)
+            else:
+                yield item
+        groups = pixel_groups(jpegs)
+        jpegs.clear()
+        for group in groups:
+            planes: list[Plane] = []
+            for item in decode_on_device(group, self.colorizer.device, self.colorizer.model_id, self.run_id, skip_colour=self.skip_colour):
+                if isinstance(item, Plane):
+                    planes.append(item)
+                else:
+                    yield item
+            if planes:
+                yield from colorize_on_device(planes, self.colorizer)
 
 
 @dataclass(frozen=True)
 class WithPillow:
-    """Sources Pillow decoded (any format, alpha kept; 16-bit in, 16-bit out), colorized in one
-    batch; the outputs are encoded by `write_output` in an I/O thread."""
+    """Sources Pillow decoded (`Decoded`: any format, alpha kept; 16-bit in, 16-bit out),
+    colorized in one batch; the outputs are encoded by `write_output` in an I/O thread."""
 
     colorizer: Colorizer
 
-    def __call__(self, chunk: list[Source]) -> Iterator[Colorized]:
-        todo = [item for item in chunk if item.image is not None]
+    def __call__(self, items: Iterable[Item]) -> Iterator[Item]:
+        todo: list[Decoded] = []
+        for item in items:
+            if isinstance(item, Decoded):
+                todo.append(item)
+            else:
+                yield item
         if not todo:
             return
+        facts, images = [d.facts for d in todo], [d.image for d in todo]
+        todo.clear()
         t0 = time.perf_counter()
-        colored = self.colorizer.colorize_keeping_depth([item.image for item in todo])  # type: ignore[misc]
-        infer_each = (time.perf_counter() - t0) / len(todo)
-        for item, result in zip(todo, colored):
-            item.image = None  # free the decoded source early
-            yield item, output_name_for(item.obj.key), result, {"infer_s": infer_each}
+        colored = self.colorizer.colorize_keeping_depth(images)
+        images.clear()  # the decoded sources freed before the outputs are written
+        infer_each = (time.perf_counter() - t0) / len(facts)
+        for f, result in zip(facts, colored):
+            yield Colorized(f, output_name_for(f.obj.key), result, {"infer_s": infer_each})
 
 
 def colorize_stages(colorizer: Colorizer, run_id: str, skip_colour: bool) -> tuple[ColorizeStage, ...]:
@@ -261,15 +319,33 @@ def colorize_stages(colorizer: Colorizer, run_id: str, skip_colour: bool) -> tup
     return (OnDevice(colorizer, run_id, skip_colour), WithPillow(colorizer))
 
 
-def write_output(
-    out: ObjectStore, item: Source, out_key: str, result: bytes | ColorImage, values: dict[str, Any], model_id: str, run_id: str, label: bool = True
-) -> dict[str, Any]:
+def run_stages(stages: tuple[ColorizeStage, ...], batch: list[Loaded]) -> Iterator[Colorized | Ended]:
+    """A batch through the stages, chained lazily; each item comes out as a result to write
+    (`Colorized`) or a row (`Ended`). `batch` is emptied as the first stage reads it, so that a
+    stage holds the only reference to what it frees."""
+
+    def drain() -> Iterator[Item]:
+        batch.reverse()
+        while batch:
+            yield batch.pop()
+
+    items: Iterable[Item] = drain()
+    for stage in stages:
+        items = stage(items)
+    for item in items:
+        if not isinstance(item, (Colorized, Ended)):
+            raise TypeError(f"no stage took a {type(item).__name__} ({item.facts.obj.key})")  # a bug of ours, not the photo's
+        yield item
+
+
+def write_output(out: ObjectStore, done: Colorized, model_id: str, run_id: str, label: bool = True) -> dict[str, Any]:
     """Encode (when given an image: a PIL image, or an `Image16` from a 16-bit source, written as
     a 16-bit TIFF or PNG) and write one output (in an I/O thread); returns its row: ok, or failed
     when the destination cannot hold this one name (a full disk fails the shard).
     `label`: the output's metadata says a trained model colorized it (provenance.py)."""
     t0 = time.perf_counter()
-    provenance = Provenance(model_id, item.obj.key, item.exif) if label else None
+    facts, out_key, result, values = done.facts, done.out_key, done.result, done.values
+    provenance = Provenance(model_id, facts.obj.key, facts.exif) if label else None
     if isinstance(result, (Image.Image, Image16)):
         if "colourfulness" not in values:  # the device path measured it already
             values = {**values, "width": result.width, "height": result.height, "colourfulness": _colourfulness(result)}
@@ -279,11 +355,11 @@ def write_output(
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:
-        return make_row(item.obj, model_id, run_id, status="failed", error=unstorable(exc), permanent=exc.permanent, read_s=item.read_s)
+        return make_row(facts.obj, model_id, run_id, status="failed", error=unstorable(exc), permanent=exc.permanent, read_s=facts.read_s)
     # encode and write: the device's share of the batch encode (if any) plus this thread's work
     values = {**values, "encode_s": values.get("encode_s", 0.0) + time.perf_counter() - t0}
     return make_row(
-        item.obj, model_id, run_id, status="ok", output_key=out_key, read_s=item.read_s, decode_s=item.decode_s, **values, **colour_values(item)
+        facts.obj, model_id, run_id, status="ok", output_key=out_key, read_s=facts.read_s, decode_s=facts.decode_s, **values, **colour_values(facts)
     )
 
 
