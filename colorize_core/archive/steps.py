@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -250,6 +250,18 @@ def colorize_on_device(planes: list[Plane], colorizer: Colorizer) -> Iterator[Co
             yield Colorized(f, key, Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy(), "RGB"), values)
 
 
+T = TypeVar("T")
+
+
+def _taking(items: Iterable[Item], kind: type[T], taken: list[T]) -> Iterator[Item]:
+    """Hands on, at once, every item but those of `kind`, which it puts in `taken`."""
+    for item in items:
+        if isinstance(item, kind):
+            taken.append(item)
+        else:
+            yield item
+
+
 class ColorizeStage(Protocol):
     """One step of a batch: takes the items it can (decoding or colorizing them), hands every
     other item on unchanged, at once, so that results are written while the batch goes on."""
@@ -269,11 +281,7 @@ class OnDevice:
 
     def __call__(self, items: Iterable[Item]) -> Iterator[Item]:
         jpegs: list[Jpeg] = []
-        for item in items:
-            if isinstance(item, Jpeg):
-                jpegs.append(item)
-            else:
-                yield item
+        yield from _taking(items, Jpeg, jpegs)
         groups = pixel_groups(jpegs)
         jpegs.clear()
         for group in groups:
@@ -296,11 +304,7 @@ class WithPillow:
 
     def __call__(self, items: Iterable[Item]) -> Iterator[Item]:
         todo: list[Decoded] = []
-        for item in items:
-            if isinstance(item, Decoded):
-                todo.append(item)
-            else:
-                yield item
+        yield from _taking(items, Decoded, todo)
         if not todo:
             return
         facts, images = [d.facts for d in todo], [d.image for d in todo]
