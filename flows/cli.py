@@ -491,8 +491,6 @@ FLOW_COMMANDS = frozenset({"shard", "build-dataset", "train", "archive", "serve"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # This machine-local tool phones nowhere: no Prefect server telemetry from ephemeral servers.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         env = Settings.from_env()  # once, checked: a wrong value is one line naming the variable
     except SettingsError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 from flows.logs import log_path
 
 STARTUP_TIMEOUT_S = 180
+ANALYTICS = "PREFECT_SERVER_ANALYTICS_ENABLED"
 log = logging.getLogger(__name__)
 
 # The watchdog: reads its stdin until EOF, which comes when the parent's end of the pipe closes
@@ -86,6 +87,18 @@ def uses_temporary_server() -> bool:
     return not get_current_settings().api.url
 
 
+def _no_telemetry() -> contextlib.AbstractContextManager[Any]:
+    """This machine-local tool phones nowhere: the temporary server starts with Prefect's
+    server analytics off (Prefect hands the current settings to the server's environment),
+    unless the user set PREFECT_SERVER_ANALYTICS_ENABLED themselves. A setting for the server
+    process alone: this process's environment is left as it is."""
+    if ANALYTICS in os.environ:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+
+    return temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False})
+
+
 def _quiet_server() -> Any:
     """Prefect's `SubprocessASGIServer`, registered as the instance its clients reuse, whose
     server process writes to `server_log_path()`."""
@@ -93,7 +106,7 @@ def _quiet_server() -> Any:
 
     class QuietServer(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            with _output_to(server_log_path()):
+            with _output_to(server_log_path()), _no_telemetry():
                 return super()._run_uvicorn_command()
 
     return QuietServer()  # SubprocessASGIServer() now returns this instance (one per port)

@@ -1,7 +1,9 @@
-"""The temporary Prefect server's own output goes to its log file, never to the terminal."""
+"""The temporary Prefect server's own output goes to its log file, never to the terminal; it
+sends no telemetry unless the user chose to."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,33 @@ def test_a_log_folder_that_cannot_be_written_sends_the_output_nowhere(tmp_path: 
         child = subprocess.Popen([sys.executable, "-c", "import sys; print('Traceback: cancelled', file=sys.stderr)"])
     child.wait(timeout=30)
     assert "cancelled" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("users_choice", [None, "true"])
+def test_the_temporary_server_starts_without_telemetry_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, users_choice: str | None) -> None:
+    """Prefect's server analytics are off in the temporary server's own environment, and this
+    process's environment is not written; a user's own PREFECT_SERVER_ANALYTICS_ENABLED wins."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    monkeypatch.setenv("COLORIZE_HOME", str(tmp_path))
+    if users_choice is None:
+        monkeypatch.delenv(local_server.ANALYTICS, raising=False)
+    else:
+        monkeypatch.setenv(local_server.ANALYTICS, users_choice)
+    started: list[dict[str, str]] = []
+
+    def record(*args: object, env: dict[str, str], **kwargs: object) -> object:
+        started.append(env)
+        return None
+
+    monkeypatch.setattr(subprocess, "Popen", record)
+    saved = dict(SubprocessASGIServer._instances)
+    try:
+        server = local_server._quiet_server()
+        server.port = 1  # never started: only the command's environment is looked at
+        server._run_uvicorn_command()
+    finally:
+        SubprocessASGIServer._instances.clear()
+        SubprocessASGIServer._instances.update(saved)
+    assert started[0][local_server.ANALYTICS].lower() == (users_choice or "false")
+    assert os.environ.get(local_server.ANALYTICS) == users_choice
