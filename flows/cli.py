@@ -9,6 +9,7 @@ from __future__ import annotations
 # Only light imports here: `colorize --help` and a mistyped option must answer at once. torch,
 # Prefect and the library load inside the commands that use them.
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -288,19 +289,23 @@ def format_report(report: dict[str, Any], model_id: str) -> str:
 LOCAL_UI_API = "http://127.0.0.1:4200/api"
 
 
-def _use_local_server_if_running() -> None:
+def _local_server_if_running() -> contextlib.AbstractContextManager[Any]:
     """`make ui` runs a Prefect server on the default port: record the demo there if it answers,
-    so its runs show in the UI; otherwise Prefect runs a temporary server for this process."""
+    so its runs show in the UI (Prefect's settings for this command, not this process's
+    environment; its log and event workers and task threads follow them); otherwise Prefect
+    runs a temporary server for this process."""
     import urllib.request
 
     if os.environ.get("PREFECT_API_URL"):
-        return
+        return contextlib.nullcontext()
     try:
         urllib.request.urlopen(f"{LOCAL_UI_API}/health", timeout=1).close()
     except OSError:
-        return
-    os.environ["PREFECT_API_URL"] = LOCAL_UI_API
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     print(f"demo: recording runs in the Prefect server at {LOCAL_UI_API} (UI: http://127.0.0.1:4200)")
+    return temporary_settings(updates={PREFECT_API_URL: LOCAL_UI_API})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -513,14 +518,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = None
 
     try:
-        if args.command == "demo":
-            _use_local_server_if_running()  # before Prefect reads its settings
-        log_file = setup_logging(args.verbose, with_prefect=flow_command)
-        if flow_command:
-            from flows.local_server import start_temporary_server
+        with _local_server_if_running() if args.command == "demo" else contextlib.nullcontext():
+            log_file = setup_logging(args.verbose, with_prefect=flow_command)
+            if flow_command:
+                from flows.local_server import start_temporary_server
 
-            start_temporary_server()
-        return COMMANDS[args.command](args)
+                start_temporary_server()
+            return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: BLE001 - every failure ends as one line and a status
         if isinstance(exc, SystemExit):
             raise
