@@ -1,0 +1,128 @@
+"""Content Credentials (C2PA): outputs of every format that can carry a manifest are signed
+last, over the XMP label; the manifest validates, names the source as parent ingredient with its
+hash, the colorization action and the model; one changed byte breaks it; a source's own
+manifest is kept; a bad signing identity is one line before anything is signed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from PIL import Image
+
+from colorize_core.storage.credentials import (
+    ACTION,
+    SIGNABLE,
+    ContentSigner,
+    CredentialsError,
+    NotSignable,
+    Origin,
+    load_identity,
+    read_credentials,
+)
+from colorize_core.storage.imageio import encode, output_format_for
+from colorize_core.storage.provenance import Provenance
+from tests.certs import issue
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return issue(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def signer(issued) -> ContentSigner:  # type: ignore[no-untyped-def]
+    return ContentSigner(load_identity(issued.cert, issued.key))
+
+
+def _photo(mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "RGB").convert(mode)
+
+
+def _source_png() -> bytes:
+    buf = io.BytesIO()
+    _photo("L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif", ".webp"])
+def test_each_format_is_signed_over_its_label_and_validates(signer: ContentSigner, issued, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    fmt = output_format_for(f"box/photo{suffix}")
+    labelled = encode(_photo(), fmt, Provenance("residual_encoder-abc", "box/photo.png"))
+    source = _source_png()
+    signed = signer.sign(labelled, fmt.pil_format, Origin("box/photo.png", source, "residual_encoder-abc", "PNG"))
+    assert b"compositeWithTrainedAlgorithmicMedia" in signed  # the XMP label is still there, under the signature
+    media = SIGNABLE[fmt.pil_format]
+    report = read_credentials(signed, media)
+    assert report.valid and not report.trusted, report.failures  # signature and hashes good; the signer in no trust list
+    assert report.failures == ("signingCredential.untrusted: signing certificate untrusted",)
+    assert report.signer == "Archive Signer (Test Archive)"
+    assert report.ingredient == "photo.png" and not report.source_manifest
+    assert report.actions == ("c2pa.opened", ACTION)
+    assert (report.model_id, report.source_key, report.source_sha256) == ("residual_encoder-abc", "box/photo.png", hashlib.sha256(source).hexdigest())
+    trusted = read_credentials(signed, media, trust_anchors=issued.anchor)
+    assert trusted.trusted and trusted.failures == ()
+    assert Image.open(io.BytesIO(signed)).size == (32, 24)  # still an image every reader opens
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_one_changed_byte_of_the_pixels_fails_validation(signer: ContentSigner, suffix: str) -> None:
+    fmt = output_format_for(f"photo{suffix}")
+    signed = bytearray(signer.sign(encode(_photo(), fmt, None), fmt.pil_format, Origin("photo.png", _source_png(), "m", "PNG")))
+    # The image data sits after the manifest (JPEG: APP11 segments first; PNG: caBX before IDAT).
+    at = signed.rindex(b"IDAT") + 20 if suffix == ".png" else len(signed) - 40
+    signed[at] ^= 0x01
+    report = read_credentials(bytes(signed), SIGNABLE[fmt.pil_format])
+    assert report.present and not report.valid and report.state == "Invalid"
+    assert any("hash" in f for f in report.failures), report.failures
+
+
+def test_an_unsigned_file_has_no_credentials() -> None:
+    fmt = output_format_for("photo.jpg")
+    assert not read_credentials(encode(_photo(), fmt, None), "image/jpeg").present
+
+
+def test_a_source_with_its_own_manifest_keeps_it_as_the_ingredients(signer: ContentSigner) -> None:
+    camera = signer.sign(_source_png(), "PNG", Origin("camera.png", b"", "a camera's own"))  # a source that came signed
+    fmt = output_format_for("photo.jpg")
+    signed = signer.sign(encode(_photo(), fmt, None), "JPEG", Origin("box/camera.png", camera, "m", "PNG"))
+    report = read_credentials(signed, "image/jpeg")
+    assert report.valid and report.source_manifest and report.ingredient == "camera.png"
+    assert report.source_sha256 == hashlib.sha256(camera).hexdigest()
+
+
+def test_bmp_cannot_carry_credentials(signer: ContentSigner) -> None:
+    with pytest.raises(NotSignable, match="BMP"):
+        signer.sign(b"BM...", "BMP", Origin("a.png", b"", "m"))
+
+
+def test_a_bad_identity_is_one_line_naming_the_file(tmp_path: Path, issued) -> None:  # type: ignore[no-untyped-def]
+    expired = issue(tmp_path / "old", "Old Signer", days=(-60, -1))
+    with pytest.raises(CredentialsError, match=r"^the C2PA certificate 'Old Signer' \(.*Old Signer.pem\) expired on \d{4}-\d\d-\d\d: renew it"):
+        load_identity(expired.cert, expired.key)
+    with pytest.raises(CredentialsError, match="is not the key of the certificate 'Archive Signer'"):
+        load_identity(issued.cert, expired.key)
+    with pytest.raises(CredentialsError, match="cannot read the C2PA certificate"):
+        load_identity(tmp_path / "missing.pem", issued.key)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(CredentialsError, match="is not a PEM certificate chain"):
+        load_identity(tmp_path / "junk.pem", issued.key)
+    locked = ec.generate_private_key(ec.SECP256R1()).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw"))
+    (tmp_path / "locked.key").write_bytes(locked)
+    with pytest.raises(CredentialsError, match="is encrypted"):
+        load_identity(issued.cert, tmp_path / "locked.key")
+    # C2PA's own certificate profile: a signer certificate for web servers only is refused.
+    server_only = issue(tmp_path / "tls", "Web Server", usages=[ExtendedKeyUsageOID.SERVER_AUTH])
+    with pytest.raises(CredentialsError, match="^C2PA refuses to sign with the certificate 'Web Server'"):
+        load_identity(server_only.cert, server_only.key)
+    # The same check at a given time: valid today, expired in a year.
+    with pytest.raises(CredentialsError, match="expired on"):
+        load_identity(issued.cert, issued.key, now=datetime.now(timezone.utc) + timedelta(days=365))
