@@ -175,6 +175,13 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=10, help="recent runs to list")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
+    p = sub.add_parser(
+        "verify", help="check outputs' Content Credentials (C2PA) and labels: exit 0 when all verify, 2 when any does not", formatter_class=fmt,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="output files, or folders of them")
+    p.add_argument("--trust", default=None, metavar="PEM", help="certificate authorities to trust (PEM): a file then verifies only if signed under one")
+    p.add_argument("--json", action="store_true", help="print each file's findings as JSON")
+
     p = sub.add_parser("serve", help="serve the nightly, dataset and training deployments from this process", formatter_class=fmt)
     p.add_argument("--source", default=env.serve_source, help=f"black-and-white archive to colorize nightly (${SERVE_SOURCE})")
     p.add_argument("--dest", default=env.serve_dest, help=f"where nightly outputs go (${SERVE_DEST})")
@@ -306,6 +313,28 @@ def _local_server_if_running() -> contextlib.AbstractContextManager[Any]:
 
     print(f"demo: recording runs in the Prefect server at {LOCAL_UI_API} (UI: http://127.0.0.1:4200)")
     return temporary_settings(updates={PREFECT_API_URL: LOCAL_UI_API})
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from flows.verify import describe, verify_paths
+
+    trust = Path(args.trust).read_bytes() if args.trust else None
+    results = verify_paths(args.paths, trust)
+    if not results:
+        print("colorize verify: no image files under the paths given", file=sys.stderr)
+        return EXIT_ERROR
+    for v in results:
+        if args.json:
+            print(json.dumps({"path": str(v.path), "verified": v.ok, "problem": v.problem, "credentials": dataclasses.asdict(v.credentials),
+                              "label": dataclasses.asdict(v.label) if v.label else None}))  # fmt: skip
+        else:
+            print(describe(v))
+    bad = sum(not v.ok for v in results)
+    if not args.json:
+        print(f"colorize verify: {len(results) - bad} of {len(results)} verified")
+    return EXIT_OK if bad == 0 else EXIT_PARTIAL
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -488,6 +517,7 @@ COMMANDS = {
     "status": cmd_status,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "verify": cmd_verify,
     "models": cmd_models,
 }
 

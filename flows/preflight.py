@@ -155,6 +155,14 @@ def _demo(args: argparse.Namespace) -> None:
     _at_least(args.seconds, 0, "--seconds")
 
 
+def _verify(args: argparse.Namespace) -> None:
+    for path in args.paths:
+        if not Path(path).exists():
+            raise UsageError(f"{path} does not exist")
+    if args.trust:
+        _file(args.trust, "trusted authorities file (PEM)")
+
+
 CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "images": _images,
     "train": _train,
@@ -164,6 +172,7 @@ CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "archive": _archive,
     "status": _status,
     "demo": _demo,
+    "verify": _verify,
 }
 
 

@@ -58,7 +58,7 @@ def test_each_format_is_signed_over_its_label_and_validates(signer: ContentSigne
     fmt = output_format_for(f"box/photo{suffix}")
     labelled = encode(_photo(), fmt, Provenance("residual_encoder-abc", "box/photo.png"))
     source = _source_png()
-    signed = signer.sign(labelled, fmt.pil_format, Origin("box/photo.png", source, "residual_encoder-abc", "PNG"))
+    signed = signer.sign(labelled, fmt.pil_format, Origin.of("box/photo.png", source, "residual_encoder-abc", "PNG"))
     assert b"compositeWithTrainedAlgorithmicMedia" in signed  # the XMP label is still there, under the signature
     media = SIGNABLE[fmt.pil_format]
     report = read_credentials(signed, media)
@@ -76,7 +76,7 @@ def test_each_format_is_signed_over_its_label_and_validates(signer: ContentSigne
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_one_changed_byte_of_the_pixels_fails_validation(signer: ContentSigner, suffix: str) -> None:
     fmt = output_format_for(f"photo{suffix}")
-    signed = bytearray(signer.sign(encode(_photo(), fmt, None), fmt.pil_format, Origin("photo.png", _source_png(), "m", "PNG")))
+    signed = bytearray(signer.sign(encode(_photo(), fmt, None), fmt.pil_format, Origin.of("photo.png", _source_png(), "m", "PNG")))
     # The image data sits after the manifest (JPEG: APP11 segments first; PNG: caBX before IDAT).
     at = signed.rindex(b"IDAT") + 20 if suffix == ".png" else len(signed) - 40
     signed[at] ^= 0x01
@@ -91,9 +91,9 @@ def test_an_unsigned_file_has_no_credentials() -> None:
 
 
 def test_a_source_with_its_own_manifest_keeps_it_as_the_ingredients(signer: ContentSigner) -> None:
-    camera = signer.sign(_source_png(), "PNG", Origin("camera.png", b"", "a camera's own"))  # a source that came signed
+    camera = signer.sign(_source_png(), "PNG", Origin.of("camera.png", b"", "a camera's own"))  # a source that came signed
     fmt = output_format_for("photo.jpg")
-    signed = signer.sign(encode(_photo(), fmt, None), "JPEG", Origin("box/camera.png", camera, "m", "PNG"))
+    signed = signer.sign(encode(_photo(), fmt, None), "JPEG", Origin.of("box/camera.png", camera, "m", "PNG"))
     report = read_credentials(signed, "image/jpeg")
     assert report.valid and report.source_manifest and report.ingredient == "camera.png"
     assert report.source_sha256 == hashlib.sha256(camera).hexdigest()
@@ -101,7 +101,7 @@ def test_a_source_with_its_own_manifest_keeps_it_as_the_ingredients(signer: Cont
 
 def test_bmp_cannot_carry_credentials(signer: ContentSigner) -> None:
     with pytest.raises(NotSignable, match="BMP"):
-        signer.sign(b"BM...", "BMP", Origin("a.png", b"", "m"))
+        signer.sign(b"BM...", "BMP", Origin.of("a.png", b"", "m"))
 
 
 def test_a_bad_identity_is_one_line_naming_the_file(tmp_path: Path, issued) -> None:  # type: ignore[no-untyped-def]
@@ -126,3 +126,42 @@ def test_a_bad_identity_is_one_line_naming_the_file(tmp_path: Path, issued) -> N
     # The same check at a given time: valid today, expired in a year.
     with pytest.raises(CredentialsError, match="expired on"):
         load_identity(issued.cert, issued.key, now=datetime.now(timezone.utc) + timedelta(days=365))
+
+
+def _signed_outputs(folder: Path, signer: ContentSigner) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in ("a.jpg", "b.png"):
+        fmt = output_format_for(name)
+        data = signer.sign(encode(_photo(), fmt, Provenance("residual_encoder-abc", f"box/{name}")), fmt.pil_format, Origin.of(f"box/{name}", _source_png(), "residual_encoder-abc", "PNG"))
+        (folder / name).write_bytes(data)
+        paths[name] = folder / name
+    return paths
+
+
+def test_verify_reads_back_signed_outputs_and_exits_2_for_any_that_does_not(tmp_path: Path, signer: ContentSigner, issued, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from flows.cli import main
+
+    paths = _signed_outputs(tmp_path / "out", signer)
+    assert main(["verify", str(tmp_path / "out")]) == 0
+    said = capsys.readouterr().out
+    assert "a.jpg: verified; signed by Archive Signer (Test Archive); from a.jpg; actions c2pa.opened, c2pa.color_adjustments; model residual_encoder-abc, source box/a.jpg" in said
+    assert "label: compositeWithTrainedAlgorithmicMedia, model residual_encoder-abc, source box/a.jpg" in said
+    assert said.rstrip().endswith("colorize verify: 2 of 2 verified")
+    # Trusted only under the authority that issued the signer's certificate.
+    (tmp_path / "ca.pem").write_bytes(issued.anchor)
+    assert main(["verify", str(paths["a.jpg"]), "--trust", str(tmp_path / "ca.pem")]) == 0
+    assert "(trusted)" in capsys.readouterr().out
+    other = issue(tmp_path / "other", "Someone Else")
+    (tmp_path / "other.pem").write_bytes(other.anchor)
+    assert main(["verify", str(paths["a.jpg"]), "--trust", str(tmp_path / "other.pem")]) == 2
+    assert "NOT verified (signed by Archive Signer (Test Archive), under none of the trusted authorities)" in capsys.readouterr().out
+    # An unsigned output and a changed one: named, exit 2.
+    (tmp_path / "out" / "plain.jpg").write_bytes(encode(_photo(), output_format_for("plain.jpg"), Provenance("m", "plain.jpg")))
+    changed = bytearray(paths["b.png"].read_bytes())
+    changed[changed.rindex(b"IDAT") + 20] ^= 1
+    paths["b.png"].write_bytes(bytes(changed))
+    assert main(["verify", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr().out
+    assert "plain.jpg: NOT verified (no Content Credentials)" in said and "b.png: NOT verified (Content Credentials do not validate:" in said
+    assert "colorize verify: 1 of 3 verified" in said

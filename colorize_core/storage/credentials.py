@@ -127,7 +127,7 @@ def load_identity(cert_file: str | Path, key_file: str | Path, tsa_url: str | No
         raise CredentialsError(f"the C2PA certificate {name!r} ({cert_file}) is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     identity = SigningIdentity(chain_pem, key_pem, _algorithm(key, key_file), name, tsa_url or None)
     try:
-        ContentSigner(identity).sign(_test_png(), "PNG", Origin("check.png", b"", "test"))
+        ContentSigner(identity).sign(_test_png(), "PNG", Origin.of("check.png", b"", "test"))
     except Exception as exc:  # noqa: BLE001 - c2pa's refusal, whatever its type, is the identity's fault
         raise CredentialsError(f"C2PA refuses to sign with the certificate {name!r} ({cert_file}): {_first_line(exc)}") from exc
     return identity
@@ -149,12 +149,32 @@ def _test_png() -> bytes:
 
 @dataclass(frozen=True)
 class Origin:
-    """The source an output was made from, as its manifest names it."""
+    """The source an output was made from, as its manifest names it (`of` makes one)."""
 
     key: str
-    data: bytes  # the source's bytes: hashed, and read for its own manifest when it has one
+    sha256: str  # of the source's bytes
     model_id: str
     pil_format: str | None = None  # the source's format, when known
+    own_manifest: bytes | None = None  # the source's bytes, kept only when it carries a manifest of its own
+
+    @classmethod
+    def of(cls, key: str, data: bytes, model_id: str, pil_format: str | None = None) -> Origin:
+        """Hash the source now; keep its bytes only if it has a manifest to pass on (a scan's
+        bytes are not held until its output is written otherwise)."""
+        own = data if carries_manifest(data) and pil_format in _SOURCE_TYPES else None
+        return cls(key, hashlib.sha256(data).hexdigest(), model_id, pil_format, own)
+
+
+@dataclass(frozen=True)
+class SigningFiles:
+    """Where a signing identity lies (what a run's parameters carry: paths, never the key)."""
+
+    cert: str
+    key: str
+    tsa_url: str | None = None
+
+    def load(self) -> SigningIdentity:
+        return load_identity(self.cert, self.key, self.tsa_url)
 
 
 def carries_manifest(data: bytes) -> bool:
@@ -178,7 +198,7 @@ def _manifest(title: str, origin: Origin, with_ingredient_json: bool) -> dict[st
                     ]
                 },
             },
-            {"label": LABEL, "data": {"model_id": origin.model_id, "source_key": origin.key, "source_sha256": hashlib.sha256(origin.data).hexdigest()}},
+            {"label": LABEL, "data": {"model_id": origin.model_id, "source_key": origin.key, "source_sha256": origin.sha256}},
         ],
     }
     if with_ingredient_json:
@@ -223,10 +243,10 @@ class ContentSigner:
             raise NotSignable(f"{pil_format} cannot carry Content Credentials")
         signer = self._signer()
         title = origin.key.rsplit("/", 1)[-1]
-        own = carries_manifest(origin.data) and origin.pil_format in _SOURCE_TYPES
-        with c2pa.Builder(json.dumps(_manifest(title, origin, with_ingredient_json=not own)), self._local.context) as builder:
-            if own:  # the source's own manifest is read from its bytes and kept as the ingredient's
-                builder.add_ingredient(json.dumps(_ingredient(title, origin)), _SOURCE_TYPES[origin.pil_format or ""], io.BytesIO(origin.data))
+        own = origin.own_manifest
+        with c2pa.Builder(json.dumps(_manifest(title, origin, with_ingredient_json=own is None)), self._local.context) as builder:
+            if own is not None:  # the source's own manifest is read from its bytes and kept as the ingredient's
+                builder.add_ingredient(json.dumps(_ingredient(title, origin)), _SOURCE_TYPES[origin.pil_format or ""], io.BytesIO(own))
             dest = io.BytesIO()
             builder.sign(signer, media, io.BytesIO(data), dest)
         return dest.getvalue()

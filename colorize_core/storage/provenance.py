@@ -152,6 +152,41 @@ def xmp_packet(provenance: Provenance) -> bytes:
     return packet
 
 
+@dataclass(frozen=True)
+class Label:
+    """What an output's XMP label says (`read_label`)."""
+
+    digital_source_type: str
+    model_id: str
+    source_key: str
+    creator_tool: str
+
+
+_XMP_META = re.compile(rb"<x:xmpmeta[\s>].*?</x:xmpmeta>", re.S)
+
+
+def read_label(data: bytes) -> Label | None:
+    """The label `xmp_packet` wrote into an output, found in its bytes (JPEG APP1, PNG iTXt,
+    TIFF tag 700 and WebP's XMP chunk all keep the packet as it is); None when there is none."""
+    from xml.etree import ElementTree
+
+    for match in _XMP_META.finditer(data):
+        try:
+            root = ElementTree.fromstring(match.group(0))
+        except ElementTree.ParseError:
+            continue
+        model = root.findtext(f".//{{{NS_COLORIZE}}}ModelId")
+        if model is None:
+            continue  # another tool's XMP
+        return Label(
+            digital_source_type=root.findtext(f".//{{{NS_IPTC4XMPEXT}}}DigitalSourceType") or "",
+            model_id=model,
+            source_key=root.findtext(f".//{{{NS_DC}}}source") or "",
+            creator_tool=root.findtext(f".//{{{NS_XMP}}}CreatorTool") or "",
+        )
+    return None
+
+
 # --- EXIF: tags with their TIFF types ----------------------------------------------------------
 # Tags are kept with the type the source gave them and written back with it. (Pillow's Exif
 # object forgets the types of the Exif and GPS IFDs' tags and guesses on writing: UserComment and
