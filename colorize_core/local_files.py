@@ -12,10 +12,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from colorize_core.archive.reasons import SIGNED, not_signed, unsigned
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.atomic import atomic_write_bytes
 from colorize_core.storage.files import image_files
-from colorize_core.storage.imageio import ImageDecodeError, encode, output_format_for, output_name_for, read_image
+from colorize_core.storage.credentials import ContentSigner, NotSignable, Origin
+from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for, read_image
 from colorize_core.storage.provenance import Provenance
 
 
@@ -26,6 +30,7 @@ class FileResult:
     ok: bool
     error: str = ""
     seconds: float = 0.0
+    credentials: str | None = None  # with a signer: "signed" or "unsigned: <why>" (archive/reasons.py)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
@@ -49,20 +54,44 @@ def colorize_files(
     *,
     on_result: Callable[[FileResult], None] | None = None,
     label: bool = True,
+    signer: ContentSigner | None = None,
 ) -> list[FileResult]:
     """Colorize every (source, relative output) pair from `expand_inputs` into `out_dir`;
     returns one result per input, in input order. `label`: each output's metadata says a trained
     model colorized it, with the model id and the source's relative path, and keeps the source's
-    EXIF (storage/provenance.py); False writes bare outputs."""
+    EXIF (storage/provenance.py); False writes bare outputs. `signer`: each output carries
+    Content Credentials, signed last (storage/credentials.py)."""
     results: list[FileResult] = []
-    for result in _iter_results(pairs, Path(out_dir), colorizer, label):
+    for result in _iter_results(pairs, Path(out_dir), colorizer, label, signer):
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
 
 
-def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer, label: bool) -> Iterator[FileResult]:
+def _read(src: Path, rel: Path, model_id: str, signing: bool) -> tuple[Image.Image, Origin | None]:
+    """A source decoded, and, when its output is to be signed, its origin (hashed from the same
+    bytes); a missing or unreadable file is an `ImageDecodeError` as `read_image` makes it."""
+    if not signing:
+        return read_image(src, keep_exif=True), None
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(str(src), f"cannot read file: {exc.strerror or exc}", permanent=False) from None
+    img = decode(data, name=str(src), keep_exif=True)
+    return img, Origin.of(rel.as_posix(), data, model_id, img.format)
+
+
+def _signed(data: bytes, fmt: str, origin: Origin | None, signer: ContentSigner | None) -> tuple[bytes, str | None]:
+    if signer is None or origin is None:
+        return data, None
+    try:
+        return signer.sign(data, fmt, origin), SIGNED
+    except NotSignable as exc:
+        return data, unsigned(str(exc))
+
+
+def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer, label: bool, signer: ContentSigner | None) -> Iterator[FileResult]:
     seen: set[Path] = set()
     for chunk in batched(pairs, colorizer.batch_size):
         started = time.perf_counter()
@@ -74,23 +103,29 @@ def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colo
                 continue
             seen.add(out)
             try:
-                decoded.append((src, rel, out, read_image(src, keep_exif=True)))
+                decoded.append((src, rel, out, *_read(src, rel, colorizer.model_id, signer is not None)))
             except ImageDecodeError as exc:
                 failed[src] = FileResult(str(src), None, False, exc.reason)
         # 16-bit sources give 16-bit outputs (TIFF, PNG): a preservation master keeps its gray levels.
-        images = colorizer.colorize_keeping_depth([img for _, _, _, img in decoded]) if decoded else []
-        # Only the sources' EXIF is needed from here: their pixels go before the encodes (a 100 MP
-        # 16-bit scan holds 200 MB).
-        targets = [(src, rel, out, img.info.get("source_exif")) for src, rel, out, img in decoded]
+        images = colorizer.colorize_keeping_depth([img for _, _, _, img, _ in decoded]) if decoded else []
+        # Only the sources' EXIF (and origin) are needed from here: their pixels go before the
+        # encodes (a 100 MP 16-bit scan holds 200 MB).
+        targets = [(src, rel, out, img.info.get("source_exif"), origin) for src, rel, out, img, origin in decoded]
         del decoded
         per_image = (time.perf_counter() - started) / max(len(chunk), 1)
         done: dict[Path, FileResult] = {}
-        for (src, rel, out, exif), colored in zip(targets, images):
+        for (src, rel, out, exif, origin), colored in zip(targets, images):
             # The relative path names the source: an absolute one would leak the user's folders.
             provenance = Provenance(colorizer.model_id, rel.as_posix(), exif) if label else None
+            fmt = output_format_for(out.name)
             try:
-                atomic_write_bytes(out, encode(colored, output_format_for(out.name), provenance))
-                done[src] = FileResult(str(src), str(out), True, "", per_image)
+                data, credentials = _signed(encode(colored, fmt, provenance), fmt.pil_format, origin, signer)
+            except Exception as exc:  # noqa: BLE001 - not written unsigned when it was to be signed
+                done[src] = FileResult(str(src), None, False, not_signed(exc), per_image)
+                continue
+            try:
+                atomic_write_bytes(out, data)
+                done[src] = FileResult(str(src), str(out), True, "", per_image, credentials)
             except (OSError, ValueError) as exc:
                 done[src] = FileResult(str(src), None, False, f"cannot write {out}: {exc}", per_image)
         for src, _ in chunk:

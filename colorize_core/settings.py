@@ -26,6 +26,9 @@ SERVE_DEST = "COLORIZE_DEST"
 SERVE_PHOTOS = "COLORIZE_PHOTOS"
 SERVE_DATASET = "COLORIZE_DATASET"
 SERVE_CHECKPOINT = "COLORIZE_CHECKPOINT_URI"
+C2PA_CERT = "COLORIZE_C2PA_CERT"
+C2PA_KEY = "COLORIZE_C2PA_KEY"
+C2PA_TSA = "COLORIZE_C2PA_TSA"
 
 DEFAULT_RETRY_SECONDS = 300.0
 
@@ -49,6 +52,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(SERVE_PHOTOS, "`photos`", "the colour photos the dataset deployment builds from", "`colorize serve`"),
     Variable(SERVE_DATASET, "`dataset`", "the training set the dataset deployment writes and training reads", "`colorize serve`"),
     Variable(SERVE_CHECKPOINT, "`models/model.safetensors`", "where the training deployment writes its model (not what commands colorize with: that is COLORIZE_CHECKPOINT)", "`colorize serve`"),
+    Variable(C2PA_CERT, "none (outputs unsigned)", "the PEM certificate chain that signs outputs' Content Credentials (with COLORIZE_C2PA_KEY)", "`colorize images`, `archive` (`--c2pa-cert`)"),
+    Variable(C2PA_KEY, "none", "the private key of COLORIZE_C2PA_CERT's certificate (PEM, unencrypted)", "`colorize images`, `archive` (`--c2pa-key`)"),
+    Variable(C2PA_TSA, "none (no timestamp)", "a timestamp authority's URL for the signatures (an online one: none when offline)", "`colorize images`, `archive` (`--c2pa-tsa`)"),
 )
 
 
@@ -68,6 +74,9 @@ class Settings:
     serve_photos: str
     serve_dataset: str
     serve_checkpoint: str
+    c2pa_cert: str | None
+    c2pa_key: str | None
+    c2pa_tsa: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +98,9 @@ class Settings:
             serve_photos=get(SERVE_PHOTOS) or "photos",
             serve_dataset=get(SERVE_DATASET) or "dataset",
             serve_checkpoint=get(SERVE_CHECKPOINT) or "models/model.safetensors",
+            c2pa_cert=get(C2PA_CERT),
+            c2pa_key=get(C2PA_KEY),
+            c2pa_tsa=get(C2PA_TSA),
         )
 
 

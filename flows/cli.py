@@ -21,7 +21,9 @@ from typing import Any, NoReturn
 from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, STATUS_WORDS
 from colorize_core.data.config import DEFAULT_SAMPLE_SIZE
-from colorize_core.settings import CHECKPOINT, HOME, SERVE_CHECKPOINT, SERVE_DATASET, SERVE_DEST, SERVE_PHOTOS, SERVE_SOURCE, Settings, SettingsError
+from colorize_core.settings import (
+    C2PA_CERT, C2PA_KEY, C2PA_TSA, CHECKPOINT, HOME, SERVE_CHECKPOINT, SERVE_DATASET, SERVE_DEST, SERVE_PHOTOS, SERVE_SOURCE, Settings, SettingsError,
+)  # fmt: skip
 from colorize_core.model.defaults import BATCH_SIZE_HELP
 from colorize_core.training.train_params import TRAIN_PARAMS, default
 from flows.exits import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, exit_status, exit_status_help, install_signal_handlers, one_line
@@ -68,12 +70,18 @@ def _checkpoint_arg(p: argparse.ArgumentParser, required: bool, env: Settings) -
     )
 
 
-def _output_args(p: argparse.ArgumentParser) -> None:
+def _output_args(p: argparse.ArgumentParser, env: Settings) -> None:
     p.add_argument("--allow-untrained", action="store_true", help="colorize even with a model that never trained (0 steps): its colours are noise")
     p.add_argument(
         "--no-label", dest="label", action="store_false",
         help="do not write into each output that a trained model colorized it (XMP DigitalSourceType, model id, source)",
     )
+    p.add_argument(
+        "--c2pa-cert", default=env.c2pa_cert, metavar="PEM",
+        help=f"sign each output's Content Credentials (C2PA) with this certificate chain, signer first (${C2PA_CERT}); needs --c2pa-key",
+    )  # fmt: skip
+    p.add_argument("--c2pa-key", default=env.c2pa_key, metavar="PEM", help=f"the certificate's private key, unencrypted (${C2PA_KEY})")
+    p.add_argument("--c2pa-tsa", default=env.c2pa_tsa, metavar="URL", help=f"a timestamp authority for the signatures (${C2PA_TSA}; none offline)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -100,7 +108,7 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     _checkpoint_arg(p, required=True, env=env)
     _device_arg(p)
     p.add_argument("--batch-size", type=int, default=None, help=BATCH_SIZE_HELP)
-    _output_args(p)
+    _output_args(p, env)
 
     p = sub.add_parser("train", help="train a model on a built dataset or a folder of colour photos", formatter_class=fmt)
     p.add_argument("--data", required=True, help="dataset from build-dataset (local or s3://), or a folder of colour photos")
@@ -161,7 +169,7 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         help="take the listing from this S3 Inventory report (its manifest.json) instead of listing SOURCE: CSV, ORC or Parquet",
     )
     _device_arg(p)
-    _output_args(p)
+    _output_args(p, env)
 
     p = sub.add_parser("models", help=f"list the models registered in ${HOME}/registry (what --checkpoint latest picks)", formatter_class=fmt)
     p.add_argument("--registry", default=None, help=f"registry folder or s3:// prefix (default: ${HOME}/registry)")
@@ -197,6 +205,15 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _signer(args: argparse.Namespace) -> Any:
+    """The ContentSigner the command's --c2pa-* options give (checked by preflight), or None."""
+    if not args.c2pa_cert:
+        return None
+    from colorize_core.storage.credentials import ContentSigner, SigningFiles
+
+    return ContentSigner(SigningFiles(args.c2pa_cert, args.c2pa_key, args.c2pa_tsa).load())
+
+
 def cmd_images(args: argparse.Namespace) -> int:
     from colorize_core.local_files import FileResult, colorize_files, expand_inputs
     from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
@@ -215,9 +232,10 @@ def cmd_images(args: argparse.Namespace) -> int:
             if not r.ok:
                 print(f"failed: {r.source}: {r.error}", file=sys.stderr)
 
-        results = colorize_files(pairs, args.out, colorizer, on_result=report, label=args.label)
+        results = colorize_files(pairs, args.out, colorizer, on_result=report, label=args.label, signer=_signer(args))
     failed = sum(not r.ok for r in results)
-    print(f"{len(results) - failed} colorized, {failed} failed -> {args.out} (model {colorizer.model_id})")
+    signed = f" ({sum(r.credentials == 'signed' for r in results)} signed)" if args.c2pa_cert else ""
+    print(f"{len(results) - failed} colorized{signed}, {failed} failed -> {args.out} (model {colorizer.model_id})")
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
@@ -399,6 +417,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         colour_photos=args.colour_photos,
         inventory=args.inventory,
+        c2pa_cert=args.c2pa_cert,
+        c2pa_key=args.c2pa_key,
+        c2pa_tsa=args.c2pa_tsa,
     )
     # The run's log (on the terminal) named the first MAX_FAILURE_LOGS failures already.
     for key, reason in summary.failures[MAX_FAILURE_LOGS:]:

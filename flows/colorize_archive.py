@@ -31,6 +31,7 @@ from colorize_core.archive.shards import colorize_shard, finished_shards, plan_a
 from colorize_core.archive.vocabulary import COLOUR_PHOTOS, number, plural
 from colorize_core.model.checkpoint import read_checkpoint_info, require_trained
 from colorize_core.model.device import resolve_device
+from colorize_core.storage.credentials import ContentSigner, SigningFiles, signing_files
 from colorize_core.storage.errors import Interrupted, check_stop, forget_run, run_stop
 from colorize_core.storage.stores import child_uri, open_store
 from colorize_core.training.registry import resolve_checkpoint
@@ -95,22 +96,23 @@ def colorize_shard_task(job: ShardJob) -> ShardOutcome:
         slot = concurrency(GPU_LIMIT, occupy=1, strict=True)
     else:
         slot = nullcontext()
+    signer = ContentSigner(job.signing.load()) if job.signing else None  # checked at the run's start; read again here, on this worker
     with slot:
         return colorize_shard(
-            source, job.dest, items, colorizer, run_id=job.run_id, shard=job.shard, label=job.label, skip_colour=job.colour_photos == "skip"
+            source, job.dest, items, colorizer, run_id=job.run_id, shard=job.shard, label=job.label, skip_colour=job.colour_photos == "skip", signer=signer
         )
 
 
 @flow(name="colorize-shard", log_prints=True)
 def colorize_shard_flow(
     plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
-    colour_photos: str = "skip", claim: bool = False,
+    colour_photos: str = "skip", claim: bool = False, c2pa_cert: str | None = None, c2pa_key: str | None = None, c2pa_tsa: str | None = None,
 ) -> list[ShardOutcome]:
     """What a work-pool worker (one GPU per pod) runs: shard `shard` of the plan, or with `claim`
     every shard of it that it can claim (colorize_core/archive/claims.py), starting at `shard`:
     one flow run per worker slot loads the model once for many shards. Returns what each shard
     did (the parent reads it from the shards' metadata, not from here: results stay on the worker)."""
-    job = ShardJob(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+    job = ShardJob(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing_files(c2pa_cert, c2pa_key, c2pa_tsa))
     if not claim:
         return [colorize_shard_task(job)]
     done = []
@@ -155,6 +157,8 @@ def _run_shards_on_pool(deployment: str, job: ShardJob, n: int, on_done: Callabl
         params["label"] = False
     if job.colour_photos != "skip":  # likewise
         params["colour_photos"] = job.colour_photos
+    if job.signing is not None:  # paths on the workers' machines (or their mounted secret), never the key itself
+        params.update(c2pa_cert=job.signing.cert, c2pa_key=job.signing.key, c2pa_tsa=job.signing.tsa_url)
     submitted: list[Any] = []
     reported = [0]
 
@@ -302,6 +306,9 @@ def colorize_archive(
     no_lease: bool = False,
     pool_workers: int | None = None,
     time_limit_h: float | None = DEFAULT_TIME_LIMIT_H,
+    c2pa_cert: str | None = None,
+    c2pa_key: str | None = None,
+    c2pa_tsa: str | None = None,
 ) -> ArchiveSummary:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
@@ -325,13 +332,19 @@ def colorize_archive(
     shards at their next batch; what they committed is kept) and fails, so a run that hangs or
     crawls ends as a failure the alerts see instead of Running forever; None: no limit.
     `no_lease`: take no lease on `dest` (unsafe: nothing keeps a second run out), for a store
-    that ignores conditional writes, on which taking one stops the run (lease.py)."""
+    that ignores conditional writes, on which taking one stops the run (lease.py).
+    `c2pa_cert`, `c2pa_key` (PEM files where the shards run), `c2pa_tsa`: each output carries
+    Content Credentials signed with them (colorize_core/storage/credentials.py); a bad or
+    expired certificate fails the run at its start, before any output is written."""
     if colour_photos not in COLOUR_PHOTOS:
         raise ValueError(f"colour_photos must be one of {', '.join(COLOUR_PHOTOS)}, not {colour_photos!r}")
     if shard_size is not None and shard_size <= 0:
         raise ValueError(f"shard size must be positive, got {shard_size}")
     if time_limit_h is not None and time_limit_h < 0:
         raise ValueError(f"time_limit_h must be 0 or more hours (None: no limit), got {time_limit_h}")
+    signing = signing_files(c2pa_cert, c2pa_key, c2pa_tsa)
+    if signing is not None:
+        signing.load()  # a CredentialsError in one line, before the lease and any output
     shard_size = shard_size or default_shard_size(device, deployment)
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
@@ -347,8 +360,9 @@ def colorize_archive(
         with nullcontext() if no_lease else Lease(dest, run_id, wait_s=wait_s) as lease, TimeLimit(run_id, time_limit_h) as limit:
             try:
                 summary = _colorize(
-                    source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory, pool_workers
-                )
+                    source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory, pool_workers,
+                    signing,
+                )  # fmt: skip
             except Interrupted:
                 if lease is not None and lease.lost:
                     raise RuntimeError(f"{dest}: another run took over this run's lease (it stopped renewing it); check `colorize status {dest}`") from None
@@ -380,6 +394,7 @@ def _colorize(
     colour_photos: str = "skip",
     inventory: str | None = None,
     pool_workers: int | None = None,
+    signing: SigningFiles | None = None,
 ) -> ArchiveSummary:
     logger = get_run_logger()
     compact_metadata(dest)
@@ -387,7 +402,7 @@ def _colorize(
     if plan.known_failed:
         logger.info("%s, not retried (--retry-failed to retry)", plural(plan.known_failed, "known failure"))
     logger.info("model %s: %s to do, %s already done (or skipped as colour), %s", plan.model_id, number(plan.todo), number(plan.already_done), plural(plan.shards, "shard"))
-    job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos)
+    job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing)
     n = plan.shards
     outcomes: list[ShardOutcome] = []
     if n:

@@ -89,6 +89,7 @@ def _images(args: argparse.Namespace) -> None:
             raise UsageError(f"output folder {args.out} holds the input {raw}: its output would overwrite it; choose another folder")
     _checkpoint(args.checkpoint)
     _at_least(args.batch_size, 1, "--batch-size")
+    _signing(args)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -139,6 +140,7 @@ def _archive(args: argparse.Namespace) -> None:
     _at_least(args.wait, 0, "--wait")
     _at_least(args.time_limit, 0.01, "--time-limit", " hours")
     _at_least(args.pool_workers, 1, "--pool-workers")
+    _signing(args)
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -153,6 +155,26 @@ def _multiple_of_8(image_size: int) -> None:
 def _demo(args: argparse.Namespace) -> None:
     _multiple_of_8(args.image_size)
     _at_least(args.seconds, 0, "--seconds")
+
+
+def _signing(args: argparse.Namespace) -> None:
+    """--c2pa-cert and --c2pa-key together, and an identity that can sign now: a bad or expired
+    certificate stops the command here, in one line, before any output is written."""
+    if not (args.c2pa_cert or args.c2pa_key):
+        if args.c2pa_tsa:
+            raise UsageError("--c2pa-tsa times signatures: give --c2pa-cert and --c2pa-key too")
+        return
+    if not (args.c2pa_cert and args.c2pa_key):
+        raise UsageError("give --c2pa-cert and --c2pa-key together (or COLORIZE_C2PA_CERT and COLORIZE_C2PA_KEY)")
+    for path, flag in ((args.c2pa_cert, "--c2pa-cert"), (args.c2pa_key, "--c2pa-key")):
+        if "://" in path:
+            raise UsageError(f"{flag} takes a local file (the key is never read from object storage): {path}")
+    from colorize_core.storage.credentials import CredentialsError, load_identity
+
+    try:
+        load_identity(args.c2pa_cert, args.c2pa_key, args.c2pa_tsa)
+    except CredentialsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _verify(args: argparse.Namespace) -> None:

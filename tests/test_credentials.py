@@ -165,3 +165,109 @@ def test_verify_reads_back_signed_outputs_and_exits_2_for_any_that_does_not(tmp_
     said = capsys.readouterr().out
     assert "plain.jpg: NOT verified (no Content Credentials)" in said and "b.png: NOT verified (Content Credentials do not validate:" in said
     assert "colorize verify: 1 of 3 verified" in said
+
+
+@pytest.mark.parametrize("device_jpeg", [False, True])
+def test_an_archive_shard_signs_each_output_last_and_records_it(tmp_path: Path, signer: ContentSigner, tiny_checkpoint: Path, device_jpeg: bool) -> None:
+    """Through the archive's path (Pillow, and the device-JPEG path run on the CPU): every output
+    that can carry Content Credentials validates, names its source and the model; a BMP is
+    written unsigned and its row says why; each row says what was done."""
+    from colorize_core.archive.history import read_output_rows
+    from colorize_core.archive.listing import list_images
+    from colorize_core.archive.shards import colorize_shard
+    from colorize_core.model.infer import Colorizer
+    from colorize_core.storage.stores import open_store
+
+    src = tmp_path / "src"
+    (src / "box").mkdir(parents=True)
+    for suffix, fmt in ((".jpg", "JPEG"), (".png", "PNG"), (".tif", "TIFF"), (".webp", "WEBP"), (".bmp", "BMP")):
+        _photo("L").resize((64, 48)).save(src / "box" / f"photo{suffix}", fmt)
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    items = list_images(open_store(str(src)))
+    outcome = colorize_shard(str(src), str(tmp_path / "out"), items, colorizer, run_id="r", shard=0, signer=signer, device_jpeg=device_jpeg)
+    assert outcome.counts["ok"] == 5
+    rows = {r["key"]: r for r in read_output_rows(str(tmp_path / "out"))}
+    for key, row in rows.items():
+        data = (tmp_path / "out" / row["output_key"]).read_bytes()
+        if key.endswith(".bmp"):
+            assert row["credentials"] == "unsigned: BMP cannot carry Content Credentials"
+            continue
+        assert row["credentials"] == "signed", key
+        media = SIGNABLE[Image.open(io.BytesIO(data)).format]
+        report = read_credentials(data, media)
+        assert report.valid, (key, report.failures)
+        assert (report.source_key, report.model_id) == (key, colorizer.model_id)
+        assert report.source_sha256 == hashlib.sha256((src / key).read_bytes()).hexdigest()
+        assert report.actions == ("c2pa.opened", ACTION)
+
+
+def test_without_a_signer_nothing_changes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from colorize_core.archive.history import read_output_rows
+    from colorize_core.archive.listing import list_images
+    from colorize_core.archive.shards import colorize_shard
+    from colorize_core.model.infer import Colorizer
+    from colorize_core.storage.stores import open_store
+
+    (tmp_path / "src").mkdir()
+    _photo("L").save(tmp_path / "src" / "a.jpg")
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    colorize_shard(str(tmp_path / "src"), str(tmp_path / "out"), list_images(open_store(str(tmp_path / "src"))), colorizer, run_id="r", shard=0)
+    (row,) = read_output_rows(str(tmp_path / "out"))
+    assert row["credentials"] is None
+    assert not read_credentials((tmp_path / "out" / "a.jpg").read_bytes(), "image/jpeg").present
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_archive_and_images_sign_with_the_operators_identity_and_verify_reads_them_back(
+    tmp_path: Path, issued, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    from colorize_core.archive.history import read_output_rows
+    from flows.cli import main
+
+    src = tmp_path / "bw"
+    src.mkdir()
+    for name in ("a.jpg", "b.png", "c.bmp"):
+        _photo("L").resize((64, 48)).save(src / name)
+    signing = ["--c2pa-cert", str(issued.cert), "--c2pa-key", str(issued.key)]
+    common = ["--checkpoint", str(tiny_checkpoint), "--allow-untrained", "--device", "cpu"]
+    assert main(["archive", str(src), "--dest", str(tmp_path / "out"), *common, "--workers", "1", *signing]) == 0
+    rows = {r["key"]: r["credentials"] for r in read_output_rows(str(tmp_path / "out"))}
+    assert rows == {"a.jpg": "signed", "b.png": "signed", "c.bmp": "unsigned: BMP cannot carry Content Credentials"}
+    assert main(["images", str(src), "--out", str(tmp_path / "images"), *common, *signing]) == 0
+    assert "3 colorized (2 signed), 0 failed" in capsys.readouterr().out
+    (tmp_path / "ca.pem").write_bytes(issued.anchor)
+    for folder in ("out", "images"):
+        assert main(["verify", str(tmp_path / folder / "a.jpg"), str(tmp_path / folder / "b.png"), "--trust", str(tmp_path / "ca.pem")]) == 0
+        said = capsys.readouterr().out
+        assert said.count("verified; signed by Archive Signer (Test Archive) (trusted)") == 2, said
+    assert main(["verify", str(tmp_path / "out" / "c.bmp")]) == 2  # unsigned, and said so
+    assert "c.bmp: NOT verified (a BMP file cannot carry Content Credentials)" in capsys.readouterr().out
+
+
+def test_an_expired_certificate_stops_the_run_in_one_line_before_any_output(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    expired = issue(tmp_path / "old", "Old Signer", days=(-60, -1))
+    (tmp_path / "bw").mkdir()
+    _photo("L").save(tmp_path / "bw" / "a.png")
+    for command in (["archive", str(tmp_path / "bw"), "--dest", str(tmp_path / "out")], ["images", str(tmp_path / "bw"), "--out", str(tmp_path / "out")]):
+        args = [*command, "--checkpoint", str(tiny_checkpoint), "--c2pa-cert", str(expired.cert), "--c2pa-key", str(expired.key)]
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "the C2PA certificate 'Old Signer'" in err[0] and "expired on" in err[0], err
+        assert not (tmp_path / "out").exists()
+    assert main(["images", str(tmp_path / "bw"), "--out", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), "--c2pa-cert", str(expired.cert)]) == 1
+    assert "give --c2pa-cert and --c2pa-key together" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_itself_refuses_an_expired_certificate_before_its_lease(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A deployment's run gets no command-line check: the flow makes it before anything else."""
+    from flows.colorize_archive import colorize_archive
+
+    expired = issue(tmp_path / "old", "Old Signer", days=(-60, -1))
+    (tmp_path / "bw").mkdir()
+    _photo("L").save(tmp_path / "bw" / "a.png")
+    with pytest.raises(CredentialsError, match="expired on"):
+        colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu", c2pa_cert=str(expired.cert), c2pa_key=str(expired.key))
+    assert not (tmp_path / "out").exists()

@@ -21,14 +21,17 @@ def test_defaults_and_values() -> None:
     assert got.home == Path.home() / ".colorize" and got.checkpoint is None and got.retry_seconds == 300.0 and got.cpu_path == "auto"
     assert (got.serve_source, got.serve_dest, got.serve_photos, got.serve_dataset) == ("archive", "colorized", "photos", "dataset")
     assert got.serve_checkpoint == "models/model.safetensors" and got.cpu_calibration is None
+    assert (got.c2pa_cert, got.c2pa_key, got.c2pa_tsa) == (None, None, None)
     env = {
         "COLORIZE_HOME": "/srv/colorize", "COLORIZE_CHECKPOINT": "s3://m/model.safetensors", "COLORIZE_RETRY_SECONDS": "12.5",
         "COLORIZE_CPU_PATH": " INT8 ", "COLORIZE_CPU_CALIBRATION": "/photos", "COLORIZE_SOURCE": "s3://bw", "COLORIZE_DEST": "s3://out",
         "COLORIZE_PHOTOS": "s3://colour", "COLORIZE_DATASET": "s3://ds", "COLORIZE_CHECKPOINT_URI": "s3://m/next.safetensors",
+        "COLORIZE_C2PA_CERT": "/keys/chain.pem", "COLORIZE_C2PA_KEY": "/keys/signer.key", "COLORIZE_C2PA_TSA": "http://tsa.example",
     }  # fmt: skip
     got = Settings.from_env(env)
     assert got == Settings(
-        Path("/srv/colorize"), "s3://m/model.safetensors", 12.5, "int8", "/photos", "s3://bw", "s3://out", "s3://colour", "s3://ds", "s3://m/next.safetensors"
+        Path("/srv/colorize"), "s3://m/model.safetensors", 12.5, "int8", "/photos", "s3://bw", "s3://out", "s3://colour", "s3://ds", "s3://m/next.safetensors",
+        "/keys/chain.pem", "/keys/signer.key", "http://tsa.example",
     )
     # An empty value (a compose file's `COLORIZE_CHECKPOINT=`) is unset, not a model named "".
     assert Settings.from_env({name: "" for name in env}) == Settings.from_env({})

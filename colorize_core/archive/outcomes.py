@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from colorize_core.archive.vocabulary import COUNTS
+from colorize_core.storage.credentials import SigningFiles
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ShardJob:
     batch_size: int | None = None  # None: the device's default (model/defaults.py)
     label: bool = True  # each output says a trained model colorized it (storage/provenance.py)
     colour_photos: str = "skip"  # vocabulary.COLOUR_PHOTOS: skip real colour photos, or colorize them too
+    signing: SigningFiles | None = None  # sign outputs' Content Credentials (storage/credentials.py): paths, never the key
 
     def at(self, shard: int) -> ShardJob:
         return replace(self, shard=shard)

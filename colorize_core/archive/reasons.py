@@ -26,3 +26,18 @@ def unstorable(problem: object) -> str:
 
 def already_colour(figures: str) -> str:
     return f"{ALREADY_COLOUR} ({figures})"
+
+
+# What a row's `credentials` column says when the run signs its outputs (null when it does not).
+SIGNED = "signed"
+
+
+def unsigned(why: str) -> str:
+    """An output written without Content Credentials, and why (a format that cannot carry them)."""
+    return f"unsigned: {why}"
+
+
+def not_signed(problem: BaseException) -> str:
+    """An output that could not be signed, so was not written (the next run tries again)."""
+    text = " ".join(str(problem).split()) or type(problem).__name__
+    return f"cannot be signed: {text}"

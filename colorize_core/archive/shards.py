@@ -33,6 +33,7 @@ from colorize_core.archive.steps import Colorized, Ended, Loaded, colorize_stage
 from colorize_core.model.checkpoint import read_model_id
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.monochrome import decision_id
+from colorize_core.storage.credentials import ContentSigner
 from colorize_core.storage.errors import check_stop
 from colorize_core.storage.objects import ObjectStore
 from colorize_core.storage.records import OUTPUT_SCHEMA, rows_to_table, table_from_bytes, table_to_bytes
@@ -171,6 +172,7 @@ def colorize_shard(
     io_threads: int = 4,
     device_jpeg: bool | None = None,
     label: bool = True,
+    signer: ContentSigner | None = None,
     part_rows: int = PART_ROWS,
     part_seconds: float = PART_SECONDS,
 ) -> ShardOutcome:
@@ -184,7 +186,8 @@ def colorize_shard(
     `device_jpeg`: decode and encode plain JPEGs on the model's device (steps.py); None means
     on CUDA only, where nvJPEG frees the CPUs from the work that would otherwise bound the run.
     `label`: each output's metadata says a trained model colorized it, with the model id and the
-    source key, and keeps the source's EXIF (storage/provenance.py); False writes bare outputs."""
+    source key, and keeps the source's EXIF (storage/provenance.py); False writes bare outputs.
+    `signer`: each output carries Content Credentials, signed last (storage/credentials.py)."""
     started = time.perf_counter()
     src, out = open_store(source), open_store(dest)
     model_id = colorizer.model_id
@@ -203,19 +206,19 @@ def colorize_shard(
         if pool:
             writes_in_flight.acquire()
             try:
-                fut = pool.submit(write_output, out, done, model_id, run_id, label)
+                fut = pool.submit(write_output, out, done, model_id, run_id, label, signer)
             except BaseException:
                 writes_in_flight.release()
                 raise
             fut.add_done_callback(lambda _: writes_in_flight.release())
             writes.append(fut)
         else:
-            parts.add(write_output(out, done, model_id, run_id, label))
+            parts.add(write_output(out, done, model_id, run_id, label, signer))
 
     stages = colorize_stages(colorizer, run_id, skip_colour)
     check_stop(run_id)  # a shard queued behind a run that is stopping does not start
     try:
-        load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device)
+        load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device, signing=signer is not None)
         loaded: Iterable[Loaded] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
         for chunk in batched(loaded, colorizer.batch_size):
             check_stop(run_id)  # a stopping process or run abandons the rest of the shard uncommitted

@@ -30,11 +30,12 @@ from PIL import Image
 
 from colorize_core.archive.failures import current_judge
 from colorize_core.archive.listing import ListedObject
-from colorize_core.archive.reasons import VANISHED, already_colour, unreadable_key, unsafe_key, unstorable
+from colorize_core.archive.reasons import SIGNED, VANISHED, already_colour, not_signed, unreadable_key, unsafe_key, unsigned, unstorable
 from colorize_core.model.color import rgb_to_y
 from colorize_core.model.infer import Colorizer
 from colorize_core.model.metrics import REDUCED_PIXELS, colourfulness_tensor, image_colourfulness
 from colorize_core.monochrome import GRAY_IMAGE, THUMB, Verdict, decision_id, judge, judge_thumbnail
+from colorize_core.storage.credentials import ContentSigner, NotSignable, Origin
 from colorize_core.storage.deep import Image16
 from colorize_core.storage.imageio import ColorImage, ImageDecodeError, decode, encode, output_format_for, output_name_for
 from colorize_core.storage.jpeg_codec import JpegHeader, decode_jpegs, encode_jpegs, orient, probe_jpeg
@@ -73,6 +74,7 @@ class Facts:
     decode_s: float = 0.0
     colour: Verdict | None = None  # what the black-and-white-or-colour decision saw and said
     exif: bytes | None = None  # the source's own EXIF, kept in its labelled output (provenance.py)
+    origin: Origin | None = None  # the source as a signed output's manifest names it (only when signing)
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,10 @@ Loaded = Ended | Decoded | Jpeg  # what `load` gives
 Item = Ended | Decoded | Jpeg | Plane | Colorized  # what flows between the stages
 
 
-def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool) -> Loaded:
+def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, skip_colour: bool, device_jpeg: bool, signing: bool = False) -> Loaded:
     """Read one source and decode it with Pillow, or keep a plain JPEG's bytes for the device
-    decoder (in an I/O thread). A StorageError that outlived its retries propagates."""
+    decoder (in an I/O thread). `signing`: hash the source for its output's Content Credentials.
+    A StorageError that outlived its retries propagates."""
     if obj.problem:
         return Ended(make_row(obj, model_id, run_id, status="failed", error=unsafe_key(obj.problem), permanent=True))
     t0 = time.perf_counter()
@@ -137,16 +140,19 @@ def load(src: ObjectStore, obj: ListedObject, model_id: str, run_id: str, *, ski
     facts = Facts(obj, read_s=time.perf_counter() - t0)
     header = probe_jpeg(data) if device_jpeg else None
     if header is not None:
-        return Jpeg(replace(facts, exif=jpeg_source_exif(data)), data, header)
-    return _decode_with_pillow(facts, data, model_id, run_id, skip_colour)
+        origin = Origin.of(obj.key, data, model_id, "JPEG") if signing else None
+        return Jpeg(replace(facts, exif=jpeg_source_exif(data), origin=origin), data, header)
+    return _decode_with_pillow(facts, data, model_id, run_id, skip_colour, signing)
 
 
-def _decode_with_pillow(facts: Facts, data: bytes, model_id: str, run_id: str, skip_colour: bool) -> Decoded | Ended:
+def _decode_with_pillow(facts: Facts, data: bytes, model_id: str, run_id: str, skip_colour: bool, signing: bool = False) -> Decoded | Ended:
     t0 = time.perf_counter()
     try:
         img = decode(data, name=facts.obj.key, keep_exif=True)
     except ImageDecodeError as exc:
         return Ended(make_row(facts.obj, model_id, run_id, status="failed", error=exc.reason, permanent=exc.permanent, read_s=facts.read_s))
+    if signing and facts.origin is None:
+        facts = replace(facts, origin=Origin.of(facts.obj.key, data, model_id, img.format))
     if skip_colour:
         judged = _judged(facts, judge(img), model_id, run_id)
         if isinstance(judged, Ended):
@@ -209,7 +215,7 @@ def decode_on_device(items: list[Jpeg], device: torch.device, model_id: str, run
         for i, pixels in zip(group, decoded):
             item = items[i]
             if pixels is None:
-                done[i] = _decode_with_pillow(item.facts, item.data, model_id, run_id, skip_colour)
+                done[i] = _decode_with_pillow(item.facts, item.data, model_id, run_id, skip_colour, item.facts.origin is not None)
                 continue
             pixels = orient(pixels, item.header.orientation)
             if gray:  # uint8: colorize_planes reads it a strip at a time
@@ -342,20 +348,32 @@ def run_stages(stages: tuple[ColorizeStage, ...], batch: list[Loaded]) -> Iterat
         yield item
 
 
-def write_output(out: ObjectStore, done: Colorized, model_id: str, run_id: str, label: bool = True) -> dict[str, Any]:
+def write_output(out: ObjectStore, done: Colorized, model_id: str, run_id: str, label: bool = True, signer: ContentSigner | None = None) -> dict[str, Any]:
     """Encode (when given an image: a PIL image, or an `Image16` from a 16-bit source, written as
-    a 16-bit TIFF or PNG) and write one output (in an I/O thread); returns its row: ok, or failed
-    when the destination cannot hold this one name (a full disk fails the shard).
-    `label`: the output's metadata says a trained model colorized it (provenance.py)."""
+    a 16-bit TIFF or PNG), sign and write one output (in an I/O thread); returns its row: ok, or
+    failed when the destination cannot hold this one name (a full disk fails the shard).
+    `label`: the output's metadata says a trained model colorized it (provenance.py). `signer`:
+    the output carries Content Credentials, signed last (credentials.py); a format that cannot
+    carry them is written unsigned, its row saying why."""
     t0 = time.perf_counter()
     facts, out_key, result, values = done.facts, done.out_key, done.result, done.values
     provenance = Provenance(model_id, facts.obj.key, facts.exif) if label else None
+    fmt = output_format_for(out_key)
     if isinstance(result, (Image.Image, Image16)):
         if "colourfulness" not in values:  # the device path measured it already
             values = {**values, "width": result.width, "height": result.height, "colourfulness": _colourfulness(result)}
-        result = encode(result, output_format_for(out_key), provenance)
+        result = encode(result, fmt, provenance)
     elif provenance is not None:  # JPEG bytes from the device encoder: labelled by inserting segments
         result = label_output(result, "JPEG", provenance)
+    if signer is not None:
+        assert facts.origin is not None, "load(signing=True) gives every source its origin"
+        try:
+            result = signer.sign(result, fmt.pil_format, facts.origin)
+            values = {**values, "credentials": SIGNED}
+        except NotSignable as exc:
+            values = {**values, "credentials": unsigned(str(exc))}
+        except Exception as exc:  # noqa: BLE001 - nothing written unsigned that was to be signed: the next run tries again
+            return make_row(facts.obj, model_id, run_id, status="failed", error=not_signed(exc), permanent=False, read_s=facts.read_s)
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:

@@ -177,6 +177,15 @@ class SigningFiles:
         return load_identity(self.cert, self.key, self.tsa_url)
 
 
+def signing_files(cert: str | None, key: str | None, tsa_url: str | None = None) -> SigningFiles | None:
+    """The identity a run's parameters name, or None when they name none (outputs unsigned)."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise CredentialsError("give the C2PA certificate and its key together (c2pa_cert and c2pa_key)")
+    return SigningFiles(cert, key, tsa_url or None)
+
+
 def carries_manifest(data: bytes) -> bool:
     """True when `data` may hold a C2PA manifest store (a JUMBF box labelled "c2pa"): cheap, and
     false positives only cost keeping the bytes for the ingredient."""

@@ -77,6 +77,9 @@ OUTPUT_SCHEMA = pa.schema(
         ("mean_chroma", pa.float32()),
         ("unexplained_colour", pa.float32()),
         ("bw_score", pa.float32()),
+        # Content Credentials (storage/credentials.py), when the run signs: "signed", or
+        # "unsigned: <why>" for a format that cannot carry them (BMP); null when it does not sign.
+        ("credentials", pa.string()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
     ]
