@@ -37,6 +37,7 @@ from colorize_core.storage.stores import child_uri, open_store
 from colorize_core.training.registry import resolve_checkpoint
 from flows.reporting import final_state, report_run
 from flows.retries import RETRIES, RETRY_DELAYS, retry_on_transient_errors
+from flows.signing import signing_identity
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by each shard task on CUDA
 # A run stops after this long (TimeLimit): generous for a night's work, and short of the next
@@ -96,7 +97,8 @@ def colorize_shard_task(job: ShardJob) -> ShardOutcome:
         slot = concurrency(GPU_LIMIT, occupy=1, strict=True)
     else:
         slot = nullcontext()
-    signer = ContentSigner(job.signing.load()) if job.signing else None  # checked at the run's start; read again here, on this worker
+    identity = signing_identity(job.signing, job.signing_secret)  # checked at the run's start; read again here, where the shard runs
+    signer = ContentSigner(identity) if identity else None
     with slot:
         return colorize_shard(
             source, job.dest, items, colorizer, run_id=job.run_id, shard=job.shard, label=job.label, skip_colour=job.colour_photos == "skip", signer=signer
@@ -107,12 +109,13 @@ def colorize_shard_task(job: ShardJob) -> ShardOutcome:
 def colorize_shard_flow(
     plan: str, shard: int, dest: str, checkpoint: str, run_id: str, device: str = "auto", batch_size: int | None = None, label: bool = True,
     colour_photos: str = "skip", claim: bool = False, c2pa_cert: str | None = None, c2pa_key: str | None = None, c2pa_tsa: str | None = None,
+    c2pa_secret: str | None = None,
 ) -> list[ShardOutcome]:
     """What a work-pool worker (one GPU per pod) runs: shard `shard` of the plan, or with `claim`
     every shard of it that it can claim (colorize_core/archive/claims.py), starting at `shard`:
     one flow run per worker slot loads the model once for many shards. Returns what each shard
     did (the parent reads it from the shards' metadata, not from here: results stay on the worker)."""
-    job = ShardJob(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing_files(c2pa_cert, c2pa_key, c2pa_tsa))
+    job = ShardJob(plan, shard, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing_files(c2pa_cert, c2pa_key, c2pa_tsa), c2pa_secret)
     if not claim:
         return [colorize_shard_task(job)]
     done = []
@@ -159,6 +162,8 @@ def _run_shards_on_pool(deployment: str, job: ShardJob, n: int, on_done: Callabl
         params["colour_photos"] = job.colour_photos
     if job.signing is not None:  # paths on the workers' machines (or their mounted secret), never the key itself
         params.update(c2pa_cert=job.signing.cert, c2pa_key=job.signing.key, c2pa_tsa=job.signing.tsa_url)
+    if job.signing_secret:  # the Secret block's name: each worker reads it
+        params["c2pa_secret"] = job.signing_secret
     submitted: list[Any] = []
     reported = [0]
 
@@ -309,6 +314,7 @@ def colorize_archive(
     c2pa_cert: str | None = None,
     c2pa_key: str | None = None,
     c2pa_tsa: str | None = None,
+    c2pa_secret: str | None = None,
 ) -> ArchiveSummary:
     """Colorize everything under `source` not yet done with this model into `dest`.
 
@@ -334,8 +340,10 @@ def colorize_archive(
     `no_lease`: take no lease on `dest` (unsafe: nothing keeps a second run out), for a store
     that ignores conditional writes, on which taking one stops the run (lease.py).
     `c2pa_cert`, `c2pa_key` (PEM files where the shards run), `c2pa_tsa`: each output carries
-    Content Credentials signed with them (colorize_core/storage/credentials.py); a bad or
-    expired certificate fails the run at its start, before any output is written."""
+    Content Credentials signed with them (colorize_core/storage/credentials.py); or
+    `c2pa_secret`: the name of a Prefect Secret block holding the identity (flows/signing.py),
+    for workers without the files. A bad or expired certificate fails the run at its start,
+    before any output is written."""
     if colour_photos not in COLOUR_PHOTOS:
         raise ValueError(f"colour_photos must be one of {', '.join(COLOUR_PHOTOS)}, not {colour_photos!r}")
     if shard_size is not None and shard_size <= 0:
@@ -343,8 +351,7 @@ def colorize_archive(
     if time_limit_h is not None and time_limit_h < 0:
         raise ValueError(f"time_limit_h must be 0 or more hours (None: no limit), got {time_limit_h}")
     signing = signing_files(c2pa_cert, c2pa_key, c2pa_tsa)
-    if signing is not None:
-        signing.load()  # a CredentialsError in one line, before the lease and any output
+    signing_identity(signing, c2pa_secret)  # a CredentialsError in one line, before the lease and any output
     shard_size = shard_size or default_shard_size(device, deployment)
     run_id = new_run_id()
     checkpoint = resolve_checkpoint(checkpoint, registry=registry)
@@ -361,7 +368,7 @@ def colorize_archive(
             try:
                 summary = _colorize(
                     source, dest, checkpoint, info.model_id, shard_size, device, batch_size, deployment, run_id, label, retry_failed, colour_photos, inventory, pool_workers,
-                    signing,
+                    signing, c2pa_secret,
                 )  # fmt: skip
             except Interrupted:
                 if lease is not None and lease.lost:
@@ -395,6 +402,7 @@ def _colorize(
     inventory: str | None = None,
     pool_workers: int | None = None,
     signing: SigningFiles | None = None,
+    signing_secret: str | None = None,
 ) -> ArchiveSummary:
     logger = get_run_logger()
     compact_metadata(dest)
@@ -402,7 +410,7 @@ def _colorize(
     if plan.known_failed:
         logger.info("%s, not retried (--retry-failed to retry)", plural(plan.known_failed, "known failure"))
     logger.info("model %s: %s to do, %s already done (or skipped as colour), %s", plan.model_id, number(plan.todo), number(plan.already_done), plural(plan.shards, "shard"))
-    job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing)
+    job = ShardJob(plan_uri(dest, run_id), 0, dest, checkpoint, run_id, device, batch_size, label, colour_photos, signing, signing_secret)
     n = plan.shards
     outcomes: list[ShardOutcome] = []
     if n:

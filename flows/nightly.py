@@ -30,10 +30,12 @@ def nightly(
     registry: str | None = None,
     retry_failed: bool = False,
     colour_photos: str = "skip",
+    c2pa_secret: str | None = None,
 ) -> State:
     """`colorize-archive` with these settings (`retry_failed`: retry the known failures too;
-    `colour_photos`: "colorize" colorizes real colour photos too), and a report. Ends as that run
-    ends: "Completed with failures" when photos failed."""
+    `colour_photos`: "colorize" colorizes real colour photos too; `c2pa_secret`: the Prefect
+    Secret block whose identity signs every output's Content Credentials, flows/signing.py), and
+    a report. Ends as that run ends: "Completed with failures" when photos failed."""
     summary: ArchiveSummary = colorize_archive(
         source,
         dest,
@@ -44,6 +46,7 @@ def nightly(
         registry=registry,
         retry_failed=retry_failed,
         colour_photos=colour_photos,
+        c2pa_secret=c2pa_secret,
     )
     # Paths, keys and reasons are anyone's text: code spans (colorize_core/archive/markup.py).
     lines = [

@@ -271,3 +271,31 @@ def test_the_flow_itself_refuses_an_expired_certificate_before_its_lease(tmp_pat
     with pytest.raises(CredentialsError, match="expired on"):
         colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out"), checkpoint=str(tiny_checkpoint), device="cpu", c2pa_cert=str(expired.cert), c2pa_key=str(expired.key))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_deployment_signs_with_the_identity_in_a_prefect_secret_block(tmp_path: Path, issued, tiny_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    """Workers without the PEM files read the identity from a Secret block each shard task
+    loads; the run's parameters carry only its name. A missing or malformed block is one line."""
+    import uuid
+
+    from prefect.blocks.system import Secret
+
+    from colorize_core.archive.history import read_output_rows
+    from flows.colorize_archive import colorize_archive
+
+    name = f"archive-signer-{uuid.uuid4().hex[:8]}"
+    Secret(value={"cert": issued.cert.read_text(), "key": issued.key.read_text()}).save(name)
+    (tmp_path / "bw").mkdir()
+    _photo("L").resize((64, 48)).save(tmp_path / "bw" / "a.jpg")
+    kwargs = {"checkpoint": str(tiny_checkpoint), "device": "cpu", "allow_untrained": True}
+    colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out"), c2pa_secret=name, **kwargs)
+    assert [r["credentials"] for r in read_output_rows(str(tmp_path / "out"))] == ["signed"]
+    report = read_credentials((tmp_path / "out" / "a.jpg").read_bytes(), "image/jpeg", trust_anchors=issued.anchor)
+    assert report.trusted and report.source_key == "a.jpg"
+    with pytest.raises(CredentialsError, match=f"^no Prefect Secret block named 'missing-{name}'"):
+        colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out2"), c2pa_secret=f"missing-{name}", **kwargs)
+    Secret(value="just a string").save(f"bad-{name}")
+    with pytest.raises(CredentialsError, match="does not hold"):
+        colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out3"), c2pa_secret=f"bad-{name}", **kwargs)
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()

@@ -29,6 +29,7 @@ class ShardJob:
     label: bool = True  # each output says a trained model colorized it (storage/provenance.py)
     colour_photos: str = "skip"  # vocabulary.COLOUR_PHOTOS: skip real colour photos, or colorize them too
     signing: SigningFiles | None = None  # sign outputs' Content Credentials (storage/credentials.py): paths, never the key
+    signing_secret: str | None = None  # or the name of the Prefect Secret block that holds the identity (flows/signing.py)
 
     def at(self, shard: int) -> ShardJob:
         return replace(self, shard=shard)

@@ -97,13 +97,20 @@ def _algorithm(key: Any, key_file: str | Path) -> str:
 
 
 def load_identity(cert_file: str | Path, key_file: str | Path, tsa_url: str | None = None, *, now: datetime | None = None) -> SigningIdentity:
-    """Read and check a signing identity: the chain parses, the key is the certificate's, the
-    certificate is valid now, and c2pa signs a test image with it (its own checks of the
-    certificate's profile). Any failure is a CredentialsError in one line."""
+    """Read and check a signing identity from its files (`identity_from_pem`)."""
+    return identity_from_pem(_read(cert_file, "certificate"), _read(key_file, "key"), tsa_url, cert_file=cert_file, key_file=key_file, now=now)
+
+
+def identity_from_pem(
+    chain_pem: bytes, key_pem: bytes, tsa_url: str | None = None, *, cert_file: str | Path, key_file: str | Path, now: datetime | None = None
+) -> SigningIdentity:
+    """Check a signing identity: the chain parses, the key is the certificate's, the certificate
+    is valid now, and c2pa signs a test image with it (its own checks of the certificate's
+    profile). Any failure is a CredentialsError in one line naming `cert_file` or `key_file`
+    (where the PEM came from: a file, or a secret)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    chain_pem, key_pem = _read(cert_file, "certificate"), _read(key_file, "key")
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)
     except ValueError:
