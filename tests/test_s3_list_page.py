@@ -75,7 +75,7 @@ def pages(draw: st.DrawFn) -> tuple[bytes, bool]:
     return f"{declaration}{root}{pretty}{body}{pretty}</ListBucketResult>{pretty}".encode(), count != "wrong"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)  # more in a one-off run: no difference found at 2,000
 @given(pages())
 def test_the_fast_parse_equals_the_xml_parse_and_takes_every_plain_page(page: tuple[bytes, bool]) -> None:
     body, plain = page
