@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine, smooth_photo
+from bench.common import machine, photo_folder, smooth_photo, untrained_checkpoint
 from colorize_core.storage.credentials import ContentSigner, Origin, load_identity
 from colorize_core.storage.imageio import encode, output_format_for
 from colorize_core.storage.provenance import Provenance
@@ -52,26 +52,15 @@ def bench_sign(signer: ContentSigner, repeats: int) -> list[dict[str, Any]]:
 
 
 def bench_shard(signer: ContentSigner, photos: int, rounds: int) -> dict[str, Any]:
-    import torch
-
     from colorize_core.archive.listing import list_images
     from colorize_core.archive.shards import colorize_shard
-    from colorize_core.model.checkpoint import save_checkpoint
-    from colorize_core.model.config import ModelConfig
     from colorize_core.model.infer import Colorizer
-    from colorize_core.model.models import build_model
     from colorize_core.storage.stores import open_store
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        src = root / "src"
-        src.mkdir()
-        rng = np.random.default_rng(1)
-        for i in range(photos):
-            smooth_photo(rng, 1024, 768).save(src / f"photo_{i:04d}.jpg", quality=90)
-        torch.manual_seed(0)
-        ckpt = root / "model.safetensors"
-        save_checkpoint(ckpt, build_model(ModelConfig(), backbone_weights="none"), meta={"note": "bench"})
+        src = photo_folder(root / "src", photos, 1024, 768, seed=1)
+        ckpt = untrained_checkpoint(root / "model.safetensors")
         colorizer = Colorizer.from_checkpoint(ckpt, device="cpu")
         items = list_images(open_store(str(src)))
         colorize_shard(str(src), str(root / "warm"), items[: colorizer.batch_size], colorizer, run_id="warm", shard=0)  # conversions, caches

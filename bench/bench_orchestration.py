@@ -22,31 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from bench.common import machine, smooth_photo
+from bench.common import machine, photo_folder, untrained_checkpoint
 from colorize_core.archive.config import CUDA_SHARD_SIZE, DEFAULT_SHARD_SIZE
 
 GOAL_PHOTOS_PER_S = 2000  # the CUDA goal (README)
 
 
 def bench(photos: int, repeats: int) -> dict[str, Any]:
-    import torch
-
-    from colorize_core.model.checkpoint import save_checkpoint
-    from colorize_core.model.config import ModelConfig
-    from colorize_core.model.models import build_model
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        src = root / "src"
-        src.mkdir()
-        rng = np.random.default_rng(0)
-        for i in range(photos):
-            smooth_photo(rng, 64, 48).save(src / f"photo_{i:05d}.png")
-        torch.manual_seed(0)
-        ckpt = root / "tiny.safetensors"
-        save_checkpoint(ckpt, build_model(ModelConfig(image_size=32), backbone_weights="none"), meta={"note": "bench"})
+        src = photo_folder(root / "src", photos, 64, 48, suffix=".png")
+        ckpt = untrained_checkpoint(root / "tiny.safetensors", image_size=32)
         env = dict(os.environ, COLORIZE_HOME=str(root / "home"))
         cli = [sys.executable, "-m", "flows.cli"]
         options = ["--checkpoint", str(ckpt), "--allow-untrained", "--device", "cpu"]

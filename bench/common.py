@@ -41,3 +41,25 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def photo_folder(folder: Path, n: int, width: int, height: int, suffix: str = ".jpg", seed: int = 0) -> Path:
+    """`n` smooth gray photos named photo_NNNNN<suffix> in a new `folder`."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        smooth_photo(rng, width, height).save(folder / f"photo_{i:05d}{suffix}")
+    return folder
+
+
+def untrained_checkpoint(path: Path, image_size: int | None = None) -> Path:
+    """A checkpoint of the model with untrained weights (the same work as a trained one; no
+    download): the default config, or a tiny one at `image_size`."""
+    from colorize_core.model.checkpoint import save_checkpoint
+    from colorize_core.model.config import ModelConfig
+    from colorize_core.model.models import build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig() if image_size is None else ModelConfig(image_size=image_size)
+    save_checkpoint(path, build_model(config, backbone_weights="none"), meta={"note": "bench"})
+    return path

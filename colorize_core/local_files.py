@@ -14,12 +14,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from colorize_core.archive.reasons import SIGNED, not_signed, unsigned
+from colorize_core.archive.reasons import not_signed
+from colorize_core.archive.steps import signed
 from colorize_core.model.infer import Colorizer, batched
 from colorize_core.storage.atomic import atomic_write_bytes
 from colorize_core.storage.files import image_files
-from colorize_core.storage.credentials import ContentSigner, NotSignable, Origin
-from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for, read_image
+from colorize_core.storage.credentials import ContentSigner, Origin
+from colorize_core.storage.imageio import ImageDecodeError, decode, encode, output_format_for, output_name_for, read_file
 from colorize_core.storage.provenance import Provenance
 
 
@@ -72,23 +73,9 @@ def colorize_files(
 def _read(src: Path, rel: Path, model_id: str, signing: bool) -> tuple[Image.Image, Origin | None]:
     """A source decoded, and, when its output is to be signed, its origin (hashed from the same
     bytes); a missing or unreadable file is an `ImageDecodeError` as `read_image` makes it."""
-    if not signing:
-        return read_image(src, keep_exif=True), None
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise ImageDecodeError(str(src), f"cannot read file: {exc.strerror or exc}", permanent=False) from None
+    data = read_file(src)
     img = decode(data, name=str(src), keep_exif=True)
-    return img, Origin.of(rel.as_posix(), data, model_id, img.format)
-
-
-def _signed(data: bytes, fmt: str, origin: Origin | None, signer: ContentSigner | None) -> tuple[bytes, str | None]:
-    if signer is None or origin is None:
-        return data, None
-    try:
-        return signer.sign(data, fmt, origin), SIGNED
-    except NotSignable as exc:
-        return data, unsigned(str(exc))
+    return img, Origin.of(rel.as_posix(), data, model_id) if signing else None
 
 
 def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colorizer, label: bool, signer: ContentSigner | None) -> Iterator[FileResult]:
@@ -119,7 +106,7 @@ def _iter_results(pairs: list[tuple[Path, Path]], out_dir: Path, colorizer: Colo
             provenance = Provenance(colorizer.model_id, rel.as_posix(), exif) if label else None
             fmt = output_format_for(out.name)
             try:
-                data, credentials = _signed(encode(colored, fmt, provenance), fmt.pil_format, origin, signer)
+                data, credentials = signed(encode(colored, fmt, provenance), fmt.pil_format, origin, signer)
             except Exception as exc:  # noqa: BLE001 - not written unsigned when it was to be signed
                 done[src] = FileResult(str(src), None, False, not_signed(exc), per_image)
                 continue

@@ -160,7 +160,7 @@ def _run_shards_on_pool(deployment: str, job: ShardJob, n: int, on_done: Callabl
         params["label"] = False
     if job.colour_photos != "skip":  # likewise
         params["colour_photos"] = job.colour_photos
-    if job.signing is not None:  # paths on the workers' machines (or their mounted secret), never the key itself
+    if job.signing is not None:  # paths (readable here, where they were checked, and on the workers), never the key itself
         params.update(c2pa_cert=job.signing.cert, c2pa_key=job.signing.key, c2pa_tsa=job.signing.tsa_url)
     if job.signing_secret:  # the Secret block's name: each worker reads it
         params["c2pa_secret"] = job.signing_secret

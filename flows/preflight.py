@@ -183,6 +183,8 @@ def _verify(args: argparse.Namespace) -> None:
             raise UsageError(f"{path} does not exist")
     if args.trust:
         _file(args.trust, "trusted authorities file (PEM)")
+        if b"-----BEGIN CERTIFICATE-----" not in Path(args.trust).read_bytes():
+            raise UsageError(f"--trust {args.trust} holds no PEM certificate (-----BEGIN CERTIFICATE-----); convert a DER one with `openssl x509 -inform der`")
 
 
 CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {

@@ -32,7 +32,7 @@ def _format(data: bytes) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.format
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         return None
 
 

@@ -226,20 +226,21 @@ def test_archive_and_images_sign_with_the_operators_identity_and_verify_reads_th
 
     src = tmp_path / "bw"
     src.mkdir()
-    for name in ("a.jpg", "b.png", "c.bmp"):
+    for name in ("a.jpg", "b.png", "c.bmp", "d.tif", "e.webp"):
         _photo("L").resize((64, 48)).save(src / name)
     signing = ["--c2pa-cert", str(issued.cert), "--c2pa-key", str(issued.key)]
     common = ["--checkpoint", str(tiny_checkpoint), "--allow-untrained", "--device", "cpu"]
     assert main(["archive", str(src), "--dest", str(tmp_path / "out"), *common, "--workers", "1", *signing]) == 0
     rows = {r["key"]: r["credentials"] for r in read_output_rows(str(tmp_path / "out"))}
-    assert rows == {"a.jpg": "signed", "b.png": "signed", "c.bmp": "unsigned: BMP cannot carry Content Credentials"}
+    signed = ("a.jpg", "b.png", "d.tif", "e.webp")
+    assert rows == {**{name: "signed" for name in signed}, "c.bmp": "unsigned: BMP cannot carry Content Credentials"}
     assert main(["images", str(src), "--out", str(tmp_path / "images"), *common, *signing]) == 0
-    assert "3 colorized (2 signed), 0 failed" in capsys.readouterr().out
+    assert "5 colorized (4 signed), 0 failed" in capsys.readouterr().out
     (tmp_path / "ca.pem").write_bytes(issued.anchor)
     for folder in ("out", "images"):
-        assert main(["verify", str(tmp_path / folder / "a.jpg"), str(tmp_path / folder / "b.png"), "--trust", str(tmp_path / "ca.pem")]) == 0
+        assert main(["verify", *(str(tmp_path / folder / name) for name in signed), "--trust", str(tmp_path / "ca.pem")]) == 0
         said = capsys.readouterr().out
-        assert said.count("verified; signed by Archive Signer (Test Archive) (trusted)") == 2, said
+        assert said.count("verified; signed by Archive Signer (Test Archive) (trusted)") == 4, said
     assert main(["verify", str(tmp_path / "out" / "c.bmp")]) == 2  # unsigned, and said so
     assert "c.bmp: NOT verified (a BMP file cannot carry Content Credentials)" in capsys.readouterr().out
 
@@ -299,3 +300,25 @@ def test_a_deployment_signs_with_the_identity_in_a_prefect_secret_block(tmp_path
     with pytest.raises(CredentialsError, match="does not hold"):
         colorize_archive(str(tmp_path / "bw"), str(tmp_path / "out3"), c2pa_secret=f"bad-{name}", **kwargs)
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_a_signed_source_keeps_its_manifest_through_the_archive_and_images_paths(tmp_path: Path, signer: ContentSigner, tiny_checkpoint: Path) -> None:
+    """Decoding turns the image upright (a copy that forgets its format): the source's own
+    manifest must still be found and kept as the ingredient's, on Pillow's path and in `images`."""
+    from colorize_core.archive.listing import list_images
+    from colorize_core.archive.shards import colorize_shard
+    from colorize_core.local_files import colorize_files, expand_inputs
+    from colorize_core.model.infer import Colorizer
+    from colorize_core.storage.stores import open_store
+
+    src = tmp_path / "src"
+    src.mkdir()
+    gray = io.BytesIO()
+    _photo("L").resize((64, 48)).save(gray, "PNG")
+    (src / "camera.png").write_bytes(signer.sign(gray.getvalue(), "PNG", Origin.of("camera.png", b"", "a camera's own")))
+    colorizer = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
+    colorize_shard(str(src), str(tmp_path / "out"), list_images(open_store(str(src))), colorizer, run_id="r", shard=0, signer=signer)
+    colorize_files(expand_inputs([src]), tmp_path / "images", colorizer, signer=signer)
+    for folder in ("out", "images"):
+        report = read_credentials((tmp_path / folder / "camera.png").read_bytes(), "image/png")
+        assert report.valid and report.source_manifest and report.ingredient == "camera.png", (folder, report)

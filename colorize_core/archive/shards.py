@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +32,7 @@ from colorize_core.archive.outcomes import PlanSummary, ShardOutcome
 from colorize_core.archive.planning import plan_listing
 from colorize_core.archive.steps import Colorized, Ended, Loaded, colorize_stages, load, run_stages, write_output
 from colorize_core.model.checkpoint import read_model_id
-from colorize_core.model.infer import Colorizer, batched
+from colorize_core.model.infer import Colorizer
 from colorize_core.monochrome import decision_id
 from colorize_core.storage.credentials import ContentSigner
 from colorize_core.storage.errors import check_stop
@@ -220,11 +221,12 @@ def colorize_shard(
     try:
         load_one = partial(load, src, model_id=model_id, run_id=run_id, skip_colour=skip_colour, device_jpeg=use_device, signing=signer is not None)
         loaded: Iterable[Loaded] = _prefetch(pool, todo, load_one, 2 * colorizer.batch_size) if pool else map(load_one, todo)
-        for chunk in batched(loaded, colorizer.batch_size):
+        # Each batch is held by this frame alone (a generator such as `batched` would keep its own
+        # reference while suspended): run_stages empties it, so a stage frees what it is done with.
+        pending = iter(loaded)
+        while batch := list(islice(pending, colorizer.batch_size)):
             check_stop(run_id)  # a stopping process or run abandons the rest of the shard uncommitted
-            batch = list(chunk)
             size = len(batch)
-            del chunk  # the stages free what they are done with (run_stages empties the batch)
             for item in run_stages(stages, batch):
                 if isinstance(item, Ended):  # failed or skipped before the model
                     parts.add(item.row)

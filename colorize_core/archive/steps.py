@@ -152,7 +152,7 @@ def _decode_with_pillow(facts: Facts, data: bytes, model_id: str, run_id: str, s
     except ImageDecodeError as exc:
         return Ended(make_row(facts.obj, model_id, run_id, status="failed", error=exc.reason, permanent=exc.permanent, read_s=facts.read_s))
     if signing and facts.origin is None:
-        facts = replace(facts, origin=Origin.of(facts.obj.key, data, model_id, img.format))
+        facts = replace(facts, origin=Origin.of(facts.obj.key, data, model_id))
     if skip_colour:
         judged = _judged(facts, judge(img), model_id, run_id)
         if isinstance(judged, Ended):
@@ -348,6 +348,20 @@ def run_stages(stages: tuple[ColorizeStage, ...], batch: list[Loaded]) -> Iterat
         yield item
 
 
+def signed(data: bytes, pil_format: str, origin: Origin | None, signer: ContentSigner | None) -> tuple[bytes, str | None]:
+    """An encoded output signed last, with what its row says of it (`SIGNED`, or `unsigned: why`
+    for a format that cannot carry Content Credentials); as it is, with None, without a signer.
+    Any other failure propagates: the caller fails that output rather than write it unsigned."""
+    if signer is None:
+        return data, None
+    if origin is None:
+        raise ValueError("an output to sign came without its source's origin")
+    try:
+        return signer.sign(data, pil_format, origin), SIGNED
+    except NotSignable as exc:
+        return data, unsigned(str(exc))
+
+
 def write_output(out: ObjectStore, done: Colorized, model_id: str, run_id: str, label: bool = True, signer: ContentSigner | None = None) -> dict[str, Any]:
     """Encode (when given an image: a PIL image, or an `Image16` from a 16-bit source, written as
     a 16-bit TIFF or PNG), sign and write one output (in an I/O thread); returns its row: ok, or
@@ -365,15 +379,12 @@ def write_output(out: ObjectStore, done: Colorized, model_id: str, run_id: str, 
         result = encode(result, fmt, provenance)
     elif provenance is not None:  # JPEG bytes from the device encoder: labelled by inserting segments
         result = label_output(result, "JPEG", provenance)
-    if signer is not None:
-        assert facts.origin is not None, "load(signing=True) gives every source its origin"
-        try:
-            result = signer.sign(result, fmt.pil_format, facts.origin)
-            values = {**values, "credentials": SIGNED}
-        except NotSignable as exc:
-            values = {**values, "credentials": unsigned(str(exc))}
-        except Exception as exc:  # noqa: BLE001 - nothing written unsigned that was to be signed: the next run tries again
-            return make_row(facts.obj, model_id, run_id, status="failed", error=not_signed(exc), permanent=False, read_s=facts.read_s)
+    try:
+        result, credentials = signed(result, fmt.pil_format, facts.origin, signer)
+    except Exception as exc:  # noqa: BLE001 - nothing written unsigned that was to be signed: the next run tries again
+        return make_row(facts.obj, model_id, run_id, status="failed", error=not_signed(exc), permanent=False, read_s=facts.read_s)
+    if credentials is not None:
+        values = {**values, "credentials": credentials}
     try:
         out.write(out_key, result)
     except InvalidKeyError as exc:

@@ -131,14 +131,18 @@ def source_size(img: Image.Image) -> tuple[int, int]:
     return tuple(img.info.get("source_size", img.size))  # type: ignore[return-value]
 
 
-def read_image(path: str | Path, **kwargs: object) -> Image.Image:
-    """Decode a local file; a missing or unreadable file is an `ImageDecodeError` too."""
+def read_file(path: str | Path) -> bytes:
+    """A local image file's bytes; a missing or unreadable file is an `ImageDecodeError`."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(str(p), f"cannot read file: {exc.strerror or exc}", permanent=False) from None
-    return decode(data, name=str(p), **kwargs)  # type: ignore[arg-type]
+
+
+def read_image(path: str | Path, **kwargs: object) -> Image.Image:
+    """Decode a local file; a missing or unreadable file is an `ImageDecodeError` too."""
+    return decode(read_file(path), name=str(path), **kwargs)  # type: ignore[arg-type]
 
 
 def has_alpha(img: Image.Image) -> bool:
