@@ -67,7 +67,8 @@ def describe(v: Verified) -> str:
     if c.present and c.valid:
         parts.append(f"signed by {c.signer}{' (trusted)' if c.trusted else ''}")
         parts.append(f"from {c.ingredient or '?'}{' (which had its own credentials)' if c.source_manifest else ''}")
-        parts.append(f"actions {', '.join(c.actions)}")
+        made = f" ({c.digital_source_type.rsplit('/', 1)[-1]})" if c.digital_source_type else ""
+        parts.append(f"actions {', '.join(c.actions)}{made}")
         parts.append(f"model {c.model_id}, source {c.source_key} (sha256 {c.source_sha256[:12]}...)")
     if v.label is not None:
         kind = v.label.digital_source_type.rsplit("/", 1)[-1]

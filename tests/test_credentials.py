@@ -67,6 +67,8 @@ def test_each_format_is_signed_over_its_label_and_validates(signer: ContentSigne
     assert report.signer == "Archive Signer (Test Archive)"
     assert report.ingredient == "photo.png" and not report.source_manifest
     assert report.actions == ("c2pa.opened", ACTION)
+    assert report.digital_source_type == "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    assert report.software_agent.startswith("colorize")
     assert (report.model_id, report.source_key, report.source_sha256) == ("residual_encoder-abc", "box/photo.png", hashlib.sha256(source).hexdigest())
     trusted = read_credentials(signed, media, trust_anchors=issued.anchor)
     assert trusted.trusted and trusted.failures == ()
@@ -145,7 +147,7 @@ def test_verify_reads_back_signed_outputs_and_exits_2_for_any_that_does_not(tmp_
     paths = _signed_outputs(tmp_path / "out", signer)
     assert main(["verify", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
-    assert "a.jpg: verified; signed by Archive Signer (Test Archive); from a.jpg; actions c2pa.opened, c2pa.color_adjustments; model residual_encoder-abc, source box/a.jpg" in said
+    assert "a.jpg: verified; signed by Archive Signer (Test Archive); from a.jpg; actions c2pa.opened, c2pa.color_adjustments (compositeWithTrainedAlgorithmicMedia); model residual_encoder-abc, source box/a.jpg" in said
     assert "label: compositeWithTrainedAlgorithmicMedia, model residual_encoder-abc, source box/a.jpg" in said
     assert said.rstrip().endswith("colorize verify: 2 of 2 verified")
     # Trusted only under the authority that issued the signer's certificate.

@@ -38,10 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from colorize_core.storage.provenance import software
+from colorize_core.storage.provenance import DIGITAL_SOURCE_TYPE, software
 
 LABEL = "com.github.colorize-archive.colorization"
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 ACTION = "c2pa.color_adjustments"
 DESCRIPTION = "colorized by a trained model"
 # Pillow's format names of the outputs a manifest can be embedded in, and their media types.
@@ -212,11 +211,14 @@ def carries_manifest(data: bytes) -> bool:
     return b"jumb" in data and b"c2pa" in data
 
 
-def _manifest(title: str, origin: Origin, with_ingredient_json: bool) -> dict[str, Any]:
-    name = origin.key.rsplit("/", 1)[-1]
+def _title(origin: Origin) -> str:
+    return origin.key.rsplit("/", 1)[-1]
+
+
+def _manifest(origin: Origin, with_ingredient_json: bool) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "claim_generator_info": [{"name": "colorize", "version": software().partition(" ")[2] or "unknown"}],
-        "title": title,
+        "title": _title(origin),
         "assertions": [
             {
                 "label": "c2pa.actions",
@@ -231,12 +233,13 @@ def _manifest(title: str, origin: Origin, with_ingredient_json: bool) -> dict[st
         ],
     }
     if with_ingredient_json:
-        manifest["ingredients"] = [_ingredient(name, origin)]
+        manifest["ingredients"] = [_ingredient(origin)]
     return manifest
 
 
-def _ingredient(name: str, origin: Origin) -> dict[str, Any]:
-    ingredient = {"title": name, "relationship": "parentOf", "label": "source"}
+def _ingredient(origin: Origin) -> dict[str, Any]:
+    """The source as the `parentOf` ingredient that `c2pa.opened` names (its label "source")."""
+    ingredient = {"title": _title(origin), "relationship": "parentOf", "label": "source"}
     media = _SOURCE_TYPES.get(origin.pil_format or "")
     if media:
         ingredient["format"] = media
@@ -271,11 +274,10 @@ class ContentSigner:
         if media is None:
             raise NotSignable(f"{pil_format} cannot carry Content Credentials")
         signer = self._signer()
-        title = origin.key.rsplit("/", 1)[-1]
         own = origin.own_manifest
-        with c2pa.Builder(json.dumps(_manifest(title, origin, with_ingredient_json=own is None)), self._local.context) as builder:
+        with c2pa.Builder(json.dumps(_manifest(origin, with_ingredient_json=own is None)), self._local.context) as builder:
             if own is not None:  # the source's own manifest is read from its bytes and kept as the ingredient's
-                builder.add_ingredient(json.dumps(_ingredient(title, origin)), _SOURCE_TYPES[origin.pil_format or ""], io.BytesIO(own))
+                builder.add_ingredient(json.dumps(_ingredient(origin)), _SOURCE_TYPES[origin.pil_format or ""], io.BytesIO(own))
             dest = io.BytesIO()
             builder.sign(signer, media, io.BytesIO(data), dest)
         return dest.getvalue()
@@ -290,6 +292,8 @@ class CredentialsReport:
     signer: str = ""  # the signing certificate's common name and issuer
     ingredient: str = ""  # the parent ingredient's title
     actions: tuple[str, ...] = ()
+    digital_source_type: str = ""  # what the actions say made the content (IPTC's term)
+    software_agent: str = ""
     model_id: str = ""
     source_key: str = ""
     source_sha256: str = ""
@@ -328,7 +332,9 @@ def read_credentials(data: bytes, media_type: str, trust_anchors: bytes | None =
         return CredentialsReport(present=True, state="Invalid", failures=(_first_line(exc),))
     manifest = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
     ours = next((a.get("data", {}) for a in manifest.get("assertions", []) if a.get("label") == LABEL), {})
-    actions = tuple(a.get("action", "") for x in manifest.get("assertions", []) if x.get("label", "").startswith("c2pa.actions") for a in x.get("data", {}).get("actions", []))
+    listed = [a for x in manifest.get("assertions", []) if x.get("label", "").startswith("c2pa.actions") for a in x.get("data", {}).get("actions", [])]
+    made = next((a for a in listed if a.get("digitalSourceType")), {})
+    agent = made.get("softwareAgent", "")
     parents = [i for i in manifest.get("ingredients", []) if i.get("relationship") == "parentOf"]
     info = manifest.get("signature_info", {})
     failures = tuple(f"{f.get('code')}: {f.get('explanation', '')}".strip() for f in results.get("activeManifest", {}).get("failure", []))
@@ -337,7 +343,9 @@ def read_credentials(data: bytes, media_type: str, trust_anchors: bytes | None =
         state=state,
         signer=f"{info.get('common_name', '')} ({info.get('issuer', '')})" if info else "",
         ingredient=parents[0].get("title", "") if parents else "",
-        actions=actions,
+        actions=tuple(a.get("action", "") for a in listed),
+        digital_source_type=made.get("digitalSourceType", ""),
+        software_agent=agent.get("name", "") if isinstance(agent, dict) else str(agent),
         model_id=str(ours.get("model_id", "")),
         source_key=str(ours.get("source_key", "")),
         source_sha256=str(ours.get("source_sha256", "")),
