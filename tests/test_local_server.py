@@ -44,12 +44,17 @@ def test_the_temporary_server_starts_without_telemetry_unless_the_user_chose(mon
     """Prefect's server analytics are off in the temporary server's own environment, and this
     process's environment is not written; a user's own PREFECT_SERVER_ANALYTICS_ENABLED wins."""
     from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 
     monkeypatch.setenv("COLORIZE_HOME", str(tmp_path))
+    # Prefect read its settings from the environment when it was first imported: what a user set
+    # is in both (setenv + updates); unset is Prefect's default there (restore_defaults).
     if users_choice is None:
         monkeypatch.delenv(local_server.ANALYTICS, raising=False)
+        prefect_sees = temporary_settings(restore_defaults={PREFECT_SERVER_ANALYTICS_ENABLED})
     else:
         monkeypatch.setenv(local_server.ANALYTICS, users_choice)
+        prefect_sees = temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: users_choice == "true"})
     started: list[dict[str, str]] = []
 
     def record(*args: object, env: dict[str, str], **kwargs: object) -> object:
@@ -61,7 +66,8 @@ def test_the_temporary_server_starts_without_telemetry_unless_the_user_chose(mon
     try:
         server = local_server._quiet_server()
         server.port = 1  # never started: only the command's environment is looked at
-        server._run_uvicorn_command()
+        with prefect_sees:
+            server._run_uvicorn_command()
     finally:
         SubprocessASGIServer._instances.clear()
         SubprocessASGIServer._instances.update(saved)
