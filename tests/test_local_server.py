@@ -63,8 +63,10 @@ def test_the_temporary_server_starts_without_telemetry_unless_the_user_chose(mon
 
     monkeypatch.setattr(subprocess, "Popen", record)
     saved = dict(SubprocessASGIServer._instances)
+    SubprocessASGIServer._instances.clear()  # another test's plain server would be handed back instead
     try:
         server = local_server._quiet_server()
+        assert type(server).__name__ == "QuietServer"
         server.port = 1  # never started: only the command's environment is looked at
         with prefect_sees:
             server._run_uvicorn_command()
