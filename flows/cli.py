@@ -234,7 +234,9 @@ def cmd_images(args: argparse.Namespace) -> int:
 
         results = colorize_files(pairs, args.out, colorizer, on_result=report, label=args.label, signer=_signer(args))
     failed = sum(not r.ok for r in results)
-    signed = f" ({sum(r.credentials == 'signed' for r in results)} signed)" if args.c2pa_cert else ""
+    from colorize_core.archive.reasons import SIGNED
+
+    signed = f" ({sum(r.credentials == SIGNED for r in results)} signed)" if args.c2pa_cert else ""
     print(f"{len(results) - failed} colorized{signed}, {failed} failed -> {args.out} (model {colorizer.model_id})")
     return EXIT_PARTIAL if failed else EXIT_OK
 

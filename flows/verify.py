@@ -4,12 +4,11 @@ whether they verify: a C2PA manifest present, its signature and hashes good (and
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from colorize_core.storage.credentials import SIGNABLE, CredentialsReport, read_credentials
+from colorize_core.storage.credentials import SIGNABLE, CredentialsReport, read_credentials, sniff_format
 from colorize_core.storage.files import image_files
 from colorize_core.storage.provenance import Label, read_label
 
@@ -26,16 +25,6 @@ class Verified:
         return not self.problem
 
 
-def _format(data: bytes) -> str | None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.format
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        return None
-
-
 def verify_file(path: Path, trust: bytes | None = None) -> Verified:
     """One file's label and credentials; `problem` says why it does not verify."""
     none = CredentialsReport(present=False)
@@ -44,7 +33,7 @@ def verify_file(path: Path, trust: bytes | None = None) -> Verified:
     except OSError as exc:
         return Verified(path, None, none, f"cannot be read: {exc.strerror or exc}")
     label = read_label(data)
-    fmt = _format(data)
+    fmt = sniff_format(data)
     media = SIGNABLE.get(fmt or "")
     if media is None:
         return Verified(path, label, none, f"a {fmt} file cannot carry Content Credentials" if fmt else "not an image")

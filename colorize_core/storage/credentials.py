@@ -168,7 +168,7 @@ class Origin:
     def of(cls, key: str, data: bytes, model_id: str, pil_format: str | None = None) -> Origin:
         """Hash the source now; keep its bytes only if it has a manifest to pass on (a scan's
         bytes are not held until its output is written otherwise)."""
-        pil_format = pil_format or _sniff(data)  # a decoded image's own `format` is gone once it is turned upright
+        pil_format = pil_format or sniff_format(data)  # a decoded image's own `format` is gone once it is turned upright
         own = data if carries_manifest(data) and pil_format in _SOURCE_TYPES else None
         return cls(key, hashlib.sha256(data).hexdigest(), model_id, pil_format, own)
 
@@ -194,7 +194,7 @@ def signing_files(cert: str | None, key: str | None, tsa_url: str | None = None)
     return SigningFiles(cert, key, tsa_url or None)
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff_format(data: bytes) -> str | None:
     """The file's format from its header (Pillow reads no pixels here)."""
     from PIL import Image
 
