@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote_plus, urlparse
 from xml.sax.saxutils import escape
 
 from bench.common import machine
@@ -46,8 +46,11 @@ def archive_key(i: int, per_box: int) -> str:
 
 
 class _ListHandler(BaseHTTPRequestHandler):
-    """ListObjectsV2 (Prefix, Delimiter, MaxKeys, ContinuationToken) over `server.keys`, sorted;
-    every key an empty object. The continuation token is the next key's index."""
+    """ListObjectsV2 (Prefix, Delimiter, MaxKeys, ContinuationToken, EncodingType) over
+    `server.keys`, sorted; every key an empty object. The continuation token is the next key's
+    index. `encoding-type=url` (botocore asks for it on every listing) is answered as S3 does:
+    keys and prefixes percent-encoded, a space as "+", "/" left as it is, so the client pays for
+    decoding them as it does against S3."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as S3
     disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between
@@ -86,19 +89,23 @@ class _ListHandler(BaseHTTPRequestHandler):
             prefixes.append(common)
             i = bisect.bisect_left(keys, common[:-1] + chr(ord(common[-1]) + 1))  # past its keys
         truncated = i < len(keys) and keys[i].startswith(prefix)
+        url = q.get("encoding-type") == "url"
+        code = (lambda text: quote_plus(text, safe="/")) if url else escape
         parts = ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
-                 f"<Name>listing</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(contents) + len(prefixes)}</KeyCount>",
+                 f"<Name>listing</Name><Prefix>{code(prefix)}</Prefix><KeyCount>{len(contents) + len(prefixes)}</KeyCount>",
                  f"<MaxKeys>{max_keys}</MaxKeys><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]  # fmt: skip
         if delimiter:
-            parts.append(f"<Delimiter>{escape(delimiter)}</Delimiter>")
+            parts.append(f"<Delimiter>{code(delimiter)}</Delimiter>")
+        if url:
+            parts.append("<EncodingType>url</EncodingType>")
         if truncated:
             parts.append(f"<NextContinuationToken>{i}</NextContinuationToken>")
         parts.extend(
-            f"<Contents><Key>{escape(k)}</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
+            f"<Contents><Key>{code(k)}</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
             "<Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
             for k in contents
         )
-        parts.extend(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>" for p in prefixes)
+        parts.extend(f"<CommonPrefixes><Prefix>{code(p)}</Prefix></CommonPrefixes>" for p in prefixes)
         parts.append("</ListBucketResult>")
         return "".join(parts).encode()
 
@@ -155,7 +162,8 @@ def fill_bucket(bucket: str, keys: int, per_box: int) -> float:
 
 
 def timed_listing(bucket: str, concurrency: int) -> tuple[float, int, int]:
-    """(seconds, objects, LIST requests) of one full listing."""
+    """(seconds, objects, LIST requests) of one full listing, as the archive's listing reads it
+    (`list_batches`: columns, no object a key)."""
     store = S3Store(bucket)
     store.list_concurrency = concurrency
     requests = [0]
@@ -166,7 +174,7 @@ def timed_listing(bucket: str, concurrency: int) -> tuple[float, int, int]:
     store.list_client.meta.events.register("before-call.s3.ListObjectsV2", count)
     try:
         start = time.perf_counter()
-        n = sum(1 for _ in store.list())
+        n = sum(batch.num_rows for batch in store.list_batches())
         return time.perf_counter() - start, n, requests[0]
     finally:
         store.list_client.meta.events.unregister("before-call.s3.ListObjectsV2", count)

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from colorize_core.storage.local import LocalStore
 from colorize_core.storage.objects import ObjectInfo
-from colorize_core.storage.s3 import CommonPrefix, S3Store, merge_by_prefix
+import pyarrow as pa
+
+from colorize_core.storage.s3 import CommonPrefix, S3Store, interleave_prefixes
 
 
 def utf8(key: str) -> bytes:
@@ -40,11 +42,17 @@ def expand(keys: set[str], prefix: str, depth: int) -> Iterator[str]:
         yield from sorted((k for k in keys if k.startswith(prefix)), key=utf8)
         return
     direct, prefixes = split(keys, prefix)
-    for entry in merge_by_prefix(direct, prefixes, key=lambda k: k):
+    for entry in interleave(direct, prefixes):
         if isinstance(entry, CommonPrefix):
             yield from expand(keys, entry.prefix, depth - 1)
         else:
             yield entry
+
+
+def interleave(direct: list[str], prefixes: list[str]) -> list[str | CommonPrefix]:
+    """interleave_prefixes with the direct keys given in any order, its runs as keys."""
+    runs = interleave_prefixes(pa.table({"key": pa.array(direct, pa.string())}), prefixes)
+    return [k for entry in runs for k in ([entry] if isinstance(entry, CommonPrefix) else entry.column("key").to_pylist())]
 
 
 # Characters around '/' in byte order ('-' < '/' < '0'), space, '+', '%', and non-ASCII (2-, 3-
@@ -60,7 +68,7 @@ def test_prefix_merge_gives_the_byte_order(keys: set[str], depth: int, prefix: s
 
 
 def test_merge_places_keys_between_a_prefix_and_its_siblings() -> None:
-    merged = merge_by_prefix(["a0", "a-b", "a", "b"], ["a/"], key=lambda k: k)
+    merged = interleave(["a0", "a-b", "a", "b"], ["a/"])
     assert merged == ["a", "a-b", CommonPrefix("a/"), "a0", "b"]
 
 
@@ -117,11 +125,15 @@ def test_pages_parsed_lean_equal_botocores_parse(stressed_bucket: str) -> None:
     store = S3Store(stressed_bucket)
     store.page_size = 7
     assert listing(store, concurrency=1) == full
-    page = store.list_client.list_objects_v2(Bucket=stressed_bucket, Prefix="a", Delimiter="/", MaxKeys=4)
+    answer = store.list_client.list_objects_v2(Bucket=stressed_bucket, Prefix="a", Delimiter="/", MaxKeys=4)
     plain = boto3.client("s3").list_objects_v2(Bucket=stressed_bucket, Prefix="a", Delimiter="/", MaxKeys=4)
-    for field in ("IsTruncated", "KeyCount", "NextContinuationToken", "CommonPrefixes", "Prefix", "Delimiter"):
-        assert page.get(field) == plain.get(field), field
-    assert [o["Key"] for o in page["Contents"]] == [o["Key"] for o in plain["Contents"]]
+    for field in ("IsTruncated", "KeyCount", "NextContinuationToken"):
+        assert answer.get(field) == plain.get(field), field
+    page = answer["ListPage"]
+    assert list(page.prefixes) == [p["Prefix"] for p in plain["CommonPrefixes"]]
+    assert page.keys.to_pylist() == [o["Key"] for o in plain["Contents"]]
+    assert page.sizes.to_pylist() == [o["Size"] for o in plain["Contents"]]
+    assert page.etags.to_pylist() == [o["ETag"] for o in plain["Contents"]]
 
 
 def list_requests(store: S3Store, prefix: str = "") -> list[dict[str, object]]:
@@ -241,3 +253,32 @@ def test_local_listing_stats_each_file_once(tmp_path: Path, monkeypatch: pytest.
     listed = list(store.list())
     assert files_statted == []  # each file's one stat is its directory entry's
     assert [o.size for o in listed] == [int(o.key.rsplit("_", 1)[1].split(".")[0]) for o in listed]
+
+
+# Names around the image test's edges: case, dots, no dot at all, hidden files, non-ASCII
+# (whose case Python folds: the Kelvin sign's lower case is "k").
+NAME_PARTS = st.sampled_from(["a", ".", "/", "jpg", "JPG", "jpeg", "Tif", "tiff", "webp", "png", "gif", "bmp", "txt", "é", "\u212a", "İ", " ", "x.y"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(NAME_PARTS, max_size=6).map("".join), max_size=30))
+def test_the_image_test_in_arrow_equals_the_python_one(keys: list[str]) -> None:
+    from colorize_core.archive.listing import image_mask, is_image_key
+
+    assert image_mask(pa.array(keys, pa.string())).to_pylist() == [is_image_key(k) for k in keys]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["a", "/", " ", "+", "%", "%2", "%41", "%zz", "é", "&", "\x01", "~", "(", ","]), max_size=8).map("".join), max_size=20), st.booleans())
+def test_url_encoded_pages_decode_as_botocore_decodes_them(keys: list[str], encode: bool) -> None:
+    """S3 sends keys percent-encoded, a space as "+" (real S3 leaves "/" as it is); botocore
+    reads them with unquote_plus. Any text, encoded or not, decodes the same way here."""
+    from urllib.parse import quote_plus, unquote_plus
+
+    from colorize_core.storage.s3_list_page import ListPage
+
+    sent = [quote_plus(k, safe="/") for k in keys] if encode else keys
+    page = ListPage(pa.array(sent, pa.string()), pa.array([0] * len(sent), pa.int64()), pa.array(["e"] * len(sent), pa.string()), ("a+b%2F/",), False, None, None, True)
+    decoded = page.url_decoded()
+    assert decoded.keys.to_pylist() == [unquote_plus(k) for k in sent]
+    assert decoded.prefixes == ("a b//",) and not decoded.url_encoded

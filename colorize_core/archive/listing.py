@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorize_core.archive.config import DEFAULT_SHARD_SIZE
+from colorize_core.storage.columns import LISTED_SCHEMA, batches_of
 from colorize_core.storage.imageio import IMAGE_SUFFIXES, output_name_for
 from colorize_core.storage.objects import ObjectInfo, ObjectStore
 from colorize_core.storage.ranges import RangeReader
@@ -44,8 +45,9 @@ def listing_table(store: ObjectStore, dest: ObjectStore | None = None, *, invent
     once: an object whose key cannot be read safely, or whose output (`dest`) cannot be stored
     safely, carries the reason in `problem` and becomes a failed row, never a failed shard.
     `inventory`: the URI of an S3 Inventory report's manifest.json, read instead of listing the
-    store (storage/inventory.py). Built `batch_rows` objects at a time: an archive's listing is
-    columns, never one Python object per photo.
+    store (storage/inventory.py). The listing arrives as columns (`list_batches`), is filtered
+    and checked a batch at a time, and is gathered into batches of about `batch_rows`: an
+    archive's listing is never one Python object per photo.
 
     Raises `LocationNotFound` when the store's root does not exist: a typo in a nightly job is
     an error, while an existing empty folder is an empty archive."""
@@ -53,26 +55,48 @@ def listing_table(store: ObjectStore, dest: ObjectStore | None = None, *, invent
     if inventory:
         from colorize_core.storage.inventory import read_inventory
 
-        objects: Iterable[ObjectInfo] = read_inventory(inventory, store)
+        listed: Iterable[pa.RecordBatch] = batches_of(read_inventory(inventory, store), batch_rows)
     else:
-        objects = store.list()
+        listed = store.list_batches()
     batches: list[pa.RecordBatch] = []
-    columns: tuple[list[str], list[int], list[str]] = ([], [], [])
-    for o in objects:
-        if is_image_key(o.key):
-            keys, sizes, etags = columns
-            keys.append(o.key)
-            sizes.append(o.size)
-            etags.append(o.etag)
-            if len(keys) >= batch_rows:
-                batches.append(_batch(*columns, key_problems(columns[0], store, dest)))
-                columns = ([], [], [])
-    batches.append(_batch(*columns, key_problems(columns[0], store, dest)))
+    pending: list[pa.RecordBatch] = []  # an S3 page is a batch of 1,000: gathered, not kept as 10,000 chunks
+    rows = 0
+    for batch in listed:
+        images = batch.filter(image_mask(batch.column("key")))
+        pending.append(images)
+        rows += images.num_rows
+        if rows >= batch_rows:
+            batches.append(_checked(pending, store, dest))
+            pending, rows = [], 0
+    batches.append(_checked(pending, store, dest))
     return pa.Table.from_batches(batches, schema=LISTING_SCHEMA)
 
 
-def _batch(keys: list[str], sizes: list[int], etags: list[str], problems: list[str | None]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array(keys, pa.string()), pa.array(sizes, pa.int64()), pa.array(etags, pa.string()), pa.array(problems, pa.string())], schema=LISTING_SCHEMA)
+def _checked(listed: list[pa.RecordBatch], store: ObjectStore, dest: ObjectStore | None) -> pa.RecordBatch:
+    """Listed batches (LISTED_SCHEMA) as one batch of LISTING_SCHEMA, each key's problem found."""
+    table = pa.Table.from_batches(listed, schema=LISTED_SCHEMA).combine_chunks()
+    keys = table.column("key")
+    columns = [*table.columns, key_problems(keys, store, dest)]
+    return pa.RecordBatch.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns], schema=LISTING_SCHEMA)
+
+
+# is_image_key as a regular expression, for ASCII keys (whose case Arrow folds as Python does):
+# the name (after the last "/") does not start with "." and ends in an image suffix, after a
+# dot or as the whole name (is_image_key takes "jpg" for a name with no dot at all).
+_IMAGE_NAME = "(?i)(^|/)([^/.][^/]*\\.)?(%s)$" % "|".join(sorted(s[1:] for s in IMAGE_SUFFIXES))
+
+
+def image_mask(keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`is_image_key` of each key, as a boolean column: in Arrow for ASCII keys, in Python for
+    the others (Unicode case folding is Python's to say)."""
+    mask = pc.match_substring_regex(keys, _IMAGE_NAME)
+    other = np.flatnonzero(~pc.string_is_ascii(keys).to_numpy(zero_copy_only=False))
+    if not len(other):
+        return mask
+    values = mask.to_numpy(zero_copy_only=False).copy()
+    for i in other.tolist():
+        values[i] = is_image_key(keys[i].as_py())
+    return pa.array(values, pa.bool_())
 
 
 # A key that any store's `check_key` could refuse matches this, or is longer than SAFE_KEY_BYTES:
@@ -87,24 +111,19 @@ SAFE_KEY_BYTES = 200
 _LONG_URI = 800  # a store whose URI is this long may have a prefix that leaves less than SAFE_KEY_BYTES
 
 
-def key_problems(keys: list[str], store: ObjectStore, dest: ObjectStore | None) -> list[str | None]:
-    """`store.check_key(key) or dest.check_key(output_name_for(key))` for each key, the exact
-    checks made only for the keys that could fail them (`_SUSPECT`)."""
+def key_problems(keys: pa.Array | pa.ChunkedArray, store: ObjectStore, dest: ObjectStore | None) -> pa.Array:
+    """`store.check_key(key) or dest.check_key(output_name_for(key))` for each key (a string
+    column), the exact checks made only for the keys that could fail them (`_SUSPECT`)."""
     problems: list[str | None] = [None] * len(keys)
-    try:
-        array = pa.array(keys, pa.string())
-    except (UnicodeEncodeError, pa.ArrowInvalid):  # a name that is not UTF-8 (a file system's bytes): check them all
-        candidates = range(len(keys))
+    if len(store.uri) > _LONG_URI or (dest is not None and len(dest.uri) > _LONG_URI):
+        candidates: list[int] = list(range(len(keys)))
     else:
-        if len(store.uri) > _LONG_URI or (dest is not None and len(dest.uri) > _LONG_URI):
-            candidates = range(len(keys))
-        else:
-            suspect = pc.or_(pc.match_substring_regex(array, _SUSPECT), pc.greater(pc.binary_length(array), SAFE_KEY_BYTES))
-            candidates = np.flatnonzero(suspect.to_numpy(zero_copy_only=False)).tolist()
+        suspect = pc.or_(pc.match_substring_regex(keys, _SUSPECT), pc.greater(pc.binary_length(keys), SAFE_KEY_BYTES))
+        candidates = np.flatnonzero(suspect.to_numpy(zero_copy_only=False)).tolist()
     for i in candidates:
-        key = keys[i]
+        key = keys[i].as_py()
         problems[i] = store.check_key(key) or (dest.check_key(output_name_for(key)) if dest is not None else None)
-    return problems
+    return pa.array(problems, pa.string())
 
 
 def objects_of(table: pa.Table) -> list[ListedObject]:

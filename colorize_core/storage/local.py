@@ -9,12 +9,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from colorize_core.storage.atomic import atomic_write_bytes, is_temporary, open_new
 from colorize_core.storage.errors import DISK_ERRNOS, NAME_ERRNOS, RetryPolicy, call_with_retries, is_transient
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, key_problem, validate_key
 from colorize_core.storage.procs import pid_gone
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 T = TypeVar("T")
 
@@ -125,6 +128,11 @@ class LocalStore:
         found.sort(key=lambda t: t[0])  # UTF-8 byte order, as S3 lists
         for _, key, size, mtime_ns in found:
             yield ObjectInfo(key, size, f"{size:x}-{mtime_ns:x}")
+
+    def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
+        from colorize_core.storage.columns import batches_of
+
+        return batches_of(self.list(prefix))
 
     def read(self, key: str) -> bytes:
         return self.read_range(key, 0, -1)

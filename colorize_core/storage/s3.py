@@ -5,6 +5,7 @@ SeaweedFS, Ceph RGW) and the standard credential chain are honoured."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import os
 import threading
@@ -13,8 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from colorize_core.storage.columns import LISTED_SCHEMA, objects_in
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient, service_code
-from colorize_core.storage.s3_list_page import lean_list_page
+from colorize_core.storage.s3_list_page import ListPage, lean_list_page
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, join_key, key_problem, validate_key
 
 T = TypeVar("T")
@@ -39,26 +44,41 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def merge_by_prefix(items: Sequence[T], prefixes: Sequence[str], key: Callable[[T], str]) -> list[T | CommonPrefix]:
-    """A delimiter listing's direct items and common prefixes in the order their keys take in
-    the full listing (UTF-8 byte order).
+class _Utf8Keys(Sequence[bytes]):
+    """A string column's values as UTF-8 bytes, read one at a time (for bisect)."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, i: int) -> bytes:  # type: ignore[override]
+        return _utf8(self.column[i].as_py())
+
+
+def interleave_prefixes(items: pa.Table, prefixes: Sequence[str]) -> list[pa.Table | CommonPrefix]:
+    """A delimiter listing's direct objects (a table with a "key" column) and common prefixes in
+    the order their keys take in the full listing (UTF-8 byte order): runs of the objects, each
+    prefix between them.
 
     Why this is exact: the keys under a prefix C are one contiguous run of the byte order, and a
     direct key k (which never starts with C) sorts before every key of that run exactly when
     k < C: either k is a proper prefix of C, or they differ inside C. So placing each prefix by
     comparing C itself with the direct keys puts every run where it belongs ("a-b" < "a/" <
-    "a0": '-' < '/' < '0')."""
-    ordered_items = sorted(items, key=lambda item: _utf8(key(item)))
-    ordered_prefixes = sorted(prefixes, key=_utf8)
-    merged: list[T | CommonPrefix] = []
-    i = 0
-    for prefix in ordered_prefixes:
-        bound = _utf8(prefix)
-        while i < len(ordered_items) and _utf8(key(ordered_items[i])) < bound:
-            merged.append(ordered_items[i])
-            i += 1
+    "a0": '-' < '/' < '0'). Arrow sorts strings by their bytes, so the objects are in that order."""
+    ordered = items.sort_by("key") if items.num_rows > 1 else items
+    keys = _Utf8Keys(ordered.column("key"))
+    merged: list[pa.Table | CommonPrefix] = []
+    start = 0
+    for prefix in sorted(prefixes, key=_utf8):
+        cut = bisect.bisect_left(keys, _utf8(prefix), lo=start)  # log n values read
+        if cut > start:
+            merged.append(ordered.slice(start, cut - start))
         merged.append(CommonPrefix(prefix))
-    merged.extend(ordered_items[i:])
+        start = cut
+    if start < ordered.num_rows:
+        merged.append(ordered.slice(start))
     return merged
 
 
@@ -193,15 +213,21 @@ class S3Store:
                 raise LocationNotFound(f"{self.uri}: nothing under this prefix (no such folder)")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects under `prefix`, in UTF-8 byte order (as S3 lists them). With
-        `list_concurrency` > 1 the key space is split at its common prefixes ("folders") and
-        the parts are listed in parallel (see `_list_parallel`); the result is the same."""
+        """Objects under `prefix`, in UTF-8 byte order (as S3 lists them): `list_batches`'s rows."""
+        for batch in self.list_batches(prefix):
+            yield from objects_in(batch)
+
+    def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
+        """Objects under `prefix` as (key, size, etag) columns, a batch a page, in UTF-8 byte
+        order. With `list_concurrency` > 1 the key space is split at its common prefixes
+        ("folders") and the parts are listed in parallel (see `_list_parallel`); the result is
+        the same."""
         if self.list_concurrency <= 1:
             yield from self._list_flat(prefix)
         else:
             yield from self._list_parallel(prefix)
 
-    def _pages(self, prefix: str, delimiter: bool) -> Iterator[dict[str, Any]]:
+    def _pages(self, prefix: str, delimiter: bool) -> Iterator[ListPage]:
         """The ListObjectsV2 pages under `prefix` (relative to the store), each page's request
         retried on its own."""
         base = f"{self.prefix}/" if self.prefix else ""
@@ -212,42 +238,46 @@ class S3Store:
                 args["Delimiter"] = "/"
             if token:
                 args["ContinuationToken"] = token
-            page = self._call(lambda: self.list_client.list_objects_v2(**args), "list", prefix)
+            answer = self._call(lambda: self.list_client.list_objects_v2(**args), "list", prefix)
+            page: ListPage = answer["ListPage"]  # s3_list_page.lean_list_page read it (any other answer is an error)
             yield page
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated"):
+            token = page.next_token
+            if not page.truncated:
                 return
             if not token:  # a store that says "more" without saying where: never a silent short listing
                 raise StorageError(f"{self.uri}: listing {prefix!r} was truncated without a continuation token; the store's answer is broken, try again")
 
-    def _infos(self, page: dict[str, Any]) -> Iterator[ObjectInfo]:
-        cut = len(self.prefix) + 1 if self.prefix else 0
-        for obj in page.get("Contents", []):
-            key = obj["Key"][cut:]
-            if key and not key.endswith("/"):  # "folder" markers are no objects
-                yield ObjectInfo(key, int(obj["Size"]), obj["ETag"].strip('"'))
+    def _batch(self, page: ListPage) -> pa.RecordBatch:
+        """A page's objects: keys relative to the store, "folder" markers (keys ending in "/")
+        left out, ETags without their quotes."""
+        keys = page.keys
+        if self.prefix:
+            keys = pc.utf8_slice_codeunits(keys, len(self.prefix) + 1)  # in characters, as str slicing
+        batch = pa.RecordBatch.from_arrays([keys, page.sizes, pc.utf8_trim(page.etags, '"')], schema=LISTED_SCHEMA)
+        objects = pc.and_(pc.not_equal(keys, ""), pc.invert(pc.ends_with(keys, "/")))
+        return batch if pc.all(objects).as_py() else batch.filter(objects)
 
-    def _list_flat(self, prefix: str) -> Iterator[ObjectInfo]:
+    def _list_flat(self, prefix: str) -> Iterator[pa.RecordBatch]:
         for page in self._pages(prefix, delimiter=False):
-            yield from self._infos(page)
+            yield self._batch(page)
 
-    def _split(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+    def _split(self, prefix: str) -> tuple[pa.Table, list[str]]:
         """One level under `prefix` (Delimiter "/"): the objects directly under it, complete, and
         its common prefixes (relative to the store)."""
         cut = len(self.prefix) + 1 if self.prefix else 0
-        items: list[ObjectInfo] = []
+        batches: list[pa.RecordBatch] = []
         prefixes: list[str] = []
         for page in self._pages(prefix, delimiter=True):
-            items.extend(self._infos(page))
-            prefixes.extend(p["Prefix"][cut:] for p in page.get("CommonPrefixes", []))
-        return items, prefixes
+            batches.append(self._batch(page))
+            prefixes.extend(p[cut:] for p in page.prefixes)
+        return pa.Table.from_batches(batches, schema=LISTED_SCHEMA), prefixes
 
-    def _list_parallel(self, prefix: str) -> Iterator[ObjectInfo]:
+    def _list_parallel(self, prefix: str) -> Iterator[pa.RecordBatch]:
         """Split the key space at common prefixes, level by level (all of a level's splits at
         once), until there are `2 x list_concurrency` prefixes to list or `LIST_SPLIT_DEPTH`
         levels; then list each remaining prefix flat, `list_concurrency` at a time, and yield
-        the parts in order (merge_by_prefix). Every key is read once: a split returns the keys
-        directly under its prefix, complete, so a prefix without sub-prefixes costs what a
+        the parts in order (interleave_prefixes). Every key is read once: a split returns the
+        keys directly under its prefix, complete, so a prefix without sub-prefixes costs what a
         flat listing does (and a store without "folders" is listed exactly as sequentially).
         Splitting stops early because each prefix costs at least one request: a thousand
         folders of ten photos listed one by one would cost more than the sequential listing.
@@ -255,22 +285,22 @@ class S3Store:
         target = 2 * self.list_concurrency
         pool = ThreadPoolExecutor(self.list_concurrency, thread_name_prefix="s3-list")
         try:
-            levels: dict[str, list[ObjectInfo | CommonPrefix]] = {}
+            levels: dict[str, list[pa.Table | CommonPrefix]] = {}
             frontier = [prefix]
             for _level in range(LIST_SPLIT_DEPTH + 1):
                 following: list[str] = []
                 for p, (items, subs) in zip(frontier, pool.map(self._split, frontier)):
-                    levels[p] = merge_by_prefix(items, subs, key=lambda o: o.key)
+                    levels[p] = interleave_prefixes(items, subs)
                     following.extend(subs)
                 frontier = following
                 if not frontier or len(frontier) >= target:
                     break
             flat = {p: pool.submit(lambda p=p: list(self._list_flat(p))) for p in frontier}
 
-            def emit(p: str) -> Iterator[ObjectInfo]:
+            def emit(p: str) -> Iterator[pa.RecordBatch]:
                 for entry in levels[p]:
-                    if not isinstance(entry, CommonPrefix):
-                        yield entry
+                    if isinstance(entry, pa.Table):
+                        yield from entry.to_batches()
                     elif entry.prefix in levels:
                         yield from emit(entry.prefix)
                     else:

@@ -1,48 +1,87 @@
-"""Parsing one S3 ListObjectsV2 page for listing, instead of botocore's parser.
+"""Reading one S3 ListObjectsV2 page for listing, instead of botocore's parser, into columns.
 
 Why: botocore walks every key's fields in Python and parses each LastModified with dateutil,
 ~70 ms of CPU per 1,000 keys on a 2-core machine, more than a request's 30 ms of latency; even
-ElementTree (C) costs 10-20 ms a page (21 ms under a profiler here), since it builds seven
-elements a key. A parallel listing
-is then bound by the interpreter, not by the store (BENCHMARKS.md, "Listing at scale"). Listing
-reads only Key, Size, ETag, the common prefixes and the paging fields, so:
+ElementTree (C) costs 10-20 ms a page, since it builds seven elements a key, and a dict and an
+object a key after it cost as much again. A parallel listing is then bound by the interpreter,
+not by the store (BENCHMARKS.md, "Listing at scale"). Listing reads only Key, Size, ETag, the
+common prefixes and the paging fields, and hands them on as Arrow arrays, never an object a key:
 
-- `fast_page` finds those with a few regular-expression scans of the bytes (~1.5-2 ms a page),
-  and only for the shape every S3 server writes: an unprefixed `ListBucketResult` root and no
-  prefixed element, UTF-8, no CDATA, comments, carriage returns or control characters, as
-  many Key, Size and ETag elements as Contents, every field it reads written plainly (no
-  attributes, no `<Key/>`), and a KeyCount (when given) that matches. Anything else returns None;
-- `tree_page` then parses the page with ElementTree, as before: any well-formed document, and
-  it tells an error document or a cut-off page apart.
+- `fast_page` finds those with a few scans of the bytes in C (regular expressions, counts:
+  ~3 ms a 1,000-key page), only for the shape every S3 server writes: an unprefixed
+  `ListBucketResult` root, no namespace prefixes, UTF-8, no CDATA, comments, carriage returns
+  or control characters, as many Key, Size and ETag elements as Contents, each written plainly
+  (no attributes, no `<Key/>`), the paging fields written once and plainly, and a KeyCount
+  (when given) that matches. Anything else returns None. It counts elements; it does not check
+  where they nest (a Key beside its Contents and a Contents without one would be read by
+  position: no server writes that);
+- `tree_page` then parses the page with ElementTree: any well-formed document, and it tells an
+  error document or a cut-off page apart.
 
-tests/test_s3_list_page.py holds the two equal on generated pages (hypothesis), and the storage
-tests list through the fast path on moto, SeaweedFS and Ceph RGW."""
+Both give the text as the XML says it; `url_decoded` then undoes S3's `EncodingType=url`
+(botocore asks for it on every listing, so that keys with characters XML cannot carry list).
+tests/test_s3_list_page.py holds the two parses equal on generated pages (hypothesis), and the
+storage tests list through the fast path on moto, SeaweedFS and Ceph RGW."""
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\s>]")
 _ENCODING = re.compile(rb"encoding\s*=\s*[\"']([^\"']*)[\"']")
-_KEYS = re.compile(rb"<Key>([^<]*)</Key>")
-_SIZES = re.compile(rb"<Size>([^<]*)</Size>")
-_ETAGS = re.compile(rb"<ETag>([^<]*)</ETag>")
+
+
+
+def _element(name: bytes) -> re.Pattern[bytes]:
+    """Each `<name>text</name>` (group 1), and any other tag of that name, however written
+    (`<name/>`, `<name a="">`, text with markup in it: group 2 not empty); not `<nameCount>`."""
+    return re.compile(rb"<%s(?:>([^<]*)</%s>|([\s/>]))" % (name, name))
+
+
+_KEYS, _SIZES, _ETAGS = _element(b"Key"), _element(b"Size"), _element(b"ETag")
+# The paging fields listing reads: `<Name>text</Name>` or `<Name/>` (empty), else group 3.
+_TOP = re.compile(rb"<(IsTruncated|NextContinuationToken|KeyCount|EncodingType)(?:>([^<]*)</\1>|\s*/>|([\s/>]))")
+_ODD_MARKUP = re.compile(rb"<[!?]")  # CDATA, a comment, a processing instruction
+_XML_PLAIN = bytes(b for b in range(256) if b >= 0x20 or b in (0x09, 0x0A))  # all but "\r" and control characters
 _PREFIXES = re.compile(rb"<CommonPrefixes>\s*<Prefix>([^<]*)</Prefix>\s*</CommonPrefixes>")
-_PREFIX = re.compile(rb"<Prefix(?:>([^<]*)</Prefix>|\s*/>)")  # the request's Prefix (maybe empty), and each common prefix's
 _ENTITY = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);")
 _BARE_AMPERSAND = re.compile(r"&(?!#x[0-9a-fA-F]+;|#[0-9]+;|amp;|lt;|gt;|quot;|apos;)")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
-# Top-level fields listing reads (and Prefix), each a tag that appears nowhere else in a page.
-_TOP_TEXT = ("Name", "EncodingType", "ContinuationToken", "NextContinuationToken", "StartAfter", "Delimiter")
-_TOP_INT = ("KeyCount", "MaxKeys")
-# `<Name>text</Name>`, or `<Prefix/>` for an empty one (moto writes that).
-_TOP = re.compile(rb"<(%s)(?:>([^<]*)</\1>|\s*/>)" % "|".join((*_TOP_TEXT, *_TOP_INT, "IsTruncated")).encode())
-# Each element listing relies on, however written (`<Key>`, `<Key/>`, `<Key a="">`; not `<KeyCount>`).
-_ELEMENTS = re.compile(rb"<(Contents|Key|Size|ETag|CommonPrefixes|Prefix|%s)[\s/>]" % "|".join((*_TOP_TEXT, *_TOP_INT, "IsTruncated")).encode())
-_PREFIXED = re.compile(rb"</?[A-Za-z_][\w.-]*:")  # an element with a namespace prefix (s3:Contents)
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # characters XML 1.0 refuses
+
+
+@dataclass(frozen=True, eq=False)
+class ListPage:
+    """What listing reads of one page: each Contents' Key, Size and ETag as columns, the common
+    prefixes, and the paging fields."""
+
+    keys: pa.Array  # string
+    sizes: pa.Array  # int64
+    etags: pa.Array  # string, as listed (quotes and all)
+    prefixes: tuple[str, ...]
+    truncated: bool
+    next_token: str | None
+    key_count: int | None
+    url_encoded: bool  # EncodingType "url": keys and prefixes percent-encoded (`url_decoded`)
+
+    def rows(self) -> tuple[Any, ...]:
+        """Every field as plain Python values: for comparing two parses."""
+        return (self.keys.to_pylist(), self.sizes.to_pylist(), self.etags.to_pylist(), self.prefixes, self.truncated, self.next_token, self.key_count, self.url_encoded)
+
+    def url_decoded(self) -> ListPage:
+        """The page with S3's URL encoding undone (`unquote_plus`, as botocore decodes it): a
+        key with no "%" only needs "+" read as a space, done in Arrow; the others in Python."""
+        if not self.url_encoded:
+            return self
+        keys = pc.replace_substring(self.keys, "+", " ")  # unquote_plus reads "+" first, then "%XX"
+        if pc.any(pc.match_substring(keys, "%")).as_py():
+            keys = pa.array([unquote(k) if "%" in k else k for k in keys.to_pylist()], pa.string())
+        return replace(self, keys=keys, prefixes=tuple(unquote_plus(p) for p in self.prefixes), url_encoded=False)
 
 
 class _NotFast(Exception):
@@ -66,8 +105,6 @@ def _entity(match: re.Match[str]) -> str:
 def _text(raw: bytes) -> str:
     """An element's text as an XML parser reads it: UTF-8, the five entities and character
     references replaced; any other `&` is not for the fast path."""
-    if b"&" in raw:
-        raw = raw.replace(b"&quot;", b'"')  # every ETag's quotes: the common case, at C speed
     text = raw.decode("utf-8")
     if "&" not in text:
         return text
@@ -76,71 +113,91 @@ def _text(raw: bytes) -> str:
     return _ENTITY.sub(_entity, text)
 
 
-def _top_fields(body: bytes) -> dict[str, bytes]:
-    """The top-level fields listing reads, each at most once (twice: not the plain shape)."""
-    found: dict[str, bytes] = {}
-    for name, raw in _TOP.findall(body):
-        if name.decode() in found:
-            raise _NotFast
-        found[name.decode()] = raw
-    return found
+def _texts(raw: list[bytes]) -> pa.Array:
+    """Element texts as a string column: UTF-8 checked by Arrow; only when one has an entity
+    do they go through `_text`."""
+    if b"&" in b"\0".join(raw):  # one scan; no text holds a NUL (a control character: not fast)
+        return pa.array([_text(r) for r in raw], pa.string())
+    return pa.array(raw, pa.binary()).cast(pa.string())  # ArrowInvalid on bytes that are not UTF-8
 
 
-def fast_page(body: bytes) -> dict[str, Any] | None:
-    """Listing's fields of a ListObjectsV2 page, or None when the page is not of the plain
-    shape this reads (see the module's docstring). Same result as `tree_page` otherwise."""
+def _plain_texts(pattern: re.Pattern[bytes], body: bytes) -> list[bytes]:
+    """The texts of an element written plainly everywhere in the page; `_NotFast` otherwise."""
+    found = pattern.findall(body)
+    if any(other for _, other in found):
+        raise _NotFast
+    return [text for text, _ in found]
+
+
+def _fields(body: bytes) -> dict[bytes, bytes]:
+    """The paging fields, each written once and plainly; `_NotFast` otherwise: a paging field
+    written another way would go unread, and a page read as the last drops the rest."""
+    found = _TOP.findall(body)
+    fields = {name: text for name, text, other in found}
+    if len(fields) != len(found) or any(other for _, _, other in found):
+        raise _NotFast
+    return fields
+
+
+def _plain_markup(body: bytes) -> bool:
+    """No CDATA, comment, second processing instruction, namespace prefix, carriage return or
+    control character: the things an XML parser reads otherwise than a scan for `<Key>` would."""
     if not _ROOT.match(body) or not body.rstrip().endswith(b"</ListBucketResult>"):
-        return None
-    if b"<!" in body or b"\r" in body or body.count(b"<?") > 1 or body.count(b"<ListBucketResult") != 1:
-        return None
-    if _PREFIXED.search(body) or _CONTROL.search(body):
-        return None
+        return False
+    if _ODD_MARKUP.search(body, 2) or body.count(b"<ListBucketResult") != 1 or b"xmlns:" in body:
+        return False  # (from 2: the declaration is `_ROOT`'s)
     declared = _ENCODING.search(body[: body.find(b"?>") + 2]) if body.lstrip().startswith(b"<?xml") else None
     if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        return False
+    return not body.translate(None, _XML_PLAIN)  # what is left: "\r" (a parser reads "\r\n" as "\n") or a control character
+
+
+def fast_page(body: bytes) -> ListPage | None:
+    """Listing's fields of a ListObjectsV2 page, or None when the page is not of the plain
+    shape this reads (see the module's docstring). Same result as `tree_page` otherwise.
+
+    Every step is a scan of the bytes in C that holds the interpreter lock (regular expressions,
+    `bytes.count`): with 16 listing threads, each release of the lock (numpy, Arrow's compute)
+    is a chance for another thread to take it, and the handovers cost more than the parse."""
+    if not _plain_markup(body):
         return None
     try:
-        keys, sizes, etags = _KEYS.findall(body), _SIZES.findall(body), _ETAGS.findall(body)
-        common = list(_PREFIXES.finditer(body))
-        prefixes = [m.group(1) for m in common]
-        inside = {m.start(1) for m in common}
-        top_prefix = [m.group(1) or b"" for m in _PREFIX.finditer(body) if m.start(1) not in inside]
-        if len(top_prefix) > 1:
-            return None
-        written = Counter(_ELEMENTS.findall(body))
+        keys, sizes, etags = _plain_texts(_KEYS, body), _plain_texts(_SIZES, body), _plain_texts(_ETAGS, body)
         n = len(keys)
-        # One Key, Size and ETag in each Contents, none written another way (attributes, <Key/>),
-        # each CommonPrefixes of the plain shape.
-        if not (len(sizes) == len(etags) == n == written[b"Contents"] == written[b"Key"] == written[b"Size"] == written[b"ETag"]):
+        # One Key, Size and ETag a Contents, each written plainly, and no Contents written another way.
+        if not (len(sizes) == len(etags) == n == body.count(b"<Contents")):
             return None
-        if len(prefixes) != written[b"CommonPrefixes"]:
-            return None
-        top = _top_fields(body)
-        # Every paging field as the plain shape writes it: `<IsTruncated x="1">` or
-        # `</IsTruncated >` would go unread, and a page read as the last drops the rest.
-        if any(written[name.encode()] != (name in top) for name in (*_TOP_TEXT, *_TOP_INT, "IsTruncated")):
-            return None
-        if written[b"Prefix"] != len(prefixes) + len(top_prefix):
-            return None
-        parsed: dict[str, Any] = {}
-        for name in _TOP_TEXT:
-            if name in top:
-                parsed[name] = _text(top[name])
-        if top_prefix:
-            parsed["Prefix"] = _text(top_prefix[0])
-        for name in _TOP_INT:
-            if name in top:
-                parsed[name] = int(top[name])
-        if "IsTruncated" in top:
-            parsed["IsTruncated"] = top["IsTruncated"].strip().lower() == b"true"
-        if "KeyCount" in parsed and parsed["KeyCount"] != n + len(prefixes):
+        top = _fields(body)
+        key_count = top.get(b"KeyCount")
+        common: list[bytes] = []
+        if b"<CommonPrefixes" in body:
+            common = _PREFIXES.findall(body)
+            if len(common) != body.count(b"<CommonPrefixes"):
+                return None
+        truncated, token, encoding = top.get(b"IsTruncated"), top.get(b"NextContinuationToken"), top.get(b"EncodingType")
+        count = int(key_count) if key_count is not None else None
+        if count is not None and count != n + len(common):
             return None  # a server that counts otherwise: read it the slow, sure way
-        if n:
-            parsed["Contents"] = [{"Key": _text(k), "Size": int(s), "ETag": _text(e)} for k, s, e in zip(keys, sizes, etags)]
-        if prefixes:
-            parsed["CommonPrefixes"] = [{"Prefix": _text(p)} for p in prefixes]
-        return parsed
-    except (_NotFast, UnicodeDecodeError, ValueError, OverflowError):
+        return ListPage(
+            keys=_texts(keys),
+            sizes=_sizes(sizes),
+            etags=_texts(b"\0".join(etags).replace(b"&quot;", b'"').split(b"\0") if n else []),  # every ETag's quotes, in one pass
+            prefixes=tuple(_text(p) for p in common),
+            truncated=truncated is not None and truncated.strip().lower() == b"true",
+            next_token=_text(token) if token is not None else None,
+            key_count=count,
+            url_encoded=encoding is not None and _text(encoding) == "url",
+        )
+    except (_NotFast, UnicodeDecodeError, ValueError, OverflowError, pa.ArrowInvalid):
         return None
+
+
+def _sizes(raw: list[bytes]) -> pa.Array:
+    """Sizes as int64: Arrow's parse of plain digits; anything else as Python's `int` reads it."""
+    try:
+        return pa.array(raw, pa.binary()).cast(pa.string()).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([int(s) for s in raw], pa.int64())
 
 
 class NotAListing(Exception):
@@ -148,61 +205,61 @@ class NotAListing(Exception):
     those): to be retried."""
 
 
-def tree_page(body: bytes) -> dict[str, Any] | None:
-    """Listing's fields of a ListObjectsV2 page parsed with ElementTree; None for another
-    well-formed document (left to botocore). Raises NotAListing for a cut-off or empty page
-    and for an error document."""
+def tree_page(body: bytes) -> ListPage:
+    """Listing's fields of a ListObjectsV2 page parsed with ElementTree. Raises NotAListing for
+    a cut-off or empty page, an error document or any other document, or a size that is not a
+    number: read as a page, each would look like an empty last one."""
     from xml.etree import ElementTree
 
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError:
         raise NotAListing from None
-    name = root.tag.rpartition("}")[2]
-    if name == "Error":
+    if root.tag.rpartition("}")[2] != "ListBucketResult":
         raise NotAListing
-    if name != "ListBucketResult":
-        return None
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    key_tag, size_tag, etag_tag = f"{ns}Key", f"{ns}Size", f"{ns}ETag"
-    contents = [
-        {"Key": c.findtext(key_tag) or "", "Size": int(c.findtext(size_tag) or 0), "ETag": c.findtext(etag_tag) or ""} for c in root.iterfind(f"{ns}Contents")
-    ]
-    prefixes = [{"Prefix": p.findtext(f"{ns}Prefix") or ""} for p in root.iterfind(f"{ns}CommonPrefixes")]
-    parsed: dict[str, Any] = {}
-    for element in root:
-        tag = element.tag.rpartition("}")[2]
-        if tag == "IsTruncated":
-            parsed[tag] = (element.text or "").strip().lower() == "true"
-        elif tag in _TOP_INT:
-            parsed[tag] = int(element.text or 0)
-        elif tag in _TOP_TEXT or tag == "Prefix":
-            parsed[tag] = element.text or ""
-    if contents:
-        parsed["Contents"] = contents
-    if prefixes:
-        parsed["CommonPrefixes"] = prefixes
-    return parsed
+    contents = list(root.iterfind(f"{ns}Contents"))
+    top = {element.tag.rpartition("}")[2]: element.text or "" for element in root}
+    try:
+        sizes = pa.array([int(c.findtext(f"{ns}Size") or 0) for c in contents], pa.int64())
+        key_count = int(top["KeyCount"]) if "KeyCount" in top else None
+    except (ValueError, OverflowError, pa.ArrowInvalid):
+        raise NotAListing from None
+    return ListPage(
+        keys=pa.array([c.findtext(f"{ns}Key") or "" for c in contents], pa.string()),
+        sizes=sizes,
+        etags=pa.array([c.findtext(f"{ns}ETag") or "" for c in contents], pa.string()),
+        prefixes=tuple(p.findtext(f"{ns}Prefix") or "" for p in root.iterfind(f"{ns}CommonPrefixes")),
+        truncated=top.get("IsTruncated", "").strip().lower() == "true",
+        next_token=top.get("NextContinuationToken"),
+        key_count=key_count,
+        url_encoded=top.get("EncodingType") == "url",
+    )
 
 
 def lean_list_page(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    """botocore's `before-parse.s3.ListObjectsV2` hook: parse the page here (`fast_page`, else
-    `tree_page`) and leave botocore an empty document. botocore still URL-decodes the keys after
-    the call (EncodingType). Anything unexpected (another document) is left to botocore."""
+    """botocore's `before-parse.s3.ListObjectsV2` hook: read the page here (`fast_page`, else
+    `tree_page`), its keys URL-decoded, and hand it on as `ListPage` with the paging fields,
+    leaving botocore an empty document (and no EncodingType, so its own decoding finds nothing
+    to do). Any other 200 answer is made a 500: retried, then an error."""
     if response_dict.get("status_code") != 200 or not isinstance(response_dict.get("body"), bytes):
         return
     body = response_dict["body"]
-    parsed = fast_page(body)
-    if parsed is None:
+    page = fast_page(body)
+    if page is None:
         try:
-            parsed = tree_page(body)
+            page = tree_page(body)
         except NotAListing:
             # A cut-off or empty 200 answer, or an error in one: retried, as botocore's own check
             # (unregistered for this client) would; handed on, an empty body would read as a
             # last page and drop the rest.
             response_dict["status_code"] = 500
             return
-        if parsed is None:
-            return
-    customized_response_dict.update(parsed)
+    page = page.url_decoded()
+    customized_response_dict["ListPage"] = page
+    customized_response_dict["IsTruncated"] = page.truncated
+    if page.next_token is not None:
+        customized_response_dict["NextContinuationToken"] = page.next_token
+    if page.key_count is not None:
+        customized_response_dict["KeyCount"] = page.key_count
     response_dict["body"] = b"<ListBucketResult/>"  # botocore's pass then finds nothing more to do
