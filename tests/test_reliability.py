@@ -209,6 +209,47 @@ def test_listing_checks_each_key_once_for_source_and_destination(tmp_path: Path,
     assert {o.key: o.problem for o in read_manifest(uri).objects} == listed
 
 
+def _latin1_photo(folder: Path, name: bytes) -> None:
+    """A photo whose file name is Latin-1, not UTF-8 (a folder from an old Windows disk)."""
+    from PIL import Image
+
+    with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+        Image.new("L", (40, 30), 90).save(f, "PNG")
+
+
+def test_a_file_name_that_is_not_utf8_is_a_failed_row_not_a_failed_listing(tmp_path: Path) -> None:
+    from colorize_core.storage.columns import NOT_UTF8
+
+    src = tmp_path / "bw"
+    (src / "box").mkdir(parents=True)
+    _latin1_photo(src / "box", b"caf\xe9 1920.png")
+    _latin1_photo(src, b"ok.png")
+    listed = {o.key: o.problem for o in list_images(LocalStore(src), LocalStore(tmp_path / "out"))}
+    assert listed == {"box/caf\\xe9 1920.png": NOT_UTF8, "ok.png": None}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_archive_with_a_latin1_file_name_colorizes_the_rest(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from colorize_core.archive.history import read_output_rows
+    from flows.cli import main
+
+    src = tmp_path / "bw"
+    src.mkdir()
+    _latin1_photo(src, b"caf\xe9.png")
+    _latin1_photo(src, b"ok.png")
+    args = ["archive", str(src), "--dest", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint), "--allow-untrained", "--device", "cpu", "--workers", "1"]
+    assert main(args) == 2  # some photos failed: said, not a crash
+    rows = {r["key"]: (r["status"], r["error"]) for r in read_output_rows(str(tmp_path / "out"))}
+    assert rows["ok.png"][0] == "ok"
+    assert rows["caf\\xe9.png"][0] == "failed" and "not UTF-8" in rows["caf\\xe9.png"][1]
+    assert (tmp_path / "out" / "ok.png").is_file()
+    capsys.readouterr()
+    # A re-run redoes neither: the failure is known (permanent until the file changes), and said.
+    assert main(args) == 0
+    assert "0 ok, 0 failed, 1 known failure, 0 skipped as colour, 1 already done" in capsys.readouterr().out
+    assert len(read_output_rows(str(tmp_path / "out"))) == len(rows)
+
+
 def test_local_writes_follow_the_umask_and_leave_no_temporaries(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

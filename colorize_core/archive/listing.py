@@ -73,11 +73,12 @@ def listing_table(store: ObjectStore, dest: ObjectStore | None = None, *, invent
 
 
 def _checked(listed: list[pa.RecordBatch], store: ObjectStore, dest: ObjectStore | None) -> pa.RecordBatch:
-    """Listed batches (LISTED_SCHEMA) as one batch of LISTING_SCHEMA, each key's problem found."""
+    """Listed batches (LISTED_SCHEMA) as one batch of LISTING_SCHEMA, each key's problem found
+    (the store's own, such as a name that is not UTF-8, first)."""
     table = pa.Table.from_batches(listed, schema=LISTED_SCHEMA).combine_chunks()
-    keys = table.column("key")
-    columns = [*table.columns, key_problems(keys, store, dest)]
-    return pa.RecordBatch.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns], schema=LISTING_SCHEMA)
+    keys = table.column("key").combine_chunks()
+    problems = pc.coalesce(table.column("problem").combine_chunks(), key_problems(keys, store, dest))
+    return pa.RecordBatch.from_arrays([keys, table.column("size").combine_chunks(), table.column("etag").combine_chunks(), problems], schema=LISTING_SCHEMA)
 
 
 # is_image_key as a regular expression, for ASCII keys (whose case Arrow folds as Python does):

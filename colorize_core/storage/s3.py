@@ -253,7 +253,7 @@ class S3Store:
         keys = page.keys
         if self.prefix:
             keys = pc.utf8_slice_codeunits(keys, len(self.prefix) + 1)  # in characters, as str slicing
-        batch = pa.RecordBatch.from_arrays([keys, page.sizes, pc.utf8_trim(page.etags, '"')], schema=LISTED_SCHEMA)
+        batch = pa.RecordBatch.from_arrays([keys, page.sizes, pc.utf8_trim(page.etags, '"'), pa.nulls(len(keys), pa.string())], schema=LISTED_SCHEMA)
         objects = pc.and_(pc.not_equal(keys, ""), pc.invert(pc.ends_with(keys, "/")))
         return batch if pc.all(objects).as_py() else batch.filter(objects)
 
