@@ -257,7 +257,7 @@ def test_local_listing_stats_each_file_once(tmp_path: Path, monkeypatch: pytest.
 
 # Names around the image test's edges: case, dots, no dot at all, hidden files, non-ASCII
 # (whose case Python folds: the Kelvin sign's lower case is "k").
-NAME_PARTS = st.sampled_from(["a", ".", "/", "jpg", "JPG", "jpeg", "Tif", "tiff", "webp", "png", "gif", "bmp", "txt", "é", "\u212a", "İ", " ", "x.y"])
+NAME_PARTS = st.sampled_from(["a", ".", "/", "jpg", "JPG", "jpeg", "Tif", "tiff", "webp", "png", "gif", "bmp", "txt", "é", "\u212a", "İ", "ı", "ſ", "ﬀ", " ", "x.y", "\n"])
 
 
 @settings(max_examples=300, deadline=None)

@@ -56,12 +56,13 @@ def pages(draw: st.DrawFn) -> tuple[bytes, bool]:
     if draw(st.booleans()):
         top.append(f"<ContinuationToken>{escape(draw(xml_text), refs)}</ContinuationToken>")
     top = draw(st.permutations(top))
+    quote = draw(st.sampled_from(["&quot;", "&#34;", '"']))  # AWS's, Go's encoder's (MinIO, SeaweedFS), plain
     contents = []
     for key in keys:
         fields = {
             "Key": escape(key, refs),
             "Size": str(draw(st.integers(0, 2**40))),
-            "ETag": "&quot;" + draw(st.text("0123456789abcdef", min_size=32, max_size=32)) + "&quot;",
+            "ETag": quote + draw(st.text("0123456789abcdef", min_size=32, max_size=32)) + quote,
             "LastModified": "2026-12-01T00:00:00.000Z",
             "StorageClass": "STANDARD",
         }
@@ -99,6 +100,7 @@ def test_the_fast_parse_equals_the_xml_parse_and_takes_every_plain_page(page: tu
         # Paging written another way: read as a last page, the rest of the listing would be lost.
         '<ListBucketResult><IsTruncated x="1">true</IsTruncated><NextContinuationToken>t</NextContinuationToken><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
         "<ListBucketResult><IsTruncated>true</IsTruncated ><NextContinuationToken>t</NextContinuationToken><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
+        "<ListBucketResult><IsTruncated>&#116;rue</IsTruncated><NextContinuationToken>t</NextContinuationToken><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
         f'<ListBucketResult xmlns:s3="{NS}"><s3:IsTruncated>true</s3:IsTruncated><NextContinuationToken>t</NextContinuationToken><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
         f'<ListBucketResult xmlns:s3="{NS}"><s3:Contents><s3:Key>b</s3:Key><s3:Size>1</s3:Size><s3:ETag>e</s3:ETag></s3:Contents><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
         '<?xml version="1.0" encoding="ISO-8859-1"?><ListBucketResult><Contents><Key>caf\xe9.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
@@ -121,7 +123,7 @@ def test_an_error_in_a_200_listing_answer_is_retried_not_read_as_an_empty_page()
     assert error["status_code"] == 500  # errors.py retries a 5xx
     # A cut-off, empty or garbled 200 answer is retried too: read as a page, an empty body would
     # look like the last one and drop every key after it.
-    for body in (b"not xml", b"", b"<Other/>", b"<ListBucketResult><Contents><Key>a</Key><Size>big</Size></Contents></ListBucketResult>", b"<ListBucketResult><Contents><Key>a.jpg</Key>", b"<ListBucketResult><Contents><Key>a&#x1;</Key></Contents></ListBucketResult>"):
+    for body in (b"not xml", b"", b"<Other/>", b"<ListBucketResult><Contents><Key>a</Key><Size>big</Size></Contents></ListBucketResult>", b"<ListBucketResult><Contents><Key>a</Key><Size>0x10</Size><ETag>e</ETag></Contents></ListBucketResult>", b"<ListBucketResult><Contents><Key>a.jpg</Key>", b"<ListBucketResult><Contents><Key>a&#x1;</Key></Contents></ListBucketResult>"):
         broken = {"status_code": 200, "body": body}
         lean_list_page(broken, {})
         assert broken["status_code"] == 500, body

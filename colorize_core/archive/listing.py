@@ -41,7 +41,8 @@ LISTING_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in ("key", "siz
 
 
 def listing_table(store: ObjectStore, dest: ObjectStore | None = None, *, inventory: str | None = None, batch_rows: int = 1 << 16) -> pa.Table:
-    """Image objects under the store (LISTING_SCHEMA), sorted by key, each key checked here,
+    """Image objects under the store (LISTING_SCHEMA), in the store's order (the names' UTF-8
+    byte order; a local name that is not UTF-8 keeps its file's place), each key checked here,
     once: an object whose key cannot be read safely, or whose output (`dest`) cannot be stored
     safely, carries the reason in `problem` and becomes a failed row, never a failed shard.
     `inventory`: the URI of an S3 Inventory report's manifest.json, read instead of listing the
@@ -81,17 +82,19 @@ def _checked(listed: list[pa.RecordBatch], store: ObjectStore, dest: ObjectStore
     return pa.RecordBatch.from_arrays([keys, table.column("size").combine_chunks(), table.column("etag").combine_chunks(), problems], schema=LISTING_SCHEMA)
 
 
-# is_image_key as a regular expression, for ASCII keys (whose case Arrow folds as Python does):
-# the name (after the last "/") does not start with "." and ends in an image suffix, after a
-# dot or as the whole name (is_image_key takes "jpg" for a name with no dot at all).
+# is_image_key as a regular expression: the name (after the last "/") does not start with "."
+# and ends in an image suffix, after a dot or as the whole name (is_image_key takes "jpg" for a
+# name with no dot at all). Exact where the part after the last "." or "/" is ASCII: the
+# suffixes are ASCII, and Arrow folds ASCII case as Python does.
 _IMAGE_NAME = "(?i)(^|/)([^/.][^/]*\\.)?(%s)$" % "|".join(sorted(s[1:] for s in IMAGE_SUFFIXES))
+_NON_ASCII_SUFFIX = "[^\\x00-\\x7f][^./]*$"  # a character outside ASCII after the last "." or "/"
 
 
 def image_mask(keys: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """`is_image_key` of each key, as a boolean column: in Arrow for ASCII keys, in Python for
-    the others (Unicode case folding is Python's to say)."""
+    """`is_image_key` of each key, as a boolean column: in Arrow, but for keys whose suffix is
+    not ASCII (Unicode case folding is Python's to say there), in Python."""
     mask = pc.match_substring_regex(keys, _IMAGE_NAME)
-    other = np.flatnonzero(~pc.string_is_ascii(keys).to_numpy(zero_copy_only=False))
+    other = np.flatnonzero(pc.match_substring_regex(keys, _NON_ASCII_SUFFIX).to_numpy(zero_copy_only=False))
     if not len(other):
         return mask
     values = mask.to_numpy(zero_copy_only=False).copy()

@@ -75,12 +75,15 @@ class ListPage:
 
     def url_decoded(self) -> ListPage:
         """The page with S3's URL encoding undone (`unquote_plus`, as botocore decodes it): a
-        key with no "%" only needs "+" read as a space, done in Arrow; the others in Python."""
+        key with no "%" only needs "+" read as a space, done in Arrow; the others, one by one, in
+        Python."""
         if not self.url_encoded:
             return self
         keys = pc.replace_substring(self.keys, "+", " ")  # unquote_plus reads "+" first, then "%XX"
-        if pc.any(pc.match_substring(keys, "%")).as_py():
-            keys = pa.array([unquote(k) if "%" in k else k for k in keys.to_pylist()], pa.string())
+        percent = pc.match_substring(keys, "%")
+        if pc.any(percent).as_py():  # only those keys through Python (real S3 encodes "é", "(", ",")
+            decoded = [unquote(k) for k in pc.filter(keys, percent).to_pylist()]
+            keys = pc.replace_with_mask(keys, percent, pa.array(decoded, pa.string()))
         return replace(self, keys=keys, prefixes=tuple(unquote_plus(p) for p in self.prefixes), url_encoded=False)
 
 
@@ -156,9 +159,10 @@ def fast_page(body: bytes) -> ListPage | None:
     """Listing's fields of a ListObjectsV2 page, or None when the page is not of the plain
     shape this reads (see the module's docstring). Same result as `tree_page` otherwise.
 
-    Every step is a scan of the bytes in C that holds the interpreter lock (regular expressions,
-    `bytes.count`): with 16 listing threads, each release of the lock (numpy, Arrow's compute)
-    is a chance for another thread to take it, and the handovers cost more than the parse."""
+    The scans of the page are C code that holds the interpreter lock (regular expressions,
+    `bytes.count`), and a page costs a handful of Arrow calls, which let go of it: with 16
+    listing threads each release is a chance for another thread to take the lock, and a parse
+    that released it at every step (numpy, a first version) cost more in handovers than it saved."""
     if not _plain_markup(body):
         return None
     try:
@@ -175,15 +179,17 @@ def fast_page(body: bytes) -> ListPage | None:
             if len(common) != body.count(b"<CommonPrefixes"):
                 return None
         truncated, token, encoding = top.get(b"IsTruncated"), top.get(b"NextContinuationToken"), top.get(b"EncodingType")
+        if truncated is not None and truncated.strip(b" \t\n") not in (b"true", b"false"):
+            return None  # "&#116;rue", a no-break space: what the XML parser reads, not this
         count = int(key_count) if key_count is not None else None
         if count is not None and count != n + len(common):
             return None  # a server that counts otherwise: read it the slow, sure way
         return ListPage(
             keys=_texts(keys),
             sizes=_sizes(sizes),
-            etags=_texts(b"\0".join(etags).replace(b"&quot;", b'"').split(b"\0") if n else []),  # every ETag's quotes, in one pass
+            etags=_texts(_quotes(b"\0".join(etags)).split(b"\0") if n else []),  # every ETag's quotes, in one pass
             prefixes=tuple(_text(p) for p in common),
-            truncated=truncated is not None and truncated.strip().lower() == b"true",
+            truncated=truncated is not None and truncated.strip(b" \t\n") == b"true",
             next_token=_text(token) if token is not None else None,
             key_count=count,
             url_encoded=encoding is not None and _text(encoding) == "url",
@@ -192,12 +198,18 @@ def fast_page(body: bytes) -> ListPage | None:
         return None
 
 
+def _quotes(raw: bytes) -> bytes:
+    """The quotes around ETags as XML reads them: `&quot;`, or `&#34;` as Go's encoder (MinIO,
+    SeaweedFS) writes them; without this every ETag would take `_text`'s slow path."""
+    return raw.replace(b"&quot;", b'"').replace(b"&#34;", b'"').replace(b"&#x22;", b'"')
+
+
 def _sizes(raw: list[bytes]) -> pa.Array:
-    """Sizes as int64: Arrow's parse of plain digits; anything else as Python's `int` reads it."""
-    try:
-        return pa.array(raw, pa.binary()).cast(pa.string()).cast(pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.array([int(s) for s in raw], pa.int64())
+    """Sizes as int64, when every one is plain digits (Arrow would also read "0x10" or "+1";
+    the XML parse's `int` reads those otherwise, or refuses them: `_NotFast`)."""
+    if raw and not b"".join(raw).isdigit():
+        raise _NotFast
+    return pa.array(raw, pa.binary()).cast(pa.string()).cast(pa.int64())
 
 
 class NotAListing(Exception):
