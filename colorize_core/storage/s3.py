@@ -218,8 +218,8 @@ class S3Store:
             yield from objects_in(batch)
 
     def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
-        """Objects under `prefix` as (key, size, etag) columns, a batch a page, in UTF-8 byte
-        order. With `list_concurrency` > 1 the key space is split at its common prefixes
+        """Objects under `prefix` as columns (columns.LISTED_SCHEMA: key, size, etag, and a null
+        problem), a batch a page, in UTF-8 byte order. With `list_concurrency` > 1 the key space is split at its common prefixes
         ("folders") and the parts are listed in parallel (see `_list_parallel`); the result is
         the same."""
         if self.list_concurrency <= 1:

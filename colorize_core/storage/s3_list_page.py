@@ -37,7 +37,6 @@ _ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\s>]")
 _ENCODING = re.compile(rb"encoding\s*=\s*[\"']([^\"']*)[\"']")
 
 
-
 def _element(name: bytes) -> re.Pattern[bytes]:
     """Each `<name>text</name>` (group 1), and any other tag of that name, however written
     (`<name/>`, `<name a="">`, text with markup in it: group 2 not empty); not `<nameCount>`."""
