@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_BATCH_ROWS = 1 << 16  # a listing's batch (list_batches)
+
+
+def _etag(size: int, mtime_ns: int) -> str:
+    """A local file's etag: size and modification time in hex (an upgrade keeps this form)."""
+    return f"{size:x}-{mtime_ns:x}"
+
+
 TMP_DIR = ".colorize-tmp"  # a local store's temporaries: hidden from listings, swept by sweep_temporaries
 
 
@@ -95,12 +103,25 @@ class LocalStore:
             raise LocationNotFound(f"{self.uri} does not exist (or is not a folder)")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for _, key, size, mtime_ns in self._found(prefix):
+            yield ObjectInfo(key, size, _etag(size, mtime_ns))
+
+    def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
+        from colorize_core.storage.columns import batch_of
+
+        found = self._found(prefix)
+        for at in range(0, len(found), _BATCH_ROWS):  # columns straight from the scan, no object a file
+            part = found[at : at + _BATCH_ROWS]
+            yield batch_of([f[1] for f in part], [f[2] for f in part], [_etag(f[2], f[3]) for f in part])
+
+    def _found(self, prefix: str) -> list[tuple[bytes, str, int, int]]:
+        """(UTF-8 bytes, key, size, mtime_ns) of each file under `prefix`, in UTF-8 byte order."""
         # Walk only the folders the prefix can name: listing `_colorize/metadata/` must not
         # visit every colorized image beside it.
         folder = prefix.rpartition("/")[0]
         start = self._path(folder) if folder else self.root
         if not start.is_dir():
-            return
+            return []
         found: list[tuple[bytes, str, int, int]] = []
         pending = [(str(start), f"{folder}/" if folder else "")]
         while pending:
@@ -126,13 +147,7 @@ class LocalStore:
                         continue  # deleted since the folder was read, or a dangling symlink
                     found.append((key.encode("utf-8", "surrogateescape"), key, st.st_size, st.st_mtime_ns))
         found.sort(key=lambda t: t[0])  # UTF-8 byte order, as S3 lists
-        for _, key, size, mtime_ns in found:
-            yield ObjectInfo(key, size, f"{size:x}-{mtime_ns:x}")
-
-    def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
-        from colorize_core.storage.columns import batches_of
-
-        return batches_of(self.list(prefix))
+        return found
 
     def read(self, key: str) -> bytes:
         return self.read_range(key, 0, -1)
@@ -155,7 +170,7 @@ class LocalStore:
     def etag(self, key: str) -> str:
         path = self._path(key)
         st = self._call(path.stat, "stat", key)
-        return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+        return _etag(st.st_size, st.st_mtime_ns)
 
     def _write(self, key: str, data: bytes, exclusive: bool) -> None:
         path = self._path(key)
