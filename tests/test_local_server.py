@@ -39,6 +39,7 @@ def test_a_log_folder_that_cannot_be_written_sends_the_output_nowhere(tmp_path: 
     assert "cancelled" not in capfd.readouterr().err
 
 
+@pytest.mark.slow  # it imports Prefect's server package (~4 s), which no other fast test needs
 @pytest.mark.parametrize("users_choice", [None, "true"])
 def test_the_temporary_server_starts_without_telemetry_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, users_choice: str | None) -> None:
     """Prefect's server analytics are off in the temporary server's own environment, and this
