@@ -113,8 +113,10 @@ def test_parallel_listing_equals_the_sequential_one(stressed_bucket: str, concur
         assert listing(store, prefix, concurrency=concurrency) == sequential, (root, prefix)
 
 
-def test_pages_parsed_lean_equal_botocores_parse(stressed_bucket: str) -> None:
+def test_pages_read_by_the_lister_equal_botocores_parse(stressed_bucket: str) -> None:
     import boto3
+
+    from colorize_core.storage.s3_list_page import ListPage
 
     full = [
         ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'))
@@ -125,11 +127,11 @@ def test_pages_parsed_lean_equal_botocores_parse(stressed_bucket: str) -> None:
     store = S3Store(stressed_bucket)
     store.page_size = 7
     assert listing(store, concurrency=1) == full
-    answer = store.list_client.list_objects_v2(Bucket=stressed_bucket, Prefix="a", Delimiter="/", MaxKeys=4)
     plain = boto3.client("s3").list_objects_v2(Bucket=stressed_bucket, Prefix="a", Delimiter="/", MaxKeys=4)
-    for field in ("IsTruncated", "KeyCount", "NextContinuationToken"):
-        assert answer.get(field) == plain.get(field), field
-    page = answer["ListPage"]
+    with store._lister() as lister:
+        lister.page_size = 4
+        page: ListPage = next(iter(lister.chain("a", delimiter=True)))
+    assert (page.truncated, page.key_count, page.next_token) == (plain["IsTruncated"], plain["KeyCount"], plain.get("NextContinuationToken"))
     assert list(page.prefixes) == [p["Prefix"] for p in plain["CommonPrefixes"]]
     assert page.keys.to_pylist() == [o["Key"] for o in plain["Contents"]]
     assert page.sizes.to_pylist() == [o["Size"] for o in plain["Contents"]]
@@ -138,15 +140,11 @@ def test_pages_parsed_lean_equal_botocores_parse(stressed_bucket: str) -> None:
 
 def list_requests(store: S3Store, prefix: str = "") -> list[dict[str, object]]:
     calls: list[dict[str, object]] = []
-
-    def record(params: dict[str, object], **_: object) -> None:
-        calls.append(dict(params))
-
-    store.list_client.meta.events.register("provide-client-params.s3.ListObjectsV2", record)
+    store.on_list_request = calls.append
     try:
         list(store.list(prefix))
     finally:
-        store.list_client.meta.events.unregister("provide-client-params.s3.ListObjectsV2", record)
+        store.on_list_request = None
     return calls
 
 
@@ -171,28 +169,32 @@ def test_split_levels_stop_at_enough_prefixes(stressed_bucket: str) -> None:
     calls = list_requests(store)
     delimited = [c for c in calls if c.get("Delimiter") == "/"]
     assert [c["Prefix"] for c in delimited] == [""]  # one split; every top-level prefix listed flat
-    assert len(calls) == 1 + len(store._split("")[1])
+    with store._lister() as lister:
+        top = store._split(store._chain(lister, "", delimiter=True))[1]
+    assert len(top) > 4 and len(calls) == 1 + len(top)
 
 
 def test_a_failing_page_is_retried(stressed_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from botocore.exceptions import ClientError
+    """Connections reset by the network (a proxy that resets a third of them) and a request
+    answered 503 SlowDown: each page is asked again until it comes, and the listing is whole."""
+    from tests.faultproxy import FaultProxy
+
+    from colorize_core.storage import s3
 
     store = S3Store(stressed_bucket)
     store.page_size = 5
     want = listing(store, concurrency=1)
-    failures = {"left": 3}
-    real = store.list_client.list_objects_v2
-
-    def flaky(**kwargs: object) -> object:
-        if failures["left"] and kwargs.get("Prefix") == "box 03/":
-            failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "ListObjectsV2")
-        return real(**kwargs)
-
-    monkeypatch.setenv("COLORIZE_RETRY_SECONDS", "30")
-    monkeypatch.setattr(store.list_client, "list_objects_v2", flaky)
-    assert listing(store, concurrency=16) == want
-    assert failures["left"] == 0
+    with FaultProxy(os.environ["AWS_ENDPOINT_URL"], seed=3) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        monkeypatch.setattr(s3, "_clients", {})
+        monkeypatch.setenv("COLORIZE_RETRY_SECONDS", "60")
+        proxy.reset_fraction = 0.3
+        store = S3Store(stressed_bucket)
+        store.page_size = 5
+        calls = list_requests(store)
+        assert proxy.counts["resets"] > 0
+        assert [(o.key, o.size, o.etag) for o in listing(store, concurrency=16)] == [(o.key, o.size, o.etag) for o in want]
+    assert len(calls) > len({(c["Prefix"], c.get("ContinuationToken"), c.get("Delimiter")) for c in calls})  # some asked twice
 
 
 def test_local_listing_is_byte_ordered_and_skips_hidden_and_temporaries(tmp_path: Path) -> None:

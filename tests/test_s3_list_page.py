@@ -1,10 +1,8 @@
 """A ListObjectsV2 page read for listing: the fast parse (regular expressions over the bytes)
-gives exactly what the XML parse gives, or steps aside; real servers' pages take the fast path;
-an error or a cut-off page in a 200 answer is retried, never read as a short last page."""
+gives exactly what the XML parse gives, or steps aside; real servers' pages take the fast path.
+(An error or a cut-off page in a 200 answer: tests/test_s3_lister.py.)"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 
 from colorize_core.storage import s3_list_page
 from colorize_core.storage.s3 import S3Store
-from colorize_core.storage.s3_list_page import fast_page, lean_list_page, tree_page
+from colorize_core.storage.s3_list_page import fast_page, tree_page
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -115,18 +113,6 @@ def test_pages_of_another_shape_are_left_to_the_xml_parser(body: str) -> None:
     assert parsed.keys.to_pylist()[-1] == ("café.jpg" if "ISO" in body else "a<b.jpg" if "CDATA" in body else "a.jpg" if "a.jpg" in body else "b")
     if "IsTruncated" in body and "s3:IsTruncated" not in body:
         assert parsed.truncated is True  # the parser reads what the fast parse could not
-
-
-def test_an_error_in_a_200_listing_answer_is_retried_not_read_as_an_empty_page() -> None:
-    error: dict[str, Any] = {"status_code": 200, "body": b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"}
-    lean_list_page(error, {})
-    assert error["status_code"] == 500  # errors.py retries a 5xx
-    # A cut-off, empty or garbled 200 answer is retried too: read as a page, an empty body would
-    # look like the last one and drop every key after it.
-    for body in (b"not xml", b"", b"<Other/>", b"<ListBucketResult><Contents><Key>a</Key><Size>big</Size></Contents></ListBucketResult>", b"<ListBucketResult><Contents><Key>a</Key><Size>0x10</Size><ETag>e</ETag></Contents></ListBucketResult>", b"<ListBucketResult><Contents><Key>a.jpg</Key>", b"<ListBucketResult><Contents><Key>a&#x1;</Key></Contents></ListBucketResult>"):
-        broken = {"status_code": 200, "body": body}
-        lean_list_page(broken, {})
-        assert broken["status_code"] == 500, body
 
 
 def test_real_servers_pages_take_the_fast_path(s3_on: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

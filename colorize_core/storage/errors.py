@@ -13,12 +13,13 @@ where it is raised; `is_transient` reads it, and classifies everything else by t
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -132,6 +133,20 @@ class RetryPolicy:
         return cls(total_s=settings().retry_seconds)
 
 
+def _retry_wait(policy: RetryPolicy, attempt: int, deadline: float) -> float | None:
+    """The pause before retry `attempt + 1` (full jitter), or None when it would pass the
+    deadline or the process is stopping."""
+    wait = random.uniform(0.0, min(policy.max_wait_s, policy.first_s * 2**attempt))
+    return None if time.monotonic() + wait > deadline or STOP.is_set() else wait
+
+
+def _gave_up(exc: Exception) -> None:
+    try:
+        exc.retried = True  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+
+
 def call_with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:
     """`fn()`, retried while it raises transient errors, for at most the policy's total time.
 
@@ -145,15 +160,34 @@ def call_with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy | None
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            wait = random.uniform(0.0, min(policy.max_wait_s, policy.first_s * 2**attempt))
+            wait = _retry_wait(policy, attempt, deadline)
             attempt += 1
-            give_up = time.monotonic() + wait > deadline or STOP.is_set()
-            if not give_up:
+            if wait is not None:
                 log.info("%s: transient error, retry %d in %.1fs: %s", what, attempt, wait, exc)
-                give_up = STOP.wait(wait)  # a stopping process does not wait out its retries
-            if give_up:
-                try:
-                    exc.retried = True  # type: ignore[attr-defined]
-                except AttributeError:
-                    pass
+            if wait is None or STOP.wait(wait):  # a stopping process does not wait out its retries
+                _gave_up(exc)
+                raise
+
+
+async def call_with_retries_async(fn: Callable[[], Awaitable[T]], what: str, policy: RetryPolicy | None = None) -> T:
+    """`call_with_retries` for a coroutine function: the same schedule, the pauses awaited (in
+    short steps, so that a stopping process does not wait them out)."""
+    policy = policy or RetryPolicy.from_env()
+    deadline = time.monotonic() + policy.total_s
+    attempt = 0
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            wait = _retry_wait(policy, attempt, deadline)
+            attempt += 1
+            if wait is not None:
+                log.info("%s: transient error, retry %d in %.1fs: %s", what, attempt, wait, exc)
+                until = time.monotonic() + wait
+                while not STOP.is_set() and (left := until - time.monotonic()) > 0:
+                    await asyncio.sleep(min(left, 0.2))
+            if wait is None or STOP.is_set():
+                _gave_up(exc)
                 raise

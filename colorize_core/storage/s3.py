@@ -1,6 +1,6 @@
 """S3 and S3-compatible stores through boto3: retried calls, conditional writes (with the ETag
-forms Ceph needs), listings in parallel across prefixes in the sequential listing's byte order,
-and one client per endpoint and pool size. `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO,
+forms Ceph needs), listings in parallel across prefixes in the sequential listing's byte order
+(their requests through s3_lister), and one client per endpoint and pool size. `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO,
 SeaweedFS, Ceph RGW) and the standard credential chain are honoured."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import copy
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,7 +18,8 @@ import pyarrow.compute as pc
 
 from colorize_core.storage.columns import LISTED_SCHEMA, objects_in
 from colorize_core.storage.errors import RetryPolicy, call_with_retries, is_transient, service_code
-from colorize_core.storage.s3_list_page import ListPage, lean_list_page
+from colorize_core.storage.s3_list_page import ListPage
+from colorize_core.storage.s3_lister import Lister
 from colorize_core.storage.objects import InvalidKeyError, LocationNotFound, ObjectInfo, ObjectNotFound, StorageError, join_key, key_problem, validate_key
 
 T = TypeVar("T")
@@ -27,9 +27,11 @@ T = TypeVar("T")
 S3_MAX_KEY_BYTES = 1024
 
 
-# S3 listing in parallel: LIST chains at once (each a connection of the client's pool), and how
-# many levels of "folders" a listing splits at most to find enough prefixes to list side by side.
-LIST_CONCURRENCY = 16
+# S3 listing in parallel: LIST requests in flight at once (s3_lister: a connection each, no
+# thread each), and how many levels of "folders" a listing splits at most to find enough
+# prefixes to list side by side. 32: the best of 16, 32 and 64 at 30 and 100 ms a request on 2
+# cores (BENCHMARKS.md); S3 takes thousands of requests a second for a prefix.
+LIST_CONCURRENCY = 32
 LIST_SPLIT_DEPTH = 3
 
 
@@ -91,6 +93,19 @@ ENDPOINT_HINT = "check that the S3 endpoint is up and AWS_ENDPOINT_URL points at
 CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken", "InvalidToken"})
 
 
+def _s3_config(max_connections: int) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        # One retry policy for the whole project (errors.call_with_retries): botocore's own
+        # would multiply it and give up on an outage after a few seconds.
+        retries={"total_max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_connections,  # one connection per concurrent request
+    )
+
+
 def _s3_client(max_connections: int) -> Any:
     """One boto3 client per process and setting: making one costs ~100 ms, and clients are
     thread-safe; keyed by pid because a client must not cross a fork (DataLoader workers fork)."""
@@ -98,40 +113,24 @@ def _s3_client(max_connections: int) -> Any:
     with _clients_lock:
         if key not in _clients:
             import boto3
-            from botocore.config import Config
 
-            config = Config(
-                # One retry policy for the whole project (errors.call_with_retries): botocore's own
-                # would multiply it and give up on an outage after a few seconds.
-                retries={"total_max_attempts": 1},
-                connect_timeout=10,
-                read_timeout=60,
-                max_pool_connections=max_connections,  # one connection per concurrent request
-            )
             # boto3 reads AWS_ENDPOINT_URL(_S3), the region and credentials from the standard chain.
-            _clients[key] = boto3.session.Session().client("s3", config=config)
+            _clients[key] = boto3.session.Session().client("s3", config=_s3_config(max_connections))
         return _clients[key]
 
 
-def _s3_list_client(max_connections: int) -> Any:
-    """The client for LIST requests: the shared client's settings, its pages parsed by
-    `s3_list_page.lean_list_page` (other calls keep botocore's full parse on the shared client)."""
-    key = (os.getpid(), max_connections, "list")
-    shared = _s3_client(max_connections)
+def _s3_presign_client(max_connections: int, region: str | None = None) -> Any:
+    """The client that presigns LIST requests (s3_lister): the shared client's settings, SigV4
+    (botocore would presign with SigV2 for some endpoints; its requests are SigV4), and the
+    bucket's region where a redirect named another one."""
+    key = (os.getpid(), max_connections, "presign", region)
     with _clients_lock:
         if key not in _clients:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.session.Session().client("s3", config=shared.meta.config)
-            client.meta.events.register("before-parse.s3.ListObjectsV2", lean_list_page)
-            # botocore's check for an error in a 200 answer parses every page once more (a third
-            # of the CPU a page costs); lean_list_page makes the same check on its own parse.
-            from botocore import handlers
-
-            check = getattr(handlers, "_handle_200_error", None)
-            if check is not None:
-                client.meta.events.unregister("before-parse.s3.*", check)
-            _clients[key] = client
+            config = _s3_config(max_connections).merge(Config(signature_version="s3v4"))
+            _clients[key] = boto3.session.Session().client("s3", region_name=region, config=config)
         return _clients[key]
 
 
@@ -147,14 +146,11 @@ class S3Store:
         self.page_size = 1000  # keys per LIST request (S3's maximum)
         self.list_concurrency = LIST_CONCURRENCY  # parallel LIST chains; 1: one sequential chain
         self.retries: RetryPolicy | None = None  # None: the default (COLORIZE_RETRY_SECONDS); `with_retries`
+        self.on_list_request: Callable[[dict[str, Any]], None] | None = None  # sees each LIST request's parameters
 
     @property
     def client(self) -> Any:
         return _s3_client(self._max_connections)
-
-    @property
-    def list_client(self) -> Any:
-        return _s3_list_client(self._max_connections)
 
     def _key(self, key: str) -> str:
         return join_key(self.prefix, validate_key(key))
@@ -219,33 +215,31 @@ class S3Store:
 
     def list_batches(self, prefix: str = "") -> Iterator[pa.RecordBatch]:
         """Objects under `prefix` as columns (columns.LISTED_SCHEMA: key, size, etag, and a null
-        problem), a batch a page, in UTF-8 byte order. With `list_concurrency` > 1 the key space is split at its common prefixes
-        ("folders") and the parts are listed in parallel (see `_list_parallel`); the result is
-        the same."""
-        if self.list_concurrency <= 1:
-            yield from self._list_flat(prefix)
-        else:
-            yield from self._list_parallel(prefix)
+        problem), a batch a page, in UTF-8 byte order. With `list_concurrency` > 1 the key space
+        is split at its common prefixes ("folders") and the parts are listed in parallel (see
+        `_list_parallel`); the result is the same. The requests go out through s3_lister."""
+        with self._lister() as lister:
+            if self.list_concurrency <= 1:
+                yield from self._list_flat(lister, prefix)
+            else:
+                yield from self._list_parallel(lister, prefix)
 
-    def _pages(self, prefix: str, delimiter: bool) -> Iterator[ListPage]:
-        """The ListObjectsV2 pages under `prefix` (relative to the store), each page's request
-        retried on its own."""
-        base = f"{self.prefix}/" if self.prefix else ""
-        token: str | None = None
-        while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base + prefix, "MaxKeys": self.page_size}
-            if delimiter:
-                args["Delimiter"] = "/"
-            if token:
-                args["ContinuationToken"] = token
-            answer = self._call(lambda: self.list_client.list_objects_v2(**args), "list", prefix)
-            page: ListPage = answer["ListPage"]  # s3_list_page.lean_list_page read it (any other answer is an error)
-            yield page
-            token = page.next_token
-            if not page.truncated:
-                return
-            if not token:  # a store that says "more" without saying where: never a silent short listing
-                raise StorageError(f"{self.uri}: listing {prefix!r} was truncated without a continuation token; the store's answer is broken, try again")
+    def _lister(self) -> Lister:
+        lister = Lister(
+            lambda region: _s3_presign_client(self._max_connections, region),
+            self.bucket,
+            concurrency=self.list_concurrency,
+            error=lambda exc, prefix: self._error(exc, "list", prefix),
+            policy=self.retries,
+            what=self.uri,
+            on_request=self.on_list_request,
+        )
+        lister.page_size = self.page_size
+        return lister
+
+    def _chain(self, lister: Lister, prefix: str, delimiter: bool) -> Iterator[ListPage]:
+        """The pages under `prefix` (relative to the store), requested from now on."""
+        return lister.chain((f"{self.prefix}/" if self.prefix else "") + prefix, delimiter=delimiter, label=prefix)
 
     def _batch(self, page: ListPage) -> pa.RecordBatch:
         """A page's objects: keys relative to the store, "folder" markers (keys ending in "/")
@@ -257,58 +251,57 @@ class S3Store:
         objects = pc.and_(pc.not_equal(keys, ""), pc.invert(pc.ends_with(keys, "/")))
         return batch if pc.all(objects).as_py() else batch.filter(objects)
 
-    def _list_flat(self, prefix: str) -> Iterator[pa.RecordBatch]:
-        for page in self._pages(prefix, delimiter=False):
+    def _list_flat(self, lister: Lister, prefix: str) -> Iterator[pa.RecordBatch]:
+        for page in self._chain(lister, prefix, delimiter=False):
             yield self._batch(page)
 
-    def _split(self, prefix: str) -> tuple[pa.Table, list[str]]:
-        """One level under `prefix` (Delimiter "/"): the objects directly under it, complete, and
-        its common prefixes (relative to the store)."""
+    def _split(self, pages: Iterator[ListPage]) -> tuple[pa.Table, list[str]]:
+        """One level under a prefix (its Delimiter "/" pages): the objects directly under it,
+        complete, and its common prefixes (relative to the store)."""
         cut = len(self.prefix) + 1 if self.prefix else 0
         batches: list[pa.RecordBatch] = []
         prefixes: list[str] = []
-        for page in self._pages(prefix, delimiter=True):
+        for page in pages:
             batches.append(self._batch(page))
             prefixes.extend(p[cut:] for p in page.prefixes)
         return pa.Table.from_batches(batches, schema=LISTED_SCHEMA), prefixes
 
-    def _list_parallel(self, prefix: str) -> Iterator[pa.RecordBatch]:
+    def _list_parallel(self, lister: Lister, prefix: str) -> Iterator[pa.RecordBatch]:
         """Split the key space at common prefixes, level by level (all of a level's splits at
         once), until there are `2 x list_concurrency` prefixes to list or `LIST_SPLIT_DEPTH`
-        levels; then list each remaining prefix flat, `list_concurrency` at a time, and yield
-        the parts in order (interleave_prefixes). Every key is read once: a split returns the
-        keys directly under its prefix, complete, so a prefix without sub-prefixes costs what a
-        flat listing does (and a store without "folders" is listed exactly as sequentially).
-        Splitting stops early because each prefix costs at least one request: a thousand
-        folders of ten photos listed one by one would cost more than the sequential listing.
-        A listing is as fast as its largest prefix at the level where splitting stopped."""
+        levels; then list each remaining prefix flat, all chains at once with `list_concurrency`
+        requests in flight, and yield the parts in order (interleave_prefixes). Every key is
+        read once: a split returns the keys directly under its prefix, complete, so a prefix
+        without sub-prefixes costs what a flat listing does (and a store without "folders" is
+        listed exactly as sequentially). Splitting stops early because each prefix costs at
+        least one request: a thousand folders of ten photos listed one by one would cost more
+        than the sequential listing. A listing is as fast as its largest prefix at the level
+        where splitting stopped."""
         target = 2 * self.list_concurrency
-        pool = ThreadPoolExecutor(self.list_concurrency, thread_name_prefix="s3-list")
-        try:
-            levels: dict[str, list[pa.Table | CommonPrefix]] = {}
-            frontier = [prefix]
-            for _level in range(LIST_SPLIT_DEPTH + 1):
-                following: list[str] = []
-                for p, (items, subs) in zip(frontier, pool.map(self._split, frontier)):
-                    levels[p] = interleave_prefixes(items, subs)
-                    following.extend(subs)
-                frontier = following
-                if not frontier or len(frontier) >= target:
-                    break
-            flat = {p: pool.submit(lambda p=p: list(self._list_flat(p))) for p in frontier}
+        levels: dict[str, list[pa.Table | CommonPrefix]] = {}
+        frontier = [prefix]
+        for _level in range(LIST_SPLIT_DEPTH + 1):
+            following: list[str] = []
+            chains = [self._chain(lister, p, delimiter=True) for p in frontier]
+            for p, pages in zip(frontier, chains):
+                items, subs = self._split(pages)
+                levels[p] = interleave_prefixes(items, subs)
+                following.extend(subs)
+            frontier = following
+            if not frontier or len(frontier) >= target:
+                break
+        flat = {p: self._chain(lister, p, delimiter=False) for p in frontier}
 
-            def emit(p: str) -> Iterator[pa.RecordBatch]:
-                for entry in levels[p]:
-                    if isinstance(entry, pa.Table):
-                        yield from entry.to_batches()
-                    elif entry.prefix in levels:
-                        yield from emit(entry.prefix)
-                    else:
-                        yield from flat[entry.prefix].result()
+        def emit(p: str) -> Iterator[pa.RecordBatch]:
+            for entry in levels[p]:
+                if isinstance(entry, pa.Table):
+                    yield from entry.to_batches()
+                elif entry.prefix in levels:
+                    yield from emit(entry.prefix)
+                else:
+                    yield from (self._batch(page) for page in flat[entry.prefix])
 
-            yield from emit(prefix)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # a consumer that stopped early
+        yield from emit(prefix)
 
     def read(self, key: str) -> bytes:
         k = self._key(key)

@@ -19,7 +19,8 @@ common prefixes and the paging fields, and hands them on as Arrow arrays, never 
   error document or a cut-off page apart.
 
 Both give the text as the XML says it; `url_decoded` then undoes S3's `EncodingType=url`
-(botocore asks for it on every listing, so that keys with characters XML cannot carry list).
+(s3_lister asks for it, as botocore does on every listing, so that keys with characters XML
+cannot carry list).
 tests/test_s3_list_page.py holds the two parses equal on generated pages (hypothesis), and the
 storage tests list through the fast path on moto, SeaweedFS and Ceph RGW."""
 
@@ -250,31 +251,3 @@ def tree_page(body: bytes) -> ListPage:
         key_count=key_count,
         url_encoded=top.get("EncodingType") == "url",
     )
-
-
-def lean_list_page(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    """botocore's `before-parse.s3.ListObjectsV2` hook: read the page here (`fast_page`, else
-    `tree_page`), its keys URL-decoded, and hand it on as `ListPage` with the paging fields,
-    leaving botocore an empty document (and no EncodingType, so its own decoding finds nothing
-    to do). Any other 200 answer is made a 500: retried, then an error."""
-    if response_dict.get("status_code") != 200 or not isinstance(response_dict.get("body"), bytes):
-        return
-    body = response_dict["body"]
-    page = fast_page(body)
-    if page is None:
-        try:
-            page = tree_page(body)
-        except NotAListing:
-            # A cut-off or empty 200 answer, or an error in one: retried, as botocore's own check
-            # (unregistered for this client) would; handed on, an empty body would read as a
-            # last page and drop the rest.
-            response_dict["status_code"] = 500
-            return
-    page = page.url_decoded()
-    customized_response_dict["ListPage"] = page
-    customized_response_dict["IsTruncated"] = page.truncated
-    if page.next_token is not None:
-        customized_response_dict["NextContinuationToken"] = page.next_token
-    if page.key_count is not None:
-        customized_response_dict["KeyCount"] = page.key_count
-    response_dict["body"] = b"<ListBucketResult/>"  # botocore's pass then finds nothing more to do

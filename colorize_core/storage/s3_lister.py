@@ -1,0 +1,276 @@
+"""The LIST requests of one S3 listing, made from one thread: an asyncio event loop with aiohttp,
+each request a URL that botocore presigns (SigV4 in the query string), each page read by
+`s3_list_page` straight into columns.
+
+Why not botocore's own calls from a pool of threads (as before): each request costs ~1.7 ms of
+Python in botocore (events, endpoint rules, serializing, signing, http.client), and 16 threads on
+2 cores spend as much again handing the interpreter lock to one another; a listing in parallel
+was bound by the client's CPU, not by the store (BENCHMARKS.md, "Listing at scale"). Here a
+request costs a presigned URL (~0.25 ms) and aiohttp's C parser, and waiting for many answers
+at once costs nothing: a listing's requests in flight are a number (`concurrency`), not threads.
+
+What still comes from botocore, unchanged: the endpoint (AWS_ENDPOINT_URL(_S3), the region,
+path or virtual-host addressing), the credentials (the whole chain, refreshed as they expire)
+and the signature. What botocore's HTTP layer did and is done here the same way: TLS verified
+against AWS_CA_BUNDLE (or the `ca_bundle` of the AWS config), REQUESTS_CA_BUNDLE, else certifi's
+bundle; HTTP(S)_PROXY and NO_PROXY; the client's connect and read timeouts; and S3's region
+redirect (a bucket in another region than the client's answers 301 or 400 with its region in
+`x-amz-bucket-region`: the request is signed again for that region, as botocore's redirector
+does). Errors become the same StorageErrors as every other call's (`S3Store._error`), and a page
+is retried on its own under the same policy (errors.call_with_retries_async)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from xml.etree import ElementTree
+
+from colorize_core.storage import s3_list_page
+from colorize_core.storage.errors import RetryPolicy, call_with_retries_async
+from colorize_core.storage.objects import StorageError
+from colorize_core.storage.s3_list_page import ListPage, NotAListing
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PRESIGN_EXPIRES_S = 900  # a URL is sent at once; a slow connect still finds it valid
+REDIRECT_STATUSES = frozenset({301, 307, 400})  # S3's answers to a request signed for the wrong region
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_DONE = object()
+
+
+def _verify() -> str | bool:
+    """The CA bundle botocore's client verifies TLS with (a path), as it resolves it: the session's
+    `ca_bundle` (AWS_CA_BUNDLE, or the AWS config file), REQUESTS_CA_BUNDLE, else its default."""
+    import botocore.httpsession
+    import botocore.session
+
+    verify = botocore.session.get_session().get_config_variable("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE") or True
+    return botocore.httpsession.get_cert_path(verify)  # type: ignore[no-any-return]
+
+
+def _ssl_context() -> ssl.SSLContext:
+    return _ssl_context_for(_verify())
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context_for(path: str | bool) -> ssl.SSLContext:
+    """One context per CA bundle and process: loading certifi's bundle takes ~45 ms."""
+    if isinstance(path, str) and os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path if isinstance(path, str) else None)
+
+
+def _proxy(url: str) -> str | None:
+    """The proxy botocore's client would send `url` through (HTTP(S)_PROXY, NO_PROXY), or None."""
+    from urllib.parse import urlsplit
+
+    from botocore.utils import get_environ_proxies
+
+    proxy = get_environ_proxies(url).get(urlsplit(url).scheme)
+    if proxy and not proxy.startswith(("http://", "https://")):
+        proxy = f"http://{proxy}"  # as botocore reads a proxy given without its scheme
+    return proxy or None
+
+
+def _service_error(status: int, body: bytes) -> Exception:
+    """An error answer as botocore's ClientError (the code and message of its error document, or
+    the status alone), so that it is classified and worded as every other call's error."""
+    from botocore.exceptions import ClientError
+
+    code, message = str(status), ""
+    try:
+        root = ElementTree.fromstring(body) if body.strip() else None
+    except ElementTree.ParseError:
+        root = None
+    if root is not None and root.tag.rpartition("}")[2] == "Error":
+        code, message = root.findtext("Code") or code, root.findtext("Message") or ""
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+
+def _transport_error(exc: BaseException) -> BaseException:
+    """aiohttp's errors marked for errors.is_transient: a failed certificate is permanent; a
+    refused, reset or cut-off connection and a timeout are worth another try."""
+    import aiohttp
+
+    try:
+        exc.transient = not isinstance(exc, (aiohttp.ClientSSLError, aiohttp.InvalidURL))  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return exc
+
+
+class Lister:
+    """The LIST requests of one listing: `chain` starts a chain of pages under a prefix at once
+    and returns them in order as they come; at most `concurrency` requests are in flight over
+    all chains. Use it as a context manager: leaving it cancels what is still running.
+
+    `presigner(region)` is a botocore S3 client to presign with (None: the client's own
+    region); `error(exc, prefix)` words a failure as the store's StorageError."""
+
+    def __init__(
+        self,
+        presigner: Callable[[str | None], Any],
+        bucket: str,
+        *,
+        concurrency: int,
+        error: Callable[[BaseException, str], StorageError],
+        policy: RetryPolicy | None = None,
+        what: str = "",
+        on_request: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._presigner, self._bucket, self._error = presigner, bucket, error
+        self._concurrency = max(1, concurrency)
+        self._what = what or f"s3://{bucket}"
+        self._on_request = on_request
+        self._region: str | None = None  # None: the client's; else learned from a redirect
+        self._proxies: dict[tuple[str, str], str | None] = {}
+        self.page_size = 1000  # keys per request (S3's maximum)
+        self._policy = policy or RetryPolicy.from_env()  # read once, not a page
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.requests = 0  # LIST requests sent (every attempt)
+
+    # The loop runs in the caller's thread, while the caller waits for a page (`_run`): the
+    # requests in flight progress then, and between two waits their answers wait in the socket
+    # buffers. No second thread, so no handing of the interpreter lock to and fro a page (a
+    # loop in a thread of its own cost a third more CPU). Only a caller that is itself inside
+    # a running event loop (which cannot be run again) gets a thread for this loop.
+
+    def __enter__(self) -> Lister:
+        if asyncio._get_running_loop() is not None:
+            self._thread = threading.Thread(target=self._loop.run_forever, name="s3-list", daemon=True)
+            self._thread.start()
+        self._run(self._open())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self._run(self._close())
+        finally:
+            if self._thread is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
+            self._loop.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._thread is None:
+            return self._loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _open(self) -> None:
+        import aiohttp
+
+        config = self._presigner(None).meta.config
+        self._semaphore = asyncio.Semaphore(self._concurrency)
+        self._ssl = _ssl_context()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout),
+            trust_env=False,  # proxies as botocore picks them (`_proxy`); no ~/.netrc credentials beside the signature
+        )
+
+    async def _close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
+
+    def chain(self, prefix: str, *, delimiter: bool, label: str = "") -> Iterator[ListPage]:
+        """The pages of `prefix` (a key prefix of the bucket), with Delimiter "/" or without,
+        requested from now on; the iterator waits for each in turn and raises the chain's error
+        (a StorageError) where it stopped. `label` names the prefix in errors."""
+        out: asyncio.Queue[object] = self._run(self._start(prefix, delimiter, label or prefix))
+        return self._drain(out)
+
+    def _drain(self, out: asyncio.Queue[object]) -> Iterator[ListPage]:
+        while (item := self._run(out.get())) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item  # type: ignore[misc]
+
+    async def _start(self, prefix: str, delimiter: bool, label: str) -> asyncio.Queue[object]:
+        out: asyncio.Queue[object] = asyncio.Queue()
+        task = asyncio.get_running_loop().create_task(self._chain(prefix, delimiter, label, out))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return out
+
+    async def _chain(self, prefix: str, delimiter: bool, label: str, out: asyncio.Queue[object]) -> None:
+        token: str | None = None
+        try:
+            while True:
+                params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": self.page_size, "EncodingType": "url"}
+                if delimiter:
+                    params["Delimiter"] = "/"
+                if token:
+                    params["ContinuationToken"] = token
+                page = await call_with_retries_async(lambda: self._page(params, label), f"{self._what}: list {label!r}", self._policy)
+                out.put_nowait(page)
+                if not page.truncated:
+                    break
+                token = page.next_token
+                if not token:  # a store that says "more" without saying where: never a silent short listing
+                    raise StorageError(f"{self._what}: listing {label!r} was truncated without a continuation token; the store's answer is broken, try again")
+        except Exception as exc:  # (a cancelled chain's consumer has gone: nothing to tell)
+            out.put_nowait(_Failed(exc))
+            return
+        out.put_nowait(_DONE)
+
+    async def _page(self, params: dict[str, Any], label: str, redirected: bool = False) -> ListPage:
+        """One page, read; a failure as the store's StorageError (transient or not). Presigning
+        may refresh expiring credentials (a call to STS or the instance metadata): the loop
+        waits for it, as every thread waited for it in botocore."""
+        import aiohttp
+        import yarl
+
+        self.requests += 1
+        if self._on_request is not None:
+            self._on_request(dict(params))
+        region = self._region
+        try:
+            url = self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
+            async with self._semaphore:
+                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl) as answer:
+                    body, status = await answer.read(), answer.status
+                    redirect = answer.headers.get("x-amz-bucket-region")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._error(_transport_error(exc), label) from None
+        except Exception as exc:  # botocore's, while presigning: credentials, parameters
+            raise self._error(exc, label) from None
+        if status == 200:
+            try:
+                page = s3_list_page.fast_page(body) or s3_list_page.tree_page(body)
+            except NotAListing:
+                # A cut-off or empty 200 answer, or an error document in one: read as a page it
+                # would look like the last one and drop the rest.
+                raise StorageError(f"{self._what}: cannot list {label!r}: the store's answer was not a listing page (cut off?)", transient=True) from None
+            return page.url_decoded()
+        if status in REDIRECT_STATUSES and redirect and redirect != region and not redirected:
+            log.info("%s: the bucket is in region %s; LIST requests are signed for it", self._what, redirect)
+            self._region = redirect
+            return await self._page(params, label, redirected=True)
+        raise self._error(_service_error(status, body), label)
+
+    def _proxy_for(self, url: str) -> str | None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        where = (parts.scheme, parts.netloc)
+        if where not in self._proxies:
+            self._proxies[where] = _proxy(url)
+        return self._proxies[where]
