@@ -171,13 +171,21 @@ def test_pages_follow_their_continuation_tokens_in_order(aws: Callable[[str], No
     assert all(q["list-type"] == "2" and q["encoding-type"] == "url" and q["max-keys"] == "1000" for _, q in server.requests)
 
 
-def test_a_bucket_in_another_region_is_signed_again_for_it(aws: Callable[[str], None], caplog: pytest.LogCaptureFixture) -> None:
-    """S3 answers a request signed for the wrong region with a redirect naming the bucket's
+WRONG_REGION = [
+    (301, {"x-amz-bucket-region": "eu-west-3"}, error("PermanentRedirect", "use the right endpoint")),
+    # A presigned request's answer: the region in the error document only.
+    (400, {}, error("AuthorizationQueryParametersError", "the region 'us-east-1' is wrong; expecting 'eu-west-3'").replace(b"</Error>", b"<Region>eu-west-3</Region></Error>")),
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_REGION)
+def test_a_bucket_in_another_region_is_signed_again_for_it(aws: Callable[[str], None], caplog: pytest.LogCaptureFixture, wrong: Answer) -> None:
+    """S3 answers a request signed for the wrong region with an error naming the bucket's
     region; botocore's client signs again for it, and so does the lister (once)."""
 
     def answer(_path: str, query: dict[str, str]) -> Answer:
         if "/eu-west-3/" not in query.get("X-Amz-Credential", ""):
-            return 301, {"x-amz-bucket-region": "eu-west-3"}, error("PermanentRedirect", "use the right endpoint")
+            return wrong
         return 200, {}, page(["a.jpg"])
 
     with Scripted(answer) as server:

@@ -14,9 +14,9 @@ path or virtual-host addressing), the credentials (the whole chain, refreshed as
 and the signature. What botocore's HTTP layer did and is done here the same way: TLS verified
 against AWS_CA_BUNDLE (or the `ca_bundle` of the AWS config), REQUESTS_CA_BUNDLE, else certifi's
 bundle; HTTP(S)_PROXY and NO_PROXY; the client's connect and read timeouts; and S3's region
-redirect (a bucket in another region than the client's answers 301 or 400 with its region in
-`x-amz-bucket-region`: the request is signed again for that region, as botocore's redirector
-does). Errors become the same StorageErrors as every other call's (`S3Store._error`), and a page
+redirect (a bucket in another region than the client's answers 301, 307 or 400 with its region
+in `x-amz-bucket-region` or in the error document: the request is signed again for that region,
+as botocore's redirector does). Errors become the same StorageErrors as every other call's (`S3Store._error`), and a page
 is retried on its own under the same policy (errors.call_with_retries_async)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PRESIGN_EXPIRES_S = 900  # a URL is sent at once; a slow connect still finds it valid
-REDIRECT_STATUSES = frozenset({301, 307, 400})  # S3's answers to a request signed for the wrong region
+REDIRECT_STATUSES = frozenset({301, 302, 307, 400})  # S3's answers to a request signed for the wrong region
 
 
 @dataclass(frozen=True)
@@ -86,18 +86,24 @@ def _proxy(url: str) -> str | None:
     return proxy or None
 
 
+def _error_fields(body: bytes) -> dict[str, str]:
+    """The fields of an S3 error document (Code, Message, Region, ...), or none."""
+    try:
+        root = ElementTree.fromstring(body) if body.strip() else None
+    except ElementTree.ParseError:
+        return {}
+    if root is None or root.tag.rpartition("}")[2] != "Error":
+        return {}
+    return {child.tag.rpartition("}")[2]: child.text or "" for child in root}
+
+
 def _service_error(status: int, body: bytes) -> Exception:
     """An error answer as botocore's ClientError (the code and message of its error document, or
     the status alone), so that it is classified and worded as every other call's error."""
     from botocore.exceptions import ClientError
 
-    code, message = str(status), ""
-    try:
-        root = ElementTree.fromstring(body) if body.strip() else None
-    except ElementTree.ParseError:
-        root = None
-    if root is not None and root.tag.rpartition("}")[2] == "Error":
-        code, message = root.findtext("Code") or code, root.findtext("Message") or ""
+    fields = _error_fields(body)
+    code, message = fields.get("Code") or str(status), fields.get("Message", "")
     return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
 
 
@@ -260,6 +266,7 @@ class Lister:
                 # would look like the last one and drop the rest.
                 raise StorageError(f"{self._what}: cannot list {label!r}: the store's answer was not a listing page (cut off?)", transient=True) from None
             return page.url_decoded()
+        redirect = redirect or (_error_fields(body).get("Region") if status in REDIRECT_STATUSES else None)
         if status in REDIRECT_STATUSES and redirect and redirect != region and not redirected:
             log.info("%s: the bucket is in region %s; LIST requests are signed for it", self._what, redirect)
             self._region = redirect
