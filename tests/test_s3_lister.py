@@ -248,9 +248,13 @@ def test_tls_is_checked_against_aws_ca_bundle_and_a_bad_certificate_is_not_retri
         with pytest.raises(StorageError) as failed:  # a certificate no bundle trusts
             keys_of(S3Store("b"))
         assert not failed.value.transient and "certificate" in str(failed.value).lower()
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+        with pytest.raises(StorageError, match="cannot read the CA bundle .*missing.pem"):
+            keys_of(S3Store("b"))
         monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))  # the store's own CA, as users of private stores set it
         monkeypatch.setattr(s3, "_clients", {})
         assert keys_of(S3Store("b")) == ["a.jpg"]
+    assert len(server.requests) == 1  # only the listing with the right CA got through the handshake
 
 
 def test_a_listing_stopped_early_leaves_nothing_running(aws: Callable[[str], None]) -> None:

@@ -69,9 +69,12 @@ def _ssl_context() -> ssl.SSLContext:
 @functools.lru_cache(maxsize=4)
 def _ssl_context_for(path: str | bool) -> ssl.SSLContext:
     """One context per CA bundle and process: loading certifi's bundle takes ~45 ms."""
-    if isinstance(path, str) and os.path.isdir(path):
-        return ssl.create_default_context(capath=path)
-    return ssl.create_default_context(cafile=path if isinstance(path, str) else None)
+    try:
+        if isinstance(path, str) and os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path if isinstance(path, str) else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise StorageError(f"cannot read the CA bundle {path} (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE or the AWS config's ca_bundle): {exc}", transient=False) from None
 
 
 def _proxy(url: str) -> str | None:
@@ -119,6 +122,14 @@ def _transport_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Lister:
     """The LIST requests of one listing: `chain` starts a chain of pages under a prefix at once
     and returns them in order as they come; at most `concurrency` requests are in flight over
@@ -144,6 +155,7 @@ class Lister:
         self._on_request = on_request
         self._region: str | None = None  # None: the client's; else learned from a redirect
         self._proxies: dict[tuple[str, str], str | None] = {}
+        self._ssl: ssl.SSLContext | None = None
         self.page_size = 1000  # keys per request (S3's maximum)
         self._policy = policy or RetryPolicy.from_env()  # read once, not a page
         self._loop = asyncio.new_event_loop()
@@ -158,7 +170,7 @@ class Lister:
     # a running event loop (which cannot be run again) gets a thread for this loop.
 
     def __enter__(self) -> Lister:
-        if asyncio._get_running_loop() is not None:
+        if _in_running_loop():
             self._thread = threading.Thread(target=self._loop.run_forever, name="s3-list", daemon=True)
             self._thread.start()
         self._run(self._open())
@@ -183,7 +195,6 @@ class Lister:
 
         config = self._presigner(None).meta.config
         self._semaphore = asyncio.Semaphore(self._concurrency)
-        self._ssl = _ssl_context()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout),
@@ -251,11 +262,13 @@ class Lister:
         try:
             url = self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
             async with self._semaphore:
-                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl) as answer:
+                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url)) as answer:
                     body, status = await answer.read(), answer.status
                     redirect = answer.headers.get("x-amz-bucket-region")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self._error(_transport_error(exc), label) from None
+        except StorageError:
+            raise  # (the CA bundle)
         except Exception as exc:  # botocore's, while presigning: credentials, parameters
             raise self._error(exc, label) from None
         if status == 200:
@@ -272,6 +285,14 @@ class Lister:
             self._region = redirect
             return await self._page(params, label, redirected=True)
         raise self._error(_service_error(status, body), label)
+
+    def _ssl_for(self, url: str) -> ssl.SSLContext | bool:
+        """The TLS context for an https URL (made on the first: an http store needs no CA bundle)."""
+        if not url.startswith("https:"):
+            return True  # aiohttp's default; unused without TLS
+        if self._ssl is None:
+            self._ssl = _ssl_context()
+        return self._ssl
 
     def _proxy_for(self, url: str) -> str | None:
         from urllib.parse import urlsplit
