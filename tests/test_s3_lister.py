@@ -152,6 +152,38 @@ def test_a_permanent_error_fails_at_once_in_the_stores_words(aws: Callable[[str]
     assert "testing-secret" not in str(failed.value) and "X-Amz-Signature" not in str(failed.value)
 
 
+def test_a_garbled_answer_is_retried_and_its_error_shows_no_signature(aws: Callable[[str], None]) -> None:
+    """aiohttp words a broken answer with the request's URL; a presigned URL is a credential
+    until it expires, so the error (and the log) names the failure without the query."""
+    import socket
+
+    from colorize_core.storage.errors import RetryPolicy
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    answered = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            answered.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 2x0 WHAT\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        aws(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        with pytest.raises(StorageError) as failed:
+            keys_of(S3Store("b").with_retries(RetryPolicy(total_s=1.0, first_s=0.05)))
+    finally:
+        listener.close()
+    assert failed.value.transient and getattr(failed.value, "retried", False) and len(answered) >= 2
+    assert "Bad status line" in str(failed.value) and "127.0.0.1" in str(failed.value)
+    assert "Signature" not in str(failed.value) and "Credential" not in str(failed.value)
+
+
 def test_a_page_cut_short_by_a_missing_continuation_token_is_an_error(aws: Callable[[str], None]) -> None:
     broken = page(["a.jpg"]).replace(b"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated>")
     with Scripted(script((200, {}, broken))) as server:
@@ -173,6 +205,8 @@ def test_pages_follow_their_continuation_tokens_in_order(aws: Callable[[str], No
 
 WRONG_REGION = [
     (301, {"x-amz-bucket-region": "eu-west-3"}, error("PermanentRedirect", "use the right endpoint")),
+    # A bucket new to DNS: followed by hand (its Location holds the same signature, for another host).
+    (307, {"x-amz-bucket-region": "eu-west-3", "Location": "/elsewhere"}, error("TemporaryRedirect", "please re-send")),
     # A presigned request's answer: the region in the error document only.
     (400, {}, error("AuthorizationQueryParametersError", "the region 'us-east-1' is wrong; expecting 'eu-west-3'").replace(b"</Error>", b"<Region>eu-west-3</Region></Error>")),
 ]
@@ -183,7 +217,9 @@ def test_a_bucket_in_another_region_is_signed_again_for_it(aws: Callable[[str], 
     """S3 answers a request signed for the wrong region with an error naming the bucket's
     region; botocore's client signs again for it, and so does the lister (once)."""
 
-    def answer(_path: str, query: dict[str, str]) -> Answer:
+    def answer(path: str, query: dict[str, str]) -> Answer:
+        if path == "/elsewhere":
+            return 500, {}, error("InternalError", "a redirect was followed")
         if "/eu-west-3/" not in query.get("X-Amz-Credential", ""):
             return wrong
         return 200, {}, page(["a.jpg"])

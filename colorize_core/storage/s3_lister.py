@@ -25,6 +25,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -110,16 +111,21 @@ def _service_error(status: int, body: bytes) -> Exception:
     return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
 
 
-def _transport_error(exc: BaseException) -> BaseException:
-    """aiohttp's errors marked for errors.is_transient: a failed certificate is permanent; a
-    refused, reset or cut-off connection and a timeout are worth another try."""
-    import aiohttp
+_QUERY = re.compile(r"\?[^\s'\"]*")
 
-    try:
-        exc.transient = not isinstance(exc, (aiohttp.ClientSSLError, aiohttp.InvalidURL))  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
-    return exc
+
+class HTTPFailure(Exception):
+    """A LIST request that failed below S3 (connection, TLS, timeout, a broken answer), worded
+    without the request's query: aiohttp's messages carry the URL, and a presigned URL lets
+    anyone who reads the log list the bucket until it expires. A failed certificate is
+    permanent; a refused, reset or cut-off connection, a timeout or a garbled answer is worth
+    another try."""
+
+    def __init__(self, exc: BaseException) -> None:
+        import aiohttp
+
+        super().__init__(f"{type(exc).__name__}: {_QUERY.sub('?...', str(exc))}")
+        self.transient = not isinstance(exc, (aiohttp.ClientSSLError, aiohttp.InvalidURL))
 
 
 def _in_running_loop() -> bool:
@@ -262,11 +268,11 @@ class Lister:
         try:
             url = self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
             async with self._semaphore:
-                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url)) as answer:
+                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url), allow_redirects=False) as answer:
                     body, status = await answer.read(), answer.status
                     redirect = answer.headers.get("x-amz-bucket-region")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self._error(_transport_error(exc), label) from None
+            raise self._error(HTTPFailure(exc), label) from None
         except StorageError:
             raise  # (the CA bundle)
         except Exception as exc:  # botocore's, while presigning: credentials, parameters
