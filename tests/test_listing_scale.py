@@ -170,7 +170,7 @@ def test_split_levels_stop_at_enough_prefixes(stressed_bucket: str) -> None:
     delimited = [c for c in calls if c.get("Delimiter") == "/"]
     assert [c["Prefix"] for c in delimited] == [""]  # one split; every top-level prefix listed flat
     with store._lister() as lister:
-        top = store._split(store._chain(lister, "", delimiter=True))[1]
+        top = store._split("", store._chain(lister, "", delimiter=True))[1]
     assert len(top) > 4 and len(calls) == 1 + len(top)
 
 

@@ -46,7 +46,9 @@ class Scripted:
     answered by `answer(path, query)`."""
 
     def __init__(self, answer: Callable[[str, dict[str, str]], Answer], *, tls: ssl.SSLContext | None = None) -> None:
-        self.answer, self.requests = answer, []
+        self.answer, self.requests, self.hosts = answer, [], []
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,15 +59,27 @@ class Scripted:
 
             def do_GET(self) -> None:
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
-                scripted.requests.append((self.requestline, query))
-                status, headers, body = scripted.answer(urlsplit(self.path).path, query)
+                with scripted._lock:
+                    scripted.requests.append((self.requestline, query))
+                    scripted.hosts.append(self.headers.get("Host", ""))
+                    scripted.in_flight += 1
+                    scripted.most_in_flight = max(scripted.most_in_flight, scripted.in_flight)
+                try:
+                    status, headers, body = scripted.answer(urlsplit(self.path).path, query)
+                finally:
+                    with scripted._lock:
+                        scripted.in_flight -= 1
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/xml", **headers, "Content-Length": str(len(body))}.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that hung up (a listing stopped early, a refused handshake)
+
+        self.server = Quiet(("127.0.0.1", 0), Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
@@ -149,7 +163,7 @@ def test_a_permanent_error_fails_at_once_in_the_stores_words(aws: Callable[[str]
             assert words in str(failed.value) and "s3://b" in str(failed.value)
             assert not getattr(failed.value, "transient", False)
     assert len(server.requests) == 2  # one a listing: not retried
-    assert "testing-secret" not in str(failed.value) and "X-Amz-Signature" not in str(failed.value)
+    assert "X-Amz-Signature" not in str(failed.value)
 
 
 def test_a_garbled_answer_is_retried_and_its_error_shows_no_signature(aws: Callable[[str], None]) -> None:
@@ -228,8 +242,9 @@ def test_a_bucket_in_another_region_is_signed_again_for_it(aws: Callable[[str], 
         aws(f"http://127.0.0.1:{server.port}")
         with caplog.at_level("INFO"):
             assert keys_of(S3Store("b")) == ["a.jpg"]
+            assert keys_of(S3Store("b")) == ["a.jpg"]  # the next listing signs for it at once
     regions = [q["X-Amz-Credential"].split("/")[2] for _, q in server.requests]
-    assert regions == ["us-east-1", "eu-west-3"]
+    assert regions == ["us-east-1", "eu-west-3", "eu-west-3"]
     assert "region eu-west-3" in caplog.text
 
 
@@ -241,6 +256,100 @@ def test_a_redirect_to_a_region_that_is_still_refused_is_not_followed_again(aws:
     assert len(server.requests) == 2
 
 
+def test_at_most_concurrency_requests_are_in_flight_each_signed_when_sent(aws: Callable[[str], None]) -> None:
+    """24 prefixes, 2 at a time, 0.2 s an answer: never more than 2 requests at the server, and
+    no URL waits in a queue after it was signed (its X-Amz-Date is the time it was sent)."""
+    folders = [f"f{i:02d}/" for i in range(24)]
+    ages: list[float] = []
+
+    def answer(_path: str, query: dict[str, str]) -> Answer:
+        signed = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        ages.append(time.time() - signed.timestamp())  # at most 1 s more than the true age (whole seconds)
+        if query.get("delimiter"):
+            return 200, {}, page([]).replace(b"</ListBucketResult>", "".join(f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders).encode() + b"</ListBucketResult>").replace(b"<KeyCount>0", f"<KeyCount>{len(folders)}".encode())
+        time.sleep(0.2)
+        return 200, {}, page([f"{query['prefix']}a.jpg"])
+
+    with Scripted(answer) as server:
+        aws(f"http://127.0.0.1:{server.port}")
+        store = S3Store("b")
+        store.list_concurrency = 2
+        assert keys_of(store) == [f"{f}a.jpg" for f in folders]
+    assert server.most_in_flight == 2 and len(server.requests) == 25
+    assert max(ages) < 1.5  # 2.4 s of queue: a URL signed when queued would be older
+
+
+def test_a_later_prefixs_permanent_error_fails_the_listing_after_the_earlier_ones(aws: Callable[[str], None]) -> None:
+    folders = ["a/", "b/", "c/", "d/"]
+
+    def answer(_path: str, query: dict[str, str]) -> Answer:
+        if query.get("delimiter"):
+            listed = "".join(f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders).encode()
+            return 200, {}, page([]).replace(b"</ListBucketResult>", listed + b"</ListBucketResult>").replace(b"<KeyCount>0", b"<KeyCount>4")
+        if query["prefix"] == "d/":
+            return 403, {}, error("AccessDenied", "not this folder")
+        return 200, {}, page([f"{query['prefix']}1.jpg", f"{query['prefix']}2.jpg"])
+
+    with Scripted(answer) as server:
+        aws(f"http://127.0.0.1:{server.port}")
+        store = S3Store("b")
+        store.list_concurrency = 2  # the 4 folders are enough to list flat, 2 at a time
+        listed: list[str] = []
+        with pytest.raises(StorageError, match="cannot list 'd/': AccessDenied"):
+            for batch in store.list_batches():
+                listed.extend(batch.column("key").to_pylist())
+        assert listed == ["a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg", "c/1.jpg", "c/2.jpg"]
+
+
+def test_a_common_prefix_outside_the_one_listed_is_an_error_not_a_loop(aws: Callable[[str], None]) -> None:
+    folders = b"<CommonPrefixes><Prefix>a/</Prefix></CommonPrefixes>"
+    broken = page([]).replace(b"</ListBucketResult>", folders + b"</ListBucketResult>").replace(b"<KeyCount>0", b"<KeyCount>1")
+    with Scripted(script((200, {}, broken))) as server:  # "a/" again under "a/", for ever
+        aws(f"http://127.0.0.1:{server.port}")
+        with pytest.raises(StorageError, match="listing 'a/' gave the common prefix 'a/', which is not under it"):
+            keys_of(S3Store("b"))
+
+
+def test_the_host_is_sent_as_it_is_signed_in_lower_case(aws: Callable[[str], None]) -> None:
+    with Scripted(script((200, {}, page(["a.jpg"])))) as server:
+        aws(f"http://LocalHost:{server.port}")
+        assert keys_of(S3Store("b")) == ["a.jpg"]
+    assert server.hosts == [f"localhost:{server.port}"]
+
+
+def test_a_profile_that_does_not_exist_is_the_stores_error(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    with Scripted(script((200, {}, page(["a.jpg"])))) as server:
+        aws(f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+        with pytest.raises(StorageError, match="ProfileNotFound.*no-such-profile") as failed:
+            keys_of(S3Store("b"))
+        assert not failed.value.transient
+    assert not server.requests
+
+
+def test_a_lister_that_cannot_open_says_so_and_leaves_no_loop_running() -> None:
+    from botocore.exceptions import ProfileNotFound
+
+    from colorize_core.storage.s3_lister import Lister
+
+    def presigner(_region: str | None) -> Any:
+        raise ProfileNotFound(profile="gone")
+
+    def open_one() -> None:
+        lister = Lister(presigner, "b", concurrency=4, error=lambda exc, _prefix: StorageError(f"worded: {exc}"))
+        with pytest.raises(StorageError, match="worded: The config profile \\(gone\\)"):
+            lister.__enter__()
+        assert lister._loop.is_closed()
+
+    open_one()  # the loop in this thread
+
+    async def inside() -> None:
+        open_one()  # the loop in a thread of its own
+
+    asyncio.run(inside())
+    assert not [t for t in threading.enumerate() if t.name == "s3-list"]
+
+
 def test_requests_go_through_the_proxy_botocore_would_use(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
     # The store's host does not resolve: only the proxy can answer.
     with Scripted(script((200, {}, page(["a.jpg"])))) as proxy:
@@ -249,6 +358,26 @@ def test_requests_go_through_the_proxy_botocore_would_use(aws: Callable[[str], N
         assert keys_of(S3Store("b")) == ["a.jpg"]
     request_line = proxy.requests[0][0]
     assert request_line.startswith("GET http://s3.example.invalid:9000/b?list-type=2&")
+
+
+def test_no_proxy_sends_the_store_s_requests_direct(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    with Scripted(script((200, {}, page(["a.jpg"])))) as server:
+        aws(f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert keys_of(S3Store("b")) == ["a.jpg"]
+
+
+def test_a_proxys_password_is_not_in_the_error(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorize_core.storage.errors import RetryPolicy
+
+    # An https store through an http proxy: a CONNECT, which this proxy refuses (501).
+    with Scripted(script((200, {}, page(["a.jpg"])))) as proxy:
+        aws("https://s3.example.invalid:9000")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://alice:hunter2secret@127.0.0.1:{proxy.port}")
+        with pytest.raises(StorageError) as failed:
+            keys_of(S3Store("b").with_retries(RetryPolicy(total_s=0.5, first_s=0.05)))
+    assert "501" in str(failed.value) and "alice" not in str(failed.value) and "hunter2secret" not in str(failed.value)
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -315,6 +444,37 @@ def test_a_listing_stopped_early_leaves_nothing_running(aws: Callable[[str], Non
         assert not [t for t in threading.enumerate() if t.name.startswith(("s3-list", "asyncio"))]
         slow.clear()
         assert keys_of(S3Store("b"))[-1] == "z.jpg"  # and the next listing is whole
+
+
+def test_a_listing_over_tls_stopped_early_closes_its_connections(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import gc
+    import warnings
+
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    folders = [f"f{i}/" for i in range(6)]
+
+    def answer(_path: str, query: dict[str, str]) -> Answer:
+        if query.get("delimiter"):
+            listed = "".join(f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders).encode()
+            return 200, {}, page([]).replace(b"</ListBucketResult>", listed + b"</ListBucketResult>").replace(b"<KeyCount>0", f"<KeyCount>{len(folders)}".encode())
+        if query["prefix"] != "f0/":
+            time.sleep(1)  # still on their way when the consumer stops
+        return 200, {}, page([f"{query['prefix']}a.jpg"])
+
+    with Scripted(answer, tls=tls) as server:
+        aws(f"https://127.0.0.1:{server.port}")
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+        store = S3Store("b")
+        store.list_concurrency = 3
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            batches = store.list_batches()
+            assert next(batches).column("key").to_pylist() == ["f0/a.jpg"]
+            batches.close()
+            gc.collect()
+        assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_a_listing_from_inside_a_running_event_loop(aws: Callable[[str], None]) -> None:

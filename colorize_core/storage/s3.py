@@ -219,10 +219,18 @@ class S3Store:
         is split at its common prefixes ("folders") and the parts are listed in parallel (see
         `_list_parallel`); the result is the same. The requests go out through s3_lister."""
         with self._lister() as lister:
-            if self.list_concurrency <= 1:
-                yield from self._list_flat(lister, prefix)
-            else:
-                yield from self._list_parallel(lister, prefix)
+            try:
+                if self.list_concurrency <= 1:
+                    yield from self._list_flat(lister, prefix)
+                else:
+                    yield from self._list_parallel(lister, prefix)
+            finally:
+                if lister.region:  # learned from a redirect: the next listing signs for it at once
+                    S3Store._bucket_regions[(self._endpoint(), self.bucket)] = lister.region
+
+    def _endpoint(self) -> str:
+        """The client's endpoint (making the client: a missing profile is a StorageError here)."""
+        return str(self._call(lambda: self.client.meta.endpoint_url, "list", ""))
 
     def _lister(self) -> Lister:
         lister = Lister(
@@ -232,10 +240,14 @@ class S3Store:
             error=lambda exc, prefix: self._error(exc, "list", prefix),
             policy=self.retries,
             what=self.uri,
+            region=S3Store._bucket_regions.get((self._endpoint(), self.bucket)),
             on_request=self.on_list_request,
         )
         lister.page_size = self.page_size
         return lister
+
+    # A bucket's region where a LIST redirect named one other than the client's (s3_lister).
+    _bucket_regions: dict[tuple[str, str], str] = {}
 
     def _chain(self, lister: Lister, prefix: str, delimiter: bool) -> Iterator[ListPage]:
         """The pages under `prefix` (relative to the store), requested from now on."""
@@ -255,22 +267,26 @@ class S3Store:
         for page in self._chain(lister, prefix, delimiter=False):
             yield self._batch(page)
 
-    def _split(self, pages: Iterator[ListPage]) -> tuple[pa.Table, list[str]]:
-        """One level under a prefix (its Delimiter "/" pages): the objects directly under it,
-        complete, and its common prefixes (relative to the store)."""
+    def _split(self, prefix: str, pages: Iterator[ListPage]) -> tuple[pa.Table, list[str]]:
+        """One level under `prefix` (its Delimiter "/" pages): the objects directly under it,
+        complete, and its common prefixes (relative to the store). A common prefix that does
+        not lie under `prefix` is a broken answer: split again, it would never end."""
         cut = len(self.prefix) + 1 if self.prefix else 0
         batches: list[pa.RecordBatch] = []
         prefixes: list[str] = []
         for page in pages:
             batches.append(self._batch(page))
             prefixes.extend(p[cut:] for p in page.prefixes)
+        for sub in prefixes:
+            if not sub.startswith(prefix) or sub == prefix:
+                raise StorageError(f"{self.uri}: listing {prefix!r} gave the common prefix {sub!r}, which is not under it; the store's answer is broken")
         return pa.Table.from_batches(batches, schema=LISTED_SCHEMA), prefixes
 
     def _list_parallel(self, lister: Lister, prefix: str) -> Iterator[pa.RecordBatch]:
         """Split the key space at common prefixes, level by level (all of a level's splits at
         once), until there are `2 x list_concurrency` prefixes to list or `LIST_SPLIT_DEPTH`
-        levels; then list each remaining prefix flat, all chains at once with `list_concurrency`
-        requests in flight, and yield the parts in order (interleave_prefixes). Every key is
+        levels; then list each remaining prefix flat, `list_concurrency` chains at once, and
+        yield the parts in order (interleave_prefixes). Every key is
         read once: a split returns the keys directly under its prefix, complete, so a prefix
         without sub-prefixes costs what a flat listing does (and a store without "folders" is
         listed exactly as sequentially). Splitting stops early because each prefix costs at
@@ -284,7 +300,7 @@ class S3Store:
             following: list[str] = []
             chains = [self._chain(lister, p, delimiter=True) for p in frontier]
             for p, pages in zip(frontier, chains):
-                items, subs = self._split(pages)
+                items, subs = self._split(p, pages)
                 levels[p] = interleave_prefixes(items, subs)
                 following.extend(subs)
             frontier = following

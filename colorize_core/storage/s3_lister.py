@@ -29,7 +29,8 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from xml.etree import ElementTree
 
@@ -45,12 +46,18 @@ PRESIGN_EXPIRES_S = 900  # a URL is sent at once; a slow connect still finds it 
 REDIRECT_STATUSES = frozenset({301, 302, 307, 400})  # S3's answers to a request signed for the wrong region
 
 
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
+@dataclass(eq=False)
+class _Chain:
+    """One prefix's chain of pages: waiting to start, running, or done. Pages wait here for the
+    consumer; `waiter` wakes a consumer that is waiting for the next one."""
 
-
-_DONE = object()
+    prefix: str
+    delimiter: bool
+    label: str
+    pages: deque[ListPage] = field(default_factory=deque)
+    done: bool = False
+    error: BaseException | None = None
+    waiter: asyncio.Future[None] | None = None
 
 
 def _verify() -> str | bool:
@@ -79,15 +86,16 @@ def _ssl_context_for(path: str | bool) -> ssl.SSLContext:
 
 
 def _proxy(url: str) -> str | None:
-    """The proxy botocore's client would send `url` through (HTTP(S)_PROXY, NO_PROXY), or None."""
+    """The proxy botocore's client would send `url` through (HTTP(S)_PROXY, NO_PROXY), or None,
+    its scheme completed as botocore's `_fix_proxy_url` completes it."""
     from urllib.parse import urlsplit
 
     from botocore.utils import get_environ_proxies
 
     proxy = get_environ_proxies(url).get(urlsplit(url).scheme)
-    if proxy and not proxy.startswith(("http://", "https://")):
-        proxy = f"http://{proxy}"  # as botocore reads a proxy given without its scheme
-    return proxy or None
+    if not proxy or proxy.startswith(("http:", "https:")):
+        return proxy or None
+    return f"http:{proxy}" if proxy.startswith("//") else f"http://{proxy}"
 
 
 def _error_fields(body: bytes) -> dict[str, str]:
@@ -111,20 +119,39 @@ def _service_error(status: int, body: bytes) -> Exception:
     return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
 
 
-_QUERY = re.compile(r"\?[^\s'\"]*")
+# What aiohttp's messages carry that must not reach a log: a URL's query (a presigned URL's
+# signature), a proxy URL's user and password, and an SSLContext's repr (noise).
+_SECRETS = (
+    (re.compile(r"\?[^\s'\"]*"), "?..."),
+    (re.compile(r"//[^/@\s'\"]*@"), "//...@"),
+    (re.compile(r" ?ssl:<[^>]*>"), ""),
+)
+
+
+def _redacted(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _lower_host(url: str) -> str:
+    """The URL with its scheme and host in lower case: aiohttp sends the Host header as written,
+    and SigV4 signs the host in lower case (botocore's requests sent it so too)."""
+    cut = url.find("/", url.find("//") + 2)
+    return url[:cut].lower() + url[cut:] if cut > 0 else url.lower()
 
 
 class HTTPFailure(Exception):
     """A LIST request that failed below S3 (connection, TLS, timeout, a broken answer), worded
-    without the request's query: aiohttp's messages carry the URL, and a presigned URL lets
-    anyone who reads the log list the bucket until it expires. A failed certificate is
+    without the request's query or a proxy's password: aiohttp's messages carry the URLs, and a
+    presigned URL lets anyone who reads the log list the bucket until it expires. A failed certificate is
     permanent; a refused, reset or cut-off connection, a timeout or a garbled answer is worth
     another try."""
 
     def __init__(self, exc: BaseException) -> None:
         import aiohttp
 
-        super().__init__(f"{type(exc).__name__}: {_QUERY.sub('?...', str(exc))}")
+        super().__init__(f"{type(exc).__name__}: {_redacted(str(exc))}")
         self.transient = not isinstance(exc, (aiohttp.ClientSSLError, aiohttp.InvalidURL))
 
 
@@ -153,43 +180,60 @@ class Lister:
         error: Callable[[BaseException, str], StorageError],
         policy: RetryPolicy | None = None,
         what: str = "",
+        region: str | None = None,
         on_request: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._presigner, self._bucket, self._error = presigner, bucket, error
         self._concurrency = max(1, concurrency)
         self._what = what or f"s3://{bucket}"
         self._on_request = on_request
-        self._region: str | None = None  # None: the client's; else learned from a redirect
+        self.region = region  # None: the client's; else the bucket's, learned from a redirect
         self._proxies: dict[tuple[str, str], str | None] = {}
         self._ssl: ssl.SSLContext | None = None
         self.page_size = 1000  # keys per request (S3's maximum)
         self._policy = policy or RetryPolicy.from_env()  # read once, not a page
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: deque[_Chain] = deque()  # chains asked for, not started yet
+        self._running = 0
         self.requests = 0  # LIST requests sent (every attempt)
 
     # The loop runs in the caller's thread, while the caller waits for a page (`_run`): the
     # requests in flight progress then, and between two waits their answers wait in the socket
     # buffers. No second thread, so no handing of the interpreter lock to and fro a page (a
     # loop in a thread of its own cost a third more CPU). Only a caller that is itself inside
-    # a running event loop (which cannot be run again) gets a thread for this loop.
+    # a running event loop (which cannot be run again) gets a thread for this loop; the choice
+    # is made once, when the listing starts.
+    #
+    # At most `concurrency` chains run at once, started in the order they were asked for (the
+    # order a listing reads them in): so at most that many requests are in flight, each request
+    # is signed just before it is sent (a URL signed long before could expire in the queue), and
+    # a level with 100,000 prefixes costs 100,000 small records, not 100,000 tasks.
 
     def __enter__(self) -> Lister:
         if _in_running_loop():
             self._thread = threading.Thread(target=self._loop.run_forever, name="s3-list", daemon=True)
             self._thread.start()
-        self._run(self._open())
+        try:
+            self._run(self._open())
+        except BaseException as exc:
+            self._stop_loop()
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+                raise self._error(exc, "") from None  # botocore's: a profile that does not exist, ...
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
         try:
             self._run(self._close())
         finally:
-            if self._thread is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join()
-            self._loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
@@ -199,60 +243,98 @@ class Lister:
     async def _open(self) -> None:
         import aiohttp
 
-        config = self._presigner(None).meta.config
-        self._semaphore = asyncio.Semaphore(self._concurrency)
+        config = self._presigner(self.region).meta.config
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300),
+            # Closed TLS connections aborted when the session closes (a listing stopped early
+            # leaves some mid-answer); Pythons that no longer leak them say so, and it is off.
+            connector=aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300, enable_cleanup_closed=getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", True)),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout),
             trust_env=False,  # proxies as botocore picks them (`_proxy`); no ~/.netrc credentials beside the signature
         )
 
     async def _close(self) -> None:
-        for task in list(self._tasks):
+        """Cancel what still runs (chains, and a wait a KeyboardInterrupt cut short) and close
+        the session (its TLS connections aborted: see `_open`)."""
+        self._waiting.clear()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         await self._session.close()
+        await self._loop.shutdown_default_executor()  # the resolver's threads
 
     def chain(self, prefix: str, *, delimiter: bool, label: str = "") -> Iterator[ListPage]:
         """The pages of `prefix` (a key prefix of the bucket), with Delimiter "/" or without,
-        requested from now on; the iterator waits for each in turn and raises the chain's error
-        (a StorageError) where it stopped. `label` names the prefix in errors."""
-        out: asyncio.Queue[object] = self._run(self._start(prefix, delimiter, label or prefix))
-        return self._drain(out)
+        started as soon as fewer than `concurrency` chains run; the iterator waits for each page
+        in turn and raises the chain's error (a StorageError) where it stopped. `label` names
+        the prefix in errors."""
+        chain = _Chain(prefix, delimiter, label or prefix)
+        if self._thread is None:
+            self._admit(chain)
+        else:
+            self._loop.call_soon_threadsafe(self._admit, chain)
+        return self._drain(chain)
 
-    def _drain(self, out: asyncio.Queue[object]) -> Iterator[ListPage]:
-        while (item := self._run(out.get())) is not _DONE:
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item  # type: ignore[misc]
+    def _drain(self, chain: _Chain) -> Iterator[ListPage]:
+        while True:
+            done = chain.done  # read first: a chain marks itself done after its last page
+            if chain.pages:
+                yield chain.pages.popleft()
+            elif done:
+                if chain.error is not None:
+                    raise chain.error
+                return
+            else:
+                self._run(self._wait(chain))
 
-    async def _start(self, prefix: str, delimiter: bool, label: str) -> asyncio.Queue[object]:
-        out: asyncio.Queue[object] = asyncio.Queue()
-        task = asyncio.get_running_loop().create_task(self._chain(prefix, delimiter, label, out))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return out
+    async def _wait(self, chain: _Chain) -> None:
+        if not chain.pages and not chain.done:
+            chain.waiter = asyncio.get_running_loop().create_future()
+            await chain.waiter
 
-    async def _chain(self, prefix: str, delimiter: bool, label: str, out: asyncio.Queue[object]) -> None:
+    @staticmethod
+    def _wake(chain: _Chain) -> None:
+        if chain.waiter is not None and not chain.waiter.done():
+            chain.waiter.set_result(None)
+        chain.waiter = None
+
+    def _admit(self, chain: _Chain) -> None:
+        """(On the loop.) Queue a chain and start what the limit allows."""
+        self._waiting.append(chain)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._waiting and self._running < self._concurrency:
+            chain = self._waiting.popleft()
+            self._running += 1
+            self._loop.create_task(self._run_chain(chain)).add_done_callback(self._finished)
+
+    def _finished(self, _task: asyncio.Task[None]) -> None:
+        self._running -= 1
+        self._fill()
+
+    async def _run_chain(self, chain: _Chain) -> None:
         token: str | None = None
         try:
             while True:
-                params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": self.page_size, "EncodingType": "url"}
-                if delimiter:
+                params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": chain.prefix, "MaxKeys": self.page_size, "EncodingType": "url"}
+                if chain.delimiter:
                     params["Delimiter"] = "/"
                 if token:
                     params["ContinuationToken"] = token
-                page = await call_with_retries_async(lambda: self._page(params, label), f"{self._what}: list {label!r}", self._policy)
-                out.put_nowait(page)
+                page = await call_with_retries_async(lambda: self._page(params, chain.label), f"{self._what}: list {chain.label!r}", self._policy)
+                chain.pages.append(page)
+                self._wake(chain)
                 if not page.truncated:
                     break
                 token = page.next_token
                 if not token:  # a store that says "more" without saying where: never a silent short listing
-                    raise StorageError(f"{self._what}: listing {label!r} was truncated without a continuation token; the store's answer is broken, try again")
-        except Exception as exc:  # (a cancelled chain's consumer has gone: nothing to tell)
-            out.put_nowait(_Failed(exc))
-            return
-        out.put_nowait(_DONE)
+                    raise StorageError(f"{self._what}: listing {chain.label!r} was truncated without a continuation token; the store's answer is broken, try again")
+        except Exception as exc:
+            chain.error = exc
+        finally:  # (cancelled too: the listing is closing, nobody waits)
+            chain.done = True
+            self._wake(chain)
 
     async def _page(self, params: dict[str, Any], label: str, redirected: bool = False) -> ListPage:
         """One page, read; a failure as the store's StorageError (transient or not). Presigning
@@ -264,13 +346,12 @@ class Lister:
         self.requests += 1
         if self._on_request is not None:
             self._on_request(dict(params))
-        region = self._region
+        region = self.region
         try:
-            url = self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
-            async with self._semaphore:
-                async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url), allow_redirects=False) as answer:
-                    body, status = await answer.read(), answer.status
-                    redirect = answer.headers.get("x-amz-bucket-region")
+            url = _lower_host(self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S))
+            async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url), allow_redirects=False) as answer:
+                body, status = await answer.read(), answer.status
+                redirect = answer.headers.get("x-amz-bucket-region")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self._error(HTTPFailure(exc), label) from None
         except StorageError:
@@ -288,7 +369,7 @@ class Lister:
         redirect = redirect or (_error_fields(body).get("Region") if status in REDIRECT_STATUSES else None)
         if status in REDIRECT_STATUSES and redirect and redirect != region and not redirected:
             log.info("%s: the bucket is in region %s; LIST requests are signed for it", self._what, redirect)
-            self._region = redirect
+            self.region = redirect
             return await self._page(params, label, redirected=True)
         raise self._error(_service_error(status, body), label)
 
