@@ -29,8 +29,9 @@ S3_MAX_KEY_BYTES = 1024
 
 # S3 listing in parallel: LIST requests in flight at once (s3_lister: a connection each, no
 # thread each), and how many levels of "folders" a listing splits at most to find enough
-# prefixes to list side by side. 32: the best of 16, 32 and 64 at 30 and 100 ms a request on 2
-# cores (BENCHMARKS.md); S3 takes thousands of requests a second for a prefix.
+# prefixes to list side by side. 32: at 30 ms a request 16, 32 and 64 list alike on 2 cores, at
+# 100 ms 32 and 64 are ~20% faster than 16 (BENCHMARKS.md); 64 asks more of a small Ceph or
+# SeaweedFS for little more.
 LIST_CONCURRENCY = 32
 LIST_SPLIT_DEPTH = 3
 
