@@ -1,7 +1,8 @@
 """S3 and S3-compatible stores through boto3: retried calls, conditional writes (with the ETag
 forms Ceph needs), listings in parallel across prefixes in the sequential listing's byte order
-(their requests through s3_lister), and one client per endpoint and pool size. `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO,
-SeaweedFS, Ceph RGW) and the standard credential chain are honoured."""
+(their requests through s3_lister), and one client per endpoint and pool size.
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` (MinIO, SeaweedFS, Ceph RGW) and the standard
+credential chain are honoured."""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ Why not botocore's own calls from a pool of threads (as before): each request co
 Python in botocore (events, endpoint rules, serializing, signing, http.client), and 16 threads on
 2 cores spend as much again handing the interpreter lock to one another; a listing in parallel
 was bound by the client's CPU, not by the store (BENCHMARKS.md, "Listing at scale"). Here a
-request costs a presigned URL (~0.25 ms) and aiohttp's C parser, and waiting for many answers
-at once costs nothing: a listing's requests in flight are a number (`concurrency`), not threads.
+request costs a presigned URL (~0.4-0.6 ms) and aiohttp's C parser, and waiting for many
+answers at once costs nothing: a listing's requests in flight are a number (`concurrency`), not
+threads.
 
 What still comes from botocore, unchanged: the endpoint (AWS_ENDPOINT_URL(_S3), the region,
 path or virtual-host addressing), the credentials (the whole chain, refreshed as they expire)
@@ -16,8 +17,9 @@ against AWS_CA_BUNDLE (or the `ca_bundle` of the AWS config), REQUESTS_CA_BUNDLE
 bundle; HTTP(S)_PROXY and NO_PROXY; the client's connect and read timeouts; and S3's region
 redirect (a bucket in another region than the client's answers 301, 307 or 400 with its region
 in `x-amz-bucket-region` or in the error document: the request is signed again for that region,
-as botocore's redirector does). Errors become the same StorageErrors as every other call's (`S3Store._error`), and a page
-is retried on its own under the same policy (errors.call_with_retries_async)."""
+as botocore's redirector does). Errors become the same StorageErrors as every other call's
+(`S3Store._error`), and a page is retried on its own under the same policy
+(errors.call_with_retries_async)."""
 
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ import os
 import re
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator
 from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from xml.etree import ElementTree
@@ -144,9 +146,9 @@ def _lower_host(url: str) -> str:
 class HTTPFailure(Exception):
     """A LIST request that failed below S3 (connection, TLS, timeout, a broken answer), worded
     without the request's query or a proxy's password: aiohttp's messages carry the URLs, and a
-    presigned URL lets anyone who reads the log list the bucket until it expires. A failed certificate is
-    permanent; a refused, reset or cut-off connection, a timeout or a garbled answer is worth
-    another try."""
+    presigned URL lets anyone who reads the log list the bucket until it expires. A failed
+    certificate is permanent; a refused, reset or cut-off connection, a timeout or a garbled
+    answer is worth another try."""
 
     def __init__(self, exc: BaseException) -> None:
         import aiohttp
@@ -164,9 +166,10 @@ def _in_running_loop() -> bool:
 
 
 class Lister:
-    """The LIST requests of one listing: `chain` starts a chain of pages under a prefix at once
-    and returns them in order as they come; at most `concurrency` requests are in flight over
-    all chains. Use it as a context manager: leaving it cancels what is still running.
+    """The LIST requests of one listing: `chain` asks for the chain of pages under a prefix and
+    returns them in order as they come; at most `concurrency` chains run at once, so at most
+    that many requests are in flight. Use it as a context manager: leaving it cancels what is
+    still running.
 
     `presigner(region)` is a botocore S3 client to presign with (None: the client's own
     region); `error(exc, prefix)` words a failure as the store's StorageError."""
