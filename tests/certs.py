@@ -1,8 +1,9 @@
 """A certificate authority and signing certificates made for the tests (`cryptography`): the
-chain C2PA signs with, an expired one, and one C2PA's profile refuses."""
+chain C2PA signs with, an expired one, one C2PA's profile refuses, and a TLS server's."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,9 +32,12 @@ def _usage(signer: bool) -> x509.KeyUsage:
     )  # fmt: skip
 
 
-def issue(folder: Path, name: str = "Archive Signer", *, days: tuple[int, int] = (-1, 30), usages: list[x509.ObjectIdentifier] | None = None) -> Issued:
+def issue(
+    folder: Path, name: str = "Archive Signer", *, days: tuple[int, int] = (-1, 30), usages: list[x509.ObjectIdentifier] | None = None, ips: list[str] | None = None
+) -> Issued:
     """A CA and a signer certificate it issues, valid from `days[0]` to `days[1]` days from now,
-    written as `name`.pem (chain) and `name`.key in `folder`."""
+    written as `name`.pem (chain) and `name`.key in `folder`; `ips`: the addresses a TLS server
+    with it answers on (subject alternative names)."""
     now = datetime.now(timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -51,8 +55,10 @@ def issue(folder: Path, name: str = "Archive Signer", *, days: tuple[int, int] =
         .add_extension(x509.ExtendedKeyUsage(usages if usages is not None else [ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
+    if ips:
+        cert = cert.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False)
+    cert = cert.sign(ca_key, hashes.SHA256())
     anchor = ca.public_bytes(serialization.Encoding.PEM)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM) + anchor)

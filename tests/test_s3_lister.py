@@ -380,34 +380,22 @@ def test_a_proxys_password_is_not_in_the_error(aws: Callable[[str], None], monke
     assert "501" in str(failed.value) and "alice" not in str(failed.value) and "hunter2secret" not in str(failed.value)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    import ipaddress
+def _tls_store(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS server's context for 127.0.0.1 (tests/certs.py) and its authority's certificate."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from tests.certs import issue
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = tmp_path / "store.pem", tmp_path / "store.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
+    issued = issue(tmp_path, "127.0.0.1", usages=[ExtendedKeyUsageOID.SERVER_AUTH], ips=["127.0.0.1"])
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(issued.cert, issued.key)
+    anchor = tmp_path / "store-ca.pem"
+    anchor.write_bytes(issued.anchor)
+    return tls, anchor
 
 
 def test_tls_is_checked_against_aws_ca_bundle_and_a_bad_certificate_is_not_retried(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
+    tls, cert = _tls_store(tmp_path)
     with Scripted(script((200, {}, page(["a.jpg"]))), tls=tls) as server:
         aws(f"https://127.0.0.1:{server.port}")
         with pytest.raises(StorageError) as failed:  # a certificate no bundle trusts
@@ -450,9 +438,7 @@ def test_a_listing_over_tls_stopped_early_closes_its_connections(aws: Callable[[
     import gc
     import warnings
 
-    cert, key = _self_signed(tmp_path)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
+    tls, cert = _tls_store(tmp_path)
     folders = [f"f{i}/" for i in range(6)]
 
     def answer(_path: str, query: dict[str, str]) -> Answer:

@@ -1,6 +1,6 @@
-"""A store's listing as columns: record batches of (key, size, etag, problem), the form an archive's
-listing travels in (archive/listing.py), never one Python object per photo. S3 pages are read
-straight into columns (s3_list_page.py); other listings are gathered into them here."""
+"""A store's listing as columns: record batches of (key, size, etag, problem), the form an
+archive's listing travels in (archive/listing.py), never one Python object per photo. S3 pages
+are read straight into columns (s3_list_page.py); other listings are gathered into them here."""
 
 from __future__ import annotations
 

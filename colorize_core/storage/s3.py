@@ -220,7 +220,8 @@ class S3Store:
         problem), a batch a page, in UTF-8 byte order. With `list_concurrency` > 1 the key space
         is split at its common prefixes ("folders") and the parts are listed in parallel (see
         `_list_parallel`); the result is the same. The requests go out through s3_lister."""
-        with self._lister() as lister:
+        where = self._region_key()
+        with self._lister(S3Store._bucket_regions.get(where)) as lister:
             try:
                 if self.list_concurrency <= 1:
                     yield from self._list_flat(lister, prefix)
@@ -228,13 +229,13 @@ class S3Store:
                     yield from self._list_parallel(lister, prefix)
             finally:
                 if lister.region:  # learned from a redirect: the next listing signs for it at once
-                    S3Store._bucket_regions[(self._endpoint(), self.bucket)] = lister.region
+                    S3Store._bucket_regions[where] = lister.region
 
-    def _endpoint(self) -> str:
-        """The client's endpoint (making the client: a missing profile is a StorageError here)."""
-        return str(self._call(lambda: self.client.meta.endpoint_url, "list", ""))
+    def _region_key(self) -> tuple[str, str]:
+        """(endpoint, bucket), making the client: a missing profile is a StorageError here."""
+        return str(self._call(lambda: self.client.meta.endpoint_url, "list", "")), self.bucket
 
-    def _lister(self) -> Lister:
+    def _lister(self, region: str | None = None) -> Lister:
         lister = Lister(
             lambda region: _s3_presign_client(self._max_connections, region),
             self.bucket,
@@ -242,7 +243,7 @@ class S3Store:
             error=lambda exc, prefix: self._error(exc, "list", prefix),
             policy=self.retries,
             what=self.uri,
-            region=S3Store._bucket_regions.get((self._endpoint(), self.bucket)),
+            region=region,
             on_request=self.on_list_request,
         )
         lister.page_size = self.page_size
@@ -288,10 +289,10 @@ class S3Store:
         """Split the key space at common prefixes, level by level (all of a level's splits at
         once), until there are `2 x list_concurrency` prefixes to list or `LIST_SPLIT_DEPTH`
         levels; then list each remaining prefix flat, `list_concurrency` chains at once, and
-        yield the parts in order (interleave_prefixes). Every key is
-        read once: a split returns the keys directly under its prefix, complete, so a prefix
-        without sub-prefixes costs what a flat listing does (and a store without "folders" is
-        listed exactly as sequentially). Splitting stops early because each prefix costs at
+        yield the parts in order (interleave_prefixes). Every key is read once: a split returns
+        the keys directly under its prefix, complete, so a prefix without sub-prefixes costs
+        what a flat listing does (and a store without "folders" is listed exactly as
+        sequentially). Splitting stops early because each prefix costs at
         least one request: a thousand folders of ten photos listed one by one would cost more
         than the sequential listing. A listing is as fast as its largest prefix at the level
         where splitting stopped."""

@@ -199,7 +199,6 @@ class Lister:
         self._thread: threading.Thread | None = None
         self._waiting: deque[_Chain] = deque()  # chains asked for, not started yet
         self._running = 0
-        self.requests = 0  # LIST requests sent (every attempt)
 
     # The loop runs in the caller's thread, while the caller waits for a page (`_run`): the
     # requests in flight progress then, and between two waits their answers wait in the socket
@@ -346,7 +345,6 @@ class Lister:
         import aiohttp
         import yarl
 
-        self.requests += 1
         if self._on_request is not None:
             self._on_request(dict(params))
         region = self.region
