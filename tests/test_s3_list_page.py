@@ -94,6 +94,8 @@ def test_the_fast_parse_equals_the_xml_parse_and_takes_every_plain_page(page: tu
         "<ListBucketResult><Contents><Key/><Size>1</Size><ETag>e</ETag></Contents><Contents><Key>b</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
         "<ListBucketResult><Contents><Key><![CDATA[a<b.jpg]]></Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
         "<ListBucketResult><!-- a note --><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
+        # A processing instruction after the declaration: its "?" are more than the declaration's.
+        '<?xml version="1.0"?><ListBucketResult><?note x?><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
         "<ListBucketResult><Contents><Key>a&#x1;.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>",
         # Paging written another way: read as a last page, the rest of the listing would be lost.
         '<ListBucketResult><IsTruncated x="1">true</IsTruncated><NextContinuationToken>t</NextContinuationToken><Contents><Key>a.jpg</Key><Size>1</Size><ETag>e</ETag></Contents></ListBucketResult>',
