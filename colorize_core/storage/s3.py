@@ -125,6 +125,16 @@ def _s3_presign_client(max_connections: int, region: str | None = None) -> Any:
     """The client that presigns LIST requests (s3_lister): the shared client's settings, SigV4
     (botocore would presign with SigV2 for some endpoints; its requests are SigV4), and the
     bucket's region where a redirect named another one."""
+    return _s3_presigning(max_connections, region)[0]
+
+
+def _s3_presign_credentials(max_connections: int, region: str | None = None) -> Any:
+    """The credentials that client signs with (botocore's, refreshed as they expire): the
+    lister's own signer (s3_signer) signs with them too."""
+    return _s3_presigning(max_connections, region)[1]
+
+
+def _s3_presigning(max_connections: int, region: str | None) -> tuple[Any, Any]:
     key = (os.getpid(), max_connections, "presign", region)
     with _clients_lock:
         if key not in _clients:
@@ -132,8 +142,10 @@ def _s3_presign_client(max_connections: int, region: str | None = None) -> Any:
             from botocore.config import Config
 
             config = _s3_config(max_connections).merge(Config(signature_version="s3v4"))
-            _clients[key] = boto3.session.Session().client("s3", region_name=region, config=config)
-        return _clients[key]
+            session = boto3.session.Session()
+            # The client and the session share one credentials object (botocore's session makes it once).
+            _clients[key] = (session.client("s3", region_name=region, config=config), session.get_credentials())
+        return _clients[key]  # type: ignore[no-any-return]
 
 
 class S3Store:
@@ -239,6 +251,7 @@ class S3Store:
         lister = Lister(
             lambda region: _s3_presign_client(self._max_connections, region),
             self.bucket,
+            credentials=lambda region: _s3_presign_credentials(self._max_connections, region),
             concurrency=self.list_concurrency,
             error=lambda exc, prefix: self._error(exc, "list", prefix),
             policy=self.retries,

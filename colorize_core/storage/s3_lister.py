@@ -1,18 +1,20 @@
 """The LIST requests of one S3 listing, made from one thread: an asyncio event loop with aiohttp,
-each request a URL that botocore presigns (SigV4 in the query string), each page read by
+each request a presigned URL (SigV4 in the query string: botocore presigns the first, and
+`s3_signer` the others where it signs exactly as botocore did), each page read by
 `s3_list_page` straight into columns.
 
 Why not botocore's own calls from a pool of threads (as before): each request costs ~1.7 ms of
 Python in botocore (events, endpoint rules, serializing, signing, http.client), and 16 threads on
 2 cores spend as much again handing the interpreter lock to one another; a listing in parallel
 was bound by the client's CPU, not by the store (BENCHMARKS.md, "Listing at scale"). Here a
-request costs a presigned URL (~0.4-0.6 ms) and aiohttp's C parser, and waiting for many
-answers at once costs nothing: a listing's requests in flight are a number (`concurrency`), not
-threads.
+request costs a signature (~0.06 ms; botocore's presigning, ~0.45 ms, for the first) and
+aiohttp's C parser, and waiting for many answers at once costs nothing: a listing's requests
+in flight are a number (`concurrency`), not threads.
 
 What still comes from botocore, unchanged: the endpoint (AWS_ENDPOINT_URL(_S3), the region,
 path or virtual-host addressing), the credentials (the whole chain, refreshed as they expire)
-and the signature. What botocore's HTTP layer did and is done here the same way: TLS verified
+and the signing scheme (s3_signer only repeats a plain SigV4 signature it has checked against
+botocore's own). What botocore's HTTP layer did and is done here the same way: TLS verified
 against AWS_CA_BUNDLE (or the `ca_bundle` of the AWS config), REQUESTS_CA_BUNDLE, else certifi's
 bundle; HTTP(S)_PROXY and NO_PROXY; the client's connect and read timeouts; and S3's region
 redirect (a bucket in another region than the client's answers 301, 307 or 400 with its region
@@ -40,6 +42,7 @@ from colorize_core.storage import s3_list_page
 from colorize_core.storage.errors import RetryPolicy, call_with_retries_async
 from colorize_core.storage.objects import StorageError
 from colorize_core.storage.s3_list_page import ListPage, NotAListing
+from colorize_core.storage.s3_signer import QuerySigner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -172,7 +175,9 @@ class Lister:
     still running.
 
     `presigner(region)` is a botocore S3 client to presign with (None: the client's own
-    region); `error(exc, prefix)` words a failure as the store's StorageError."""
+    region); `credentials(region)` the credentials it signs with, if the lister may sign the
+    requests after the first itself (s3_signer); `error(exc, prefix)` words a failure as the
+    store's StorageError."""
 
     def __init__(
         self,
@@ -185,8 +190,11 @@ class Lister:
         what: str = "",
         region: str | None = None,
         on_request: Callable[[dict[str, Any]], None] | None = None,
+        credentials: Callable[[str | None], Any] | None = None,
     ) -> None:
         self._presigner, self._bucket, self._error = presigner, bucket, error
+        self._credentials = credentials
+        self._signers: dict[str | None, QuerySigner | None] = {}  # by region: None, botocore presigns each request
         self._concurrency = max(1, concurrency)
         self._what = what or f"s3://{bucket}"
         self._on_request = on_request
@@ -349,7 +357,7 @@ class Lister:
             self._on_request(dict(params))
         region = self.region
         try:
-            url = _lower_host(self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S))
+            url = self._url(params, region)
             async with self._session.get(yarl.URL(url, encoded=True), proxy=self._proxy_for(url), ssl=self._ssl_for(url), allow_redirects=False) as answer:
                 body, status = await answer.read(), answer.status
                 redirect = answer.headers.get("x-amz-bucket-region")
@@ -373,6 +381,19 @@ class Lister:
             self.region = redirect
             return await self._page(params, label, redirected=True)
         raise self._error(_service_error(status, body), label)
+
+    def _url(self, params: dict[str, Any], region: str | None) -> str:
+        """The request's presigned URL: signed by s3_signer where it signed the region's first
+        request exactly as botocore did, else by botocore."""
+        signer = self._signers.get(region)
+        if signer is not None:
+            return signer.url(params)
+        url = self._presigner(region).generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=PRESIGN_EXPIRES_S)
+        if region not in self._signers:  # learned once a region; a None stays botocore's
+            self._signers[region] = QuerySigner.learn(url, params, self._credentials(region)) if self._credentials is not None else None
+            if self._signers[region] is None:
+                log.debug("%s: LIST requests presigned by botocore, each one", self._what)
+        return _lower_host(url)
 
     def _ssl_for(self, url: str) -> ssl.SSLContext | bool:
         """The TLS context for an https URL (made on the first: an http store needs no CA bundle)."""
