@@ -6,11 +6,13 @@ file, the listing before, in the same run).
 
 Keys are laid out as an archive's are: `coll NN/box NNNN/photo_NNNNNNN.jpg`, `--per-box`
 photos a box, 20 boxes a collection. The server is, by default, a minimal ListObjectsV2
-server over a sorted key list (`--server index`, in a process of its own): like S3, its time
-per request does not grow with the bucket, so the figures are those of the client and the
-latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
+server over a sorted key list (`--server index`, in a process of its own, an event loop that
+answers each request from a page cache: `_ListProtocol`): like S3, its time per request does
+not grow with the bucket and is small, so the figures are those of the client and the latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
 moto spends about 0.2 ms of CPU on each listed key, which outweighs 30 ms a
-page, so use a few thousand keys there. `*_server_s` is each listing without added latency.
+page, so use a few thousand keys there. `*_server_s` is each listing without added latency;
+`*_client_cpu_s` the listing process's CPU in the fastest of its three runs (what the client
+costs, apart from the server and the proxy, which share the machine's cores with it).
 
 Run: `.venv/bin/python -m bench.bench_listing [--keys 50000 --latency-ms 30 --files 100000]`
 (`--files 1000000` for a million-file folder; `--keys 0` or `--files 0` skips a part). JSON lines.
@@ -19,16 +21,17 @@ Run: `.venv/bin/python -m bench.bench_listing [--keys 50000 --latency-ms 30 --fi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import json
 import multiprocessing
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlparse
@@ -45,85 +48,97 @@ def archive_key(i: int, per_box: int) -> str:
     return f"coll {box // 20:02d}/box {box:04d}/photo_{i:07d}.jpg"
 
 
-class _ListHandler(BaseHTTPRequestHandler):
-    """ListObjectsV2 (Prefix, Delimiter, MaxKeys, ContinuationToken, EncodingType) over
-    `server.keys`, sorted; every key an empty object. The continuation token is the next key's
-    index. `encoding-type=url` (botocore asks for it on every listing) is answered as S3 does:
-    keys and prefixes percent-encoded, a space as "+", "/" left as it is, so the client pays for
-    decoding them as it does against S3."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive, as S3
-    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        # Each page rendered once and kept: a real store's CPU is not the client machine's, and
-        # rendering 1,000 keys in Python (~10 ms) made this one process the listing's bottleneck
-        # once 16 requests came at once. The benchmark lists once untimed to fill the cache.
-        cache: dict[str, bytes] = self.server.pages  # type: ignore[attr-defined]
-        body = cache.get(self.path)
-        if body is None:
-            body = cache[self.path] = self._render()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _render(self) -> bytes:
-        q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query, keep_blank_values=True).items()}
-        keys: list[str] = self.server.keys  # type: ignore[attr-defined]
-        prefix, delimiter, max_keys = q.get("prefix", ""), q.get("delimiter", ""), int(q.get("max-keys", "1000"))
-        i = int(q["continuation-token"]) if "continuation-token" in q else bisect.bisect_left(keys, prefix)
-        contents: list[str] = []
-        prefixes: list[str] = []
-        while i < len(keys) and keys[i].startswith(prefix) and len(contents) + len(prefixes) < max_keys:
-            cut = keys[i].find(delimiter, len(prefix)) if delimiter else -1
-            if cut < 0:
-                contents.append(keys[i])
-                i += 1
-                continue
-            common = keys[i][: cut + len(delimiter)]
-            prefixes.append(common)
-            i = bisect.bisect_left(keys, common[:-1] + chr(ord(common[-1]) + 1))  # past its keys
-        truncated = i < len(keys) and keys[i].startswith(prefix)
-        url = q.get("encoding-type") == "url"
-        code = (lambda text: quote_plus(text, safe="/")) if url else escape
-        parts = ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
-                 f"<Name>listing</Name><Prefix>{code(prefix)}</Prefix><KeyCount>{len(contents) + len(prefixes)}</KeyCount>",
-                 f"<MaxKeys>{max_keys}</MaxKeys><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]  # fmt: skip
-        if delimiter:
-            parts.append(f"<Delimiter>{code(delimiter)}</Delimiter>")
-        if url:
-            parts.append("<EncodingType>url</EncodingType>")
-        if truncated:
-            parts.append(f"<NextContinuationToken>{i}</NextContinuationToken>")
-        parts.extend(
-            f"<Contents><Key>{code(k)}</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
-            "<Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
-            for k in contents
-        )
-        parts.extend(f"<CommonPrefixes><Prefix>{code(p)}</Prefix></CommonPrefixes>" for p in prefixes)
-        parts.append("</ListBucketResult>")
-        return "".join(parts).encode()
+def render_page(keys: list[str], path: str) -> bytes:
+    """The ListObjectsV2 answer to a request for `path` (Prefix, Delimiter, MaxKeys,
+    ContinuationToken, EncodingType) over `keys`, sorted; every key an empty object. The
+    continuation token is the next key's index. `encoding-type=url` (the lister asks for it on
+    every listing, as botocore does) is answered as S3 does: keys and prefixes percent-encoded, a
+    space as "+", "/" left as it is, so the client pays for decoding them as it does against S3."""
+    q = {k: v[0] for k, v in parse_qs(urlparse(path).query, keep_blank_values=True).items()}
+    prefix, delimiter, max_keys = q.get("prefix", ""), q.get("delimiter", ""), int(q.get("max-keys", "1000"))
+    i = int(q["continuation-token"]) if "continuation-token" in q else bisect.bisect_left(keys, prefix)
+    contents: list[str] = []
+    prefixes: list[str] = []
+    while i < len(keys) and keys[i].startswith(prefix) and len(contents) + len(prefixes) < max_keys:
+        cut = keys[i].find(delimiter, len(prefix)) if delimiter else -1
+        if cut < 0:
+            contents.append(keys[i])
+            i += 1
+            continue
+        common = keys[i][: cut + len(delimiter)]
+        prefixes.append(common)
+        i = bisect.bisect_left(keys, common[:-1] + chr(ord(common[-1]) + 1))  # past its keys
+    truncated = i < len(keys) and keys[i].startswith(prefix)
+    url = q.get("encoding-type") == "url"
+    code = (lambda text: quote_plus(text, safe="/")) if url else escape
+    parts = ['<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+             f"<Name>listing</Name><Prefix>{code(prefix)}</Prefix><KeyCount>{len(contents) + len(prefixes)}</KeyCount>",
+             f"<MaxKeys>{max_keys}</MaxKeys><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]  # fmt: skip
+    if delimiter:
+        parts.append(f"<Delimiter>{code(delimiter)}</Delimiter>")
+    if url:
+        parts.append("<EncodingType>url</EncodingType>")
+    if truncated:
+        parts.append(f"<NextContinuationToken>{i}</NextContinuationToken>")
+    parts.extend(
+        f"<Contents><Key>{code(k)}</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
+        "<Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        for k in contents
+    )
+    parts.extend(f"<CommonPrefixes><Prefix>{code(p)}</Prefix></CommonPrefixes>" for p in prefixes)
+    parts.append("</ListBucketResult>")
+    return "".join(parts).encode()
 
 
-class _QuietServer(ThreadingHTTPServer):
-    # Python's default listen backlog is 5: 32 connections opened at once overflowed it, and the
-    # dropped SYNs were sent again after a second (listings of 1.5 s among ones of 0.5 s).
-    request_queue_size = 256
+class _ListProtocol(asyncio.Protocol):
+    """One connection of the minimal LIST server: HTTP/1.1 GET requests (no body), kept alive as
+    S3 keeps them, each answered with `render_page`'s page, rendered once and kept. Why so lean
+    (an event loop, the request line read and the headers skipped): the server shares the
+    benchmark machine's two cores with the client, and a real store's CPU is not the client
+    machine's. Python's http.server spent 1.2 ms of CPU a request of the parallel listing (a
+    thread a connection, the headers parsed by the email package), this ~0.8 ms, most of it the
+    kernel's copy of a 114 KB page over loopback (AMD EPYC, 2026-12-03); rendering 1,000 keys in
+    Python (~10 ms) made this process the listing's bottleneck once 16 requests came at once.
+    The benchmark lists once untimed to fill the page cache."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a proxy that stops resets its connections: no traceback for that
+    def __init__(self, keys: list[str], pages: dict[str, bytes]) -> None:
+        self._keys, self._pages, self._buffer = keys, pages, b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        # Headers and body in one write, but a client's next request must not wait for an ACK.
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        self._buffer += data
+        while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
+            head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
+            method, path, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if method != "GET":  # (a GET has no body: the next request starts after the headers)
+                self._transport.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self._transport.close()
+                return
+            body = self._pages.get(path)
+            if body is None:
+                body = self._pages[path] = render_page(self._keys, path)
+            self._transport.writelines([b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n" % len(body), body])
 
 
 def _serve_index(keys: int, per_box: int, port: int) -> None:
-    server = _QuietServer(("127.0.0.1", port), _ListHandler)
-    server.keys = sorted(archive_key(i, per_box) for i in range(keys))  # type: ignore[attr-defined]
-    server.pages = {}  # type: ignore[attr-defined]
-    server.serve_forever()
+    names = sorted(archive_key(i, per_box) for i in range(keys))
+    pages: dict[str, bytes] = {}
+
+    async def serve() -> None:
+        # A listen backlog of 256: Python's default of 5 lost SYNs when 32 connections opened
+        # at once, and they were sent again after a second (listings of 1.5 s among 0.5 s).
+        server = await asyncio.get_running_loop().create_server(lambda: _ListProtocol(names, pages), "127.0.0.1", port, backlog=256)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
 
 
 @contextmanager
@@ -135,8 +150,6 @@ def index_server(keys: int, per_box: int) -> Iterator[str]:
     proc = multiprocessing.get_context("fork").Process(target=_serve_index, args=(keys, per_box, port), daemon=True)
     proc.start()
     try:
-        import socket
-
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -165,9 +178,9 @@ def fill_bucket(bucket: str, keys: int, per_box: int) -> float:
     return time.perf_counter() - start
 
 
-def timed_listing(bucket: str, concurrency: int) -> tuple[float, int, int]:
-    """(seconds, objects, LIST requests) of one full listing, as the archive's listing reads it
-    (`list_batches`: columns, no object a key)."""
+def timed_listing(bucket: str, concurrency: int) -> tuple[float, int, int, float]:
+    """(seconds, objects, LIST requests, the client's CPU seconds) of one full listing, as the
+    archive's listing reads it (`list_batches`: columns, no object a key)."""
     store = S3Store(bucket)
     store.list_concurrency = concurrency
     requests = [0]
@@ -176,9 +189,9 @@ def timed_listing(bucket: str, concurrency: int) -> tuple[float, int, int]:
         requests[0] += 1
 
     store.on_list_request = count
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     n = sum(batch.num_rows for batch in store.list_batches())
-    return time.perf_counter() - start, n, requests[0]
+    return time.perf_counter() - start, n, requests[0], time.process_time() - cpu
 
 
 def _run_proxy(target: str, latency_s: float, conn: Any) -> None:
@@ -219,9 +232,10 @@ def bench_s3(keys: int, per_box: int, latency_ms: float, server: str) -> dict[st
                 tag = "server" if latency == 0 else f"at_{latency_ms:g}ms"
                 for name, concurrency in (("sequential", 1), ("parallel", LIST_CONCURRENCY)):
                     timed_listing("listing", concurrency)  # untimed: the server's pages rendered, connections open
-                    seconds, n, requests = min(timed_listing("listing", concurrency) for _ in range(3))
+                    seconds, n, requests, cpu = min(timed_listing("listing", concurrency) for _ in range(3))
                     assert n == keys, f"listed {n} of {keys} keys"
                     out[f"{name}_{tag}_s"] = round(seconds, 3)
+                    out[f"{name}_{tag}_client_cpu_s"] = round(cpu, 3)  # of the fastest of the three
                     out[f"{name}_requests"] = requests
     out["speedup"] = round(out[f"sequential_at_{latency_ms:g}ms_s"] / out[f"parallel_at_{latency_ms:g}ms_s"], 2)
     out["load_average"] = round(os.getloadavg()[0], 2)  # other work on the machine's cores: the parallel figure is CPU-bound

@@ -286,3 +286,25 @@ def test_url_encoded_pages_decode_as_botocore_decodes_them(keys: list[str], enco
     decoded = page.url_decoded()
     assert decoded.keys.to_pylist() == [unquote_plus(k) for k in sent]
     assert decoded.prefixes == ("a b//",) and not decoded.url_encoded
+
+
+@pytest.mark.s3
+def test_the_listing_benchmarks_server_answers_as_a_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/bench_listing.py's LIST server (an event loop over a page cache) serves the lister
+    as S3 would: every key once, in order, sequentially and in parallel, page after page on
+    kept-alive connections, and the second listing from its cache."""
+    from bench.bench_listing import archive_key, index_server, timed_listing
+    from colorize_core.storage import s3
+    from tests.s3server import S3_ENV
+
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(s3, "_clients", {})
+    with index_server(1_230, 50) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        for concurrency in (1, 8, 8):
+            _seconds, n, requests, _cpu = timed_listing("listing", concurrency)
+            assert n == 1_230 and requests > 1
+        store = S3Store("listing")
+        store.page_size = 7
+        assert [o.key for o in store.list()] == sorted(archive_key(i, 50) for i in range(1_230))
