@@ -10,9 +10,12 @@ server over a sorted key list (`--server index`, in a process of its own, an eve
 answers each request from a page cache: `_ListProtocol`): like S3, its time per request does
 not grow with the bucket and is small, so the figures are those of the client and the latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
 moto spends about 0.2 ms of CPU on each listed key, which outweighs 30 ms a
-page, so use a few thousand keys there. `*_server_s` is each listing without added latency;
-`*_client_cpu_s` the listing process's CPU in the fastest of its three runs (what the client
-costs, apart from the server and the proxy, which share the machine's cores with it).
+page, so use a few thousand keys there. Each listing is timed `--runs` times (5): `*_s` is
+the fastest run, `*_median_s` the median; `*_server_s` without added latency; `speedup` is of
+the fastest runs, `speedup_of_medians` of the medians; `*_client_cpu_s` is the listing
+process's CPU in its fastest run (what the client costs, apart from the server and the proxy,
+which share the machine's cores with it: on a 2-core VM the parallel listing's CPU for the
+same work varies by a third from run to run with what runs beside it).
 
 Run: `.venv/bin/python -m bench.bench_listing [--keys 50000 --latency-ms 30 --files 100000]`
 (`--files 1000000` for a million-file folder; `--keys 0` or `--files 0` skips a part). JSON lines.
@@ -27,6 +30,7 @@ import json
 import multiprocessing
 import os
 import socket
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -216,11 +220,11 @@ def latency_proxy(target: str, latency_s: float) -> Iterator[str]:
         proc.join(10)
 
 
-def bench_s3(keys: int, per_box: int, latency_ms: float, server: str) -> dict[str, Any]:
+def bench_s3(keys: int, per_box: int, latency_ms: float, server: str, runs: int = 5) -> dict[str, Any]:
     from colorize_core.storage import s3
     from tests.s3server import apply_env, s3_server
 
-    out: dict[str, Any] = {"bench": "s3_listing", "server": server, "keys": keys, "per_box": per_box, "latency_ms": latency_ms, "concurrency": LIST_CONCURRENCY}
+    out: dict[str, Any] = {"bench": "s3_listing", "server": server, "keys": keys, "per_box": per_box, "latency_ms": latency_ms, "concurrency": LIST_CONCURRENCY, "runs": runs}
     with index_server(keys, per_box) if server == "index" else s3_server() as endpoint:
         apply_env(endpoint)
         if server == "moto":
@@ -232,12 +236,16 @@ def bench_s3(keys: int, per_box: int, latency_ms: float, server: str) -> dict[st
                 tag = "server" if latency == 0 else f"at_{latency_ms:g}ms"
                 for name, concurrency in (("sequential", 1), ("parallel", LIST_CONCURRENCY)):
                     timed_listing("listing", concurrency)  # untimed: the server's pages rendered, connections open
-                    seconds, n, requests, cpu = min(timed_listing("listing", concurrency) for _ in range(3))
-                    assert n == keys, f"listed {n} of {keys} keys"
-                    out[f"{name}_{tag}_s"] = round(seconds, 3)
-                    out[f"{name}_{tag}_client_cpu_s"] = round(cpu, 3)  # of the fastest of the three
+                    timed = sorted(timed_listing("listing", concurrency) for _ in range(runs))
+                    seconds, n, requests, cpu = timed[0]
+                    assert all(t[1] == keys for t in timed), f"listed {n} of {keys} keys"
+                    out[f"{name}_{tag}_s"] = round(seconds, 3)  # the fastest run
+                    out[f"{name}_{tag}_median_s"] = round(statistics.median(t[0] for t in timed), 3)
+                    out[f"{name}_{tag}_client_cpu_s"] = round(cpu, 3)  # of the fastest run
                     out[f"{name}_requests"] = requests
-    out["speedup"] = round(out[f"sequential_at_{latency_ms:g}ms_s"] / out[f"parallel_at_{latency_ms:g}ms_s"], 2)
+    at = f"at_{latency_ms:g}ms"
+    out["speedup"] = round(out[f"sequential_{at}_s"] / out[f"parallel_{at}_s"], 2)
+    out["speedup_of_medians"] = round(out[f"sequential_{at}_median_s"] / out[f"parallel_{at}_median_s"], 2)
     out["load_average"] = round(os.getloadavg()[0], 2)  # other work on the machine's cores: the parallel figure is CPU-bound
     return out
 
@@ -286,12 +294,13 @@ def main() -> None:
     parser.add_argument("--per-box", type=int, default=500, help="S3 objects per box prefix")
     parser.add_argument("--latency-ms", type=float, default=30.0, help="added to every S3 request")
     parser.add_argument("--server", choices=("index", "moto"), default="index", help="the S3 side (see above)")
+    parser.add_argument("--runs", type=int, default=5, help="timed listings of each kind (the fastest and the median reported)")
     parser.add_argument("--files", type=int, default=100_000, help="local files (0: skip; 1000000 for a million)")
     parser.add_argument("--per-folder", type=int, default=1000, help="local files per folder")
     args = parser.parse_args()
     when = time.strftime("%Y-%m-%d")
     if args.keys:
-        print(json.dumps(bench_s3(args.keys, args.per_box, args.latency_ms, args.server) | {"machine": machine(), "date": when}), flush=True)
+        print(json.dumps(bench_s3(args.keys, args.per_box, args.latency_ms, args.server, args.runs) | {"machine": machine(), "date": when}), flush=True)
     if args.files:
         print(json.dumps(bench_local(args.files, args.per_folder) | {"machine": machine(), "date": when}), flush=True)
 
