@@ -16,13 +16,15 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from unittest import mock
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
 from colorize_core.storage import s3
 from colorize_core.storage.objects import LocationNotFound, StorageError
 from colorize_core.storage.s3 import S3Store
+from colorize_core.storage.s3_signer import QuerySigner
 from tests.s3server import S3_ENV
 
 pytestmark = pytest.mark.s3  # S3's HTTP API on loopback (make test-fast leaves these to make test)
@@ -246,6 +248,35 @@ def test_a_bucket_in_another_region_is_signed_again_for_it(aws: Callable[[str], 
     regions = [q["X-Amz-Credential"].split("/")[2] for _, q in server.requests]
     assert regions == ["us-east-1", "eu-west-3", "eu-west-3"]
     assert "region eu-west-3" in caplog.text
+
+
+def test_requests_after_the_first_are_signed_as_botocore_presigns_them_in_each_region(aws: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages across a region redirect: botocore presigns the first request in each region, the
+    lister's own signer (s3_signer) the others, and each of those is the URL botocore would have
+    presigned at its instant, for the bucket's region (continuation tokens with "+" and a space)."""
+    pages = {None: page(["a.jpg"], truncated="t 1+"), "t 1+": page(["b.jpg"], truncated="t2"), "t2": page(["c.jpg"])}
+
+    def answer(_path: str, query: dict[str, str]) -> Answer:
+        if "/eu-west-3/" not in query.get("X-Amz-Credential", ""):
+            return WRONG_REGION[0]
+        return 200, {}, pages[query.get("continuation-token")]
+
+    signed: list[str] = []
+    url = QuerySigner.url
+    monkeypatch.setattr(QuerySigner, "url", lambda self, params, now=None: signed.append(url(self, params, now)) or signed[-1])
+    with Scripted(answer) as server:
+        aws(f"http://127.0.0.1:{server.port}")
+        store = S3Store("b")
+        store.list_concurrency = 1
+        assert keys_of(store) == ["a.jpg", "b.jpg", "c.jpg"]
+        assert len(server.requests) == 4 and len(signed) == 2  # us-east-1 refused; eu-west-3: botocore's, then two of the lister's
+        for ours in signed:
+            query = dict(parse_qsl(urlsplit(ours).query))
+            params = {"Bucket": "b", "Prefix": "", "MaxKeys": 1000, "EncodingType": "url", "ContinuationToken": query["continuation-token"]}
+            with mock.patch("botocore.auth.get_current_datetime", return_value=datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")):
+                botocores = s3._s3_presign_client(store._max_connections, "eu-west-3").generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=900)
+            assert sorted(parse_qsl(urlsplit(ours).query)) == sorted(parse_qsl(urlsplit(botocores).query))
+    assert [q.get("continuation-token") for _, q in server.requests[1:]] == [None, "t 1+", "t2"]
 
 
 def test_a_redirect_to_a_region_that_is_still_refused_is_not_followed_again(aws: Callable[[str], None]) -> None:

@@ -11,10 +11,11 @@ asks botocore to presign a listing's first request; `QuerySigner.learn` reads th
 bucket's endpoint and path as botocore's rules resolved them, the region and service it signed
 for, the expiry) and signs the same request again at the same instant. Only if the signature
 comes out byte-identical, and the URL is a plain SigV4 one for service `s3` with only the
-`host` header signed, are the listing's other requests signed here; anything else (S3 Express
-session tokens, SigV4a, an access point for another service, a botocore that signs otherwise)
-is presigned by botocore, every request, as before. The credentials are botocore's, read
-(and refreshed when they expire) at each signature."""
+`host` header signed and no parameters but ListObjectsV2's and SigV4's, are the listing's
+other requests signed here; any other URL (another service in the scope, as an Outposts or
+Object Lambda ARN gives; another algorithm; another header signed; a parameter of another
+scheme; a botocore that signs otherwise) leaves every request to botocore, as before. The
+credentials are botocore's, read (and refreshed when they expire) at each signature."""
 
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ _AUTH = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-E
 
 
 def list_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A ListObjectsV2 call's query parameters, from its API parameters (Bucket is in the URL)."""
+    """A ListObjectsV2 call's query parameters, from its API parameters (Bucket is in the URL);
+    ValueError for a parameter this does not sign (StartAfter, RequestPayer, ...), which would
+    otherwise be left out of the request."""
+    unknown = set(params) - {"Bucket", *(key for key, _ in LIST_QUERY)}
+    if unknown:
+        raise ValueError(f"s3_signer does not sign ListObjectsV2's {', '.join(sorted(unknown))}")
     return [("list-type", "2"), *((name, str(params[key])) for key, name in LIST_QUERY if key in params)]
 
 
@@ -85,14 +91,17 @@ class QuerySigner:
         scope = auth["X-Amz-Credential"].split("/")
         if len(scope) != 5 or scope[3:] != ["s3", "aws4_request"] or not auth["X-Amz-Expires"].isdigit():
             return None
-        if sorted((k, v) for k, v in pairs if not k.startswith("X-Amz-")) != sorted(list_query(params)):
+        try:
+            if sorted((k, v) for k, v in pairs if not k.startswith("X-Amz-")) != sorted(list_query(params)):
+                return None
+        except ValueError:
             return None
         signer = cls(f"{parts.scheme}://{parts.netloc}{parts.path}", scope[2], credentials, int(auth["X-Amz-Expires"]))
         try:
             frozen = credentials.get_frozen_credentials()
         except Exception:
             return None
-        if frozen.access_key != scope[0] or (frozen.token or None) != token:
+        if frozen.access_key != scope[0] or frozen.token != token:
             return None  # the credentials changed in between (a refresh): botocore's way this time
         _, signature = signer._sign(list_query(params), auth["X-Amz-Date"], frozen)
         return signer if hmac.compare_digest(signature, auth["X-Amz-Signature"]) else None
@@ -107,7 +116,7 @@ class QuerySigner:
         day = stamp[:8]
         scope = f"{day}/{self._region}/s3/aws4_request"
         pairs = [*query, ("X-Amz-Algorithm", ALGORITHM), ("X-Amz-Credential", f"{frozen.access_key}/{scope}"), ("X-Amz-Date", stamp), ("X-Amz-Expires", self._expires), ("X-Amz-SignedHeaders", "host")]
-        if frozen.token:
+        if frozen.token is not None:  # as botocore: an empty token is sent, empty
             pairs.append(("X-Amz-Security-Token", frozen.token))
         canonical = "&".join(f"{k}={v}" for k, v in sorted((_encoded(k), _encoded(v)) for k, v in pairs))
         request = f"GET\n{self._path}\n{canonical}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
@@ -116,9 +125,11 @@ class QuerySigner:
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         """SigV4's key for a day, region and service: four HMACs, once a day (or a new secret)."""
-        if self._key is None or self._key[:2] != (secret, day):
-            key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
-            for part in (self._region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._key = (secret, day, key)
-        return self._key[2]
+        known = self._key  # read once: what another thread sets in between is not mixed in
+        if known is not None and known[:2] == (secret, day):
+            return known[2]
+        key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+        for part in (self._region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._key = (secret, day, key)
+        return key
