@@ -174,7 +174,10 @@ def _plain_markup(body: bytes) -> bool:
 
 def fast_page(body: bytes) -> ListPage | None:
     """Listing's fields of a ListObjectsV2 page, or None when the page is not of the plain
-    shape this reads (see the module's docstring). Same result as `tree_page` otherwise.
+    shape this reads (see the module's docstring). Same result as `tree_page` otherwise, for a
+    well-formed page (one of that shape that is not well-formed, which no server writes, such
+    as a stray "<" or bytes that are not UTF-8 between the elements, is read here where the XML
+    parser refuses it).
 
     The scans of the page are C code that holds the interpreter lock (regular expressions,
     `bytes.count`), and a page costs a handful of Arrow calls, which let go of it: with 16
