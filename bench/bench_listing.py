@@ -8,9 +8,10 @@ Keys are laid out as an archive's are: `coll NN/box NNNN/photo_NNNNNNN.jpg`, `--
 photos a box, 20 boxes a collection. The server is, by default, a minimal ListObjectsV2
 server over a sorted key list (`--server index`, in a process of its own, an event loop that
 answers each request from a page cache: `_ListProtocol`): like S3, its time per request does
-not grow with the bucket and is small, so the figures are those of the client and the latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
-moto spends about 0.2 ms of CPU on each listed key, which outweighs 30 ms a
-page, so use a few thousand keys there. Each listing is timed `--runs` times (5): `*_s` is
+not grow with the bucket and is small, so the figures are those of the client and the
+latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
+moto spends about 0.2 ms of CPU on each listed key, which outweighs 30 ms a page, so use a few
+thousand keys there. Each listing is timed `--runs` times (5): `*_s` is
 the fastest run, `*_median_s` the median; `*_server_s` without added latency; `speedup` is of
 the fastest runs, `speedup_of_medians` of the medians; `*_client_cpu_s` is the listing
 process's CPU in its fastest run (what the client costs, apart from the server and the proxy,
@@ -96,14 +97,15 @@ def render_page(keys: list[str], path: str) -> bytes:
 
 class _ListProtocol(asyncio.Protocol):
     """One connection of the minimal LIST server: HTTP/1.1 GET requests (no body), kept alive as
-    S3 keeps them, each answered with `render_page`'s page, rendered once and kept. Why so lean
-    (an event loop, the request line read and the headers skipped): the server shares the
-    benchmark machine's two cores with the client, and a real store's CPU is not the client
-    machine's. Python's http.server spent 1.2 ms of CPU a request of the parallel listing (a
-    thread a connection, the headers parsed by the email package), this ~0.8 ms, most of it the
-    kernel's copy of a 114 KB page over loopback (AMD EPYC, 2026-12-03); rendering 1,000 keys in
-    Python (~10 ms) made this process the listing's bottleneck once 16 requests came at once.
-    The benchmark lists once untimed to fill the page cache."""
+    S3 keeps them, each answered with `render_page`'s page, rendered once and kept (`_page_key`:
+    the signature's parameters left out). Why so lean (an event loop, the request line read and
+    the headers skipped, a page cache): the server shares the benchmark machine's two cores
+    with the client, and a real store's CPU is not the client machine's. It costs 0.15-0.23 ms
+    of CPU a request of the parallel listing (AMD EPYC, 2026-12-03); before, 1.2 ms with
+    http.server (a thread a connection, the headers parsed by the email package) and its cache
+    keyed by the whole URL, signature and all, so that since the listing's requests were
+    presigned every page was rendered again (~2 ms a 1,000-key page in Python). The benchmark
+    lists once untimed to fill the cache."""
 
     def __init__(self, keys: list[str], pages: dict[str, bytes]) -> None:
         self._keys, self._pages, self._buffer = keys, pages, b""
@@ -125,10 +127,17 @@ class _ListProtocol(asyncio.Protocol):
                 self._transport.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 self._transport.close()
                 return
-            body = self._pages.get(path)
+            body = self._pages.get(page := _page_key(path))
             if body is None:
-                body = self._pages[path] = render_page(self._keys, path)
+                body = self._pages[page] = render_page(self._keys, path)
             self._transport.writelines([b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n" % len(body), body])
+
+
+def _page_key(path: str) -> str:
+    """A request's page: its path without the signature's parameters (`X-Amz-*`), which differ
+    on every request (the time, the signature), so that a page is rendered once."""
+    base, _, query = path.partition("?")
+    return base + "?" + "&".join(p for p in query.split("&") if not p.startswith("X-Amz-"))
 
 
 def _serve_index(keys: int, per_box: int, port: int) -> None:
@@ -238,7 +247,7 @@ def bench_s3(keys: int, per_box: int, latency_ms: float, server: str, runs: int 
                     timed_listing("listing", concurrency)  # untimed: the server's pages rendered, connections open
                     timed = sorted(timed_listing("listing", concurrency) for _ in range(runs))
                     seconds, n, requests, cpu = timed[0]
-                    assert all(t[1] == keys for t in timed), f"listed {n} of {keys} keys"
+                    assert all(t[1] == keys for t in timed), f"listed {[t[1] for t in timed]} of {keys} keys"
                     out[f"{name}_{tag}_s"] = round(seconds, 3)  # the fastest run
                     out[f"{name}_{tag}_median_s"] = round(statistics.median(t[0] for t in timed), 3)
                     out[f"{name}_{tag}_client_cpu_s"] = round(cpu, 3)  # of the fastest run

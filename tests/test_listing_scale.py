@@ -292,8 +292,12 @@ def test_url_encoded_pages_decode_as_botocore_decodes_them(keys: list[str], enco
 def test_the_listing_benchmarks_server_answers_as_a_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/bench_listing.py's LIST server (an event loop over a page cache) serves the lister
     as S3 would: every key once, in order, sequentially and in parallel, page after page on
-    kept-alive connections, and the second listing from its cache."""
-    from bench.bench_listing import archive_key, index_server, timed_listing
+    kept-alive connections; its cache knows a page whatever the request's signature."""
+    from bench.bench_listing import _page_key, archive_key, index_server, timed_listing
+
+    signed = "/listing?list-type=2&prefix=coll%2001%2F&X-Amz-Date=20261203T220000Z&X-Amz-Signature=0a"
+    again = "/listing?list-type=2&prefix=coll%2001%2F&X-Amz-Date=20261203T220001Z&X-Amz-Signature=9f"
+    assert _page_key(signed) == _page_key(again) != _page_key(signed.replace("01", "02"))
     from colorize_core.storage import s3
     from tests.s3server import S3_ENV
 
