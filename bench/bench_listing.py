@@ -11,12 +11,12 @@ answers each request from a page cache: `_ListProtocol`): like S3, its time per 
 not grow with the bucket and is small, so the figures are those of the client and the
 latency. `--server moto` lists a bucket filled in moto's server instead (tests/s3server.py):
 moto spends about 0.2 ms of CPU on each listed key, which outweighs 30 ms a page, so use a few
-thousand keys there. Each listing is timed `--runs` times (5): `*_s` is
-the fastest run, `*_median_s` the median; `*_server_s` without added latency; `speedup` is of
-the fastest runs, `speedup_of_medians` of the medians; `*_client_cpu_s` is the listing
-process's CPU in its fastest run (what the client costs, apart from the server and the proxy,
-which share the machine's cores with it: on a 2-core VM the parallel listing's CPU for the
-same work varies by a third from run to run with what runs beside it).
+thousand keys there. Each listing is timed `--runs` times (5): `*_s` is the fastest run,
+`*_median_s` the median; `*_server_s` without added latency; `speedup` is of the fastest runs,
+`speedup_of_medians` of the medians; `*_client_cpu_s` is the listing process's CPU in its
+fastest run (what the client costs, apart from the server and the proxy, which share the
+machine's cores with it: on a 2-core VM the parallel listing's CPU for the same work varies by
+up to a half from run to run with what runs beside it).
 
 Run: `.venv/bin/python -m bench.bench_listing [--keys 50000 --latency-ms 30 --files 100000]`
 (`--files 1000000` for a million-file folder; `--keys 0` or `--files 0` skips a part). JSON lines.
